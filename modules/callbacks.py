@@ -1,0 +1,132 @@
+"""Custom tf_keras callbacks driven by `modules.loop.TrainingLoop` (and by `model.fit` alike).
+
+Each one reacts only to the hooks it overrides.
+"""
+import json
+import os
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+
+def current_learning_rate(optimizer) -> float:
+    learning_rate = optimizer.learning_rate
+    if isinstance(learning_rate, tf.keras.optimizers.schedules.LearningRateSchedule):
+        learning_rate = learning_rate(optimizer.iterations)
+    return float(tf.keras.backend.get_value(learning_rate))
+
+
+class LearningRateLogger(tf.keras.callbacks.Callback):
+    """Adds the learning rate in effect at the end of each epoch to the logs ("learning_rate").
+
+    Put it before the loggers so they record it.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+
+
+class MetricsLogger(tf.keras.callbacks.Callback):
+    """Writes each epoch's logs as one JSON line and as TensorBoard scalars."""
+
+    def __init__(self, jsonl_path: str, tensorboard_dir: Optional[str] = None):
+        super().__init__()
+        self.jsonl_path = jsonl_path
+        self.tensorboard_dir = tensorboard_dir
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        os.makedirs(os.path.dirname(self.jsonl_path) or ".", exist_ok=True)
+        if self.tensorboard_dir:
+            self._writer = tf.summary.create_file_writer(self.tensorboard_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        with open(self.jsonl_path, "a") as f:
+            f.write(json.dumps({"epoch": epoch + 1, **logs}) + "\n")
+        if self._writer is not None:
+            with self._writer.as_default(step=epoch + 1):
+                for name, value in logs.items():
+                    tf.summary.scalar(name, value)
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+
+
+class EarlyStopping(tf.keras.callbacks.Callback):
+    """Stops when `monitor` has not improved by `min_delta` for `patience` epochs, then puts
+    back the weights of the best epoch (`best_epoch`, 1-based)."""
+
+    def __init__(self, monitor: str = "val_auc", mode: str = "max", patience: int = 4,
+                 min_delta: float = 0.0, restore_best_weights: bool = True):
+        super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.monitor, self.mode, self.patience = monitor, mode, patience
+        self.min_delta, self.restore_best_weights = min_delta, restore_best_weights
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        if self.mode == "max":
+            return value > self.best + self.min_delta
+        return value < self.best - self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.best, self.best_epoch, self.best_weights, self.wait = None, None, None, 0
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise KeyError(f"early stopping monitors '{self.monitor}', which the logs lack "
+                           f"(have: {', '.join(sorted(logs or {}))})")
+        if self._improved(float(value)):
+            self.best, self.best_epoch, self.wait = float(value), epoch + 1, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class TrainingCheckpoint(tf.keras.callbacks.Callback):
+    """Saves model, optimizer and epoch with `tf.train.CheckpointManager` after every epoch.
+
+    On train begin it restores the latest checkpoint in `directory`, if any, and sets
+    `restored_epoch` so the loop continues after the last finished epoch. A checkpoint is
+    written only after an epoch completes, so a crash (or a NaN loss) keeps the last good one.
+    """
+
+    def __init__(self, directory: str, max_to_keep: int = 2):
+        super().__init__()
+        self.directory = directory
+        self.max_to_keep = max_to_keep
+        self.restored_epoch = None
+
+    def on_train_begin(self, logs=None):
+        self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer,
+                                               epoch=self._epoch)
+        self._manager = tf.train.CheckpointManager(self._checkpoint, self.directory,
+                                                   max_to_keep=self.max_to_keep)
+        self.restored_epoch = None
+        if self._manager.latest_checkpoint:
+            self._checkpoint.restore(self._manager.latest_checkpoint)
+            self.restored_epoch = int(self._epoch.numpy())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and not all(np.isfinite(float(v)) for v in logs.values()):
+            return
+        self._epoch.assign(epoch + 1)
+        self._manager.save(checkpoint_number=epoch + 1)

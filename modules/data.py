@@ -1,0 +1,151 @@
+"""Reading ExampleGen's tf.Examples into columns, in the one canonical form every module uses.
+
+Canonical raw form of a feature, whatever its CSV looked like:
+- numeric (schema type INT or FLOAT): float64, NaN where the value is missing (float64 keeps
+  integer ids such as census tracts exact);
+- text (schema type BYTES): string, "" where the value is missing.
+The label is always a string (its class name); rows without a label are dropped and counted.
+"""
+import dataclasses
+import glob
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from tfx.utils import io_utils
+
+NUMERIC = "numeric"
+TEXT = "text"
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureColumn:
+    name: str
+    kind: str  # NUMERIC or TEXT
+    schema_type: int  # schema_pb2.FeatureType, used to parse tf.Examples
+
+    @property
+    def dtype(self):
+        return tf.float64 if self.kind == NUMERIC else tf.string
+
+
+@dataclasses.dataclass
+class Split:
+    """One split loaded in memory: canonical feature columns and string labels."""
+    features: Dict[str, np.ndarray]
+    labels: np.ndarray  # class names as str; rows without a label are already dropped
+    dropped_missing_label: int = 0
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def load_schema(schema_path: str) -> schema_pb2.Schema:
+    if os.path.isdir(schema_path):
+        schema_path = io_utils.get_only_uri_in_dir(schema_path)
+    return io_utils.parse_pbtxt_file(schema_path, schema_pb2.Schema())
+
+
+def feature_columns(schema: schema_pb2.Schema, label: str,
+                    drop: Sequence[str] = ()) -> List[FeatureColumn]:
+    """The model's input columns: every schema feature except the label and dropped ones."""
+    missing = [name for name in [label, *drop] if name not in {f.name for f in schema.feature}]
+    if missing:
+        raise ValueError(f"column(s) {', '.join(missing)} are not in the schema; "
+                         f"check --label/--drop against the CSV header")
+    columns = []
+    for feature in schema.feature:
+        if feature.name == label or feature.name in drop:
+            continue
+        kind = TEXT if feature.type == schema_pb2.BYTES else NUMERIC
+        columns.append(FeatureColumn(feature.name, kind, feature.type))
+    return columns
+
+
+def _parse_spec(schema_type: int):
+    dtype = {schema_pb2.INT: tf.int64, schema_pb2.FLOAT: tf.float32}.get(schema_type, tf.string)
+    return tf.io.VarLenFeature(dtype)
+
+
+def _first_value(sparse: tf.SparseTensor, batch_size, to_dtype, missing) -> tf.Tensor:
+    """First value of each row of a VarLen feature, `missing` where the row has none."""
+    sparse = tf.sparse.slice(sparse, [0, 0], tf.stack([tf.cast(batch_size, tf.int64), 1]))
+    values = sparse.values
+    if to_dtype == tf.string and values.dtype != tf.string:
+        values = tf.strings.as_string(values)
+    elif to_dtype != tf.string:
+        values = tf.cast(values, to_dtype)
+    sparse = tf.SparseTensor(sparse.indices, values, tf.stack([tf.cast(batch_size, tf.int64), 1]))
+    return tf.reshape(tf.sparse.to_dense(sparse, default_value=missing), [batch_size])
+
+
+def missing_value(dtype):
+    return tf.constant(np.nan, tf.float64) if dtype == tf.float64 else tf.constant("", tf.string)
+
+
+def parse_examples(serialized: tf.Tensor, columns: Sequence[FeatureColumn],
+                   label: Optional[FeatureColumn] = None) -> Dict[str, tf.Tensor]:
+    """Serialized tf.Examples -> {name: canonical 1-D tensor}; the label (if given) as string."""
+    spec = {c.name: _parse_spec(c.schema_type) for c in columns}
+    if label is not None:
+        spec[label.name] = _parse_spec(label.schema_type)
+    parsed = tf.io.parse_example(serialized, spec)
+    batch_size = tf.shape(serialized)[0]
+    out = {c.name: _first_value(parsed[c.name], batch_size, c.dtype, missing_value(c.dtype))
+           for c in columns}
+    if label is not None:
+        out[label.name] = _first_value(parsed[label.name], batch_size, tf.string, "")
+    return out
+
+
+def split_files(examples_uri: str, split: str) -> List[str]:
+    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    if not files:
+        raise FileNotFoundError(f"no '{split}' examples under {examples_uri}")
+    return files
+
+
+def load_split(files: Sequence[str], columns: Sequence[FeatureColumn], label: FeatureColumn,
+               batch_size: int = 8192) -> Split:
+    """Reads whole split files into memory (the data sets this project targets fit easily)."""
+    dataset = (tf.data.TFRecordDataset(list(files), compression_type="GZIP")
+               .batch(batch_size)
+               .map(lambda s: parse_examples(s, columns, label)))
+    chunks = [{k: v.numpy() for k, v in batch.items()} for batch in dataset]
+    names = [c.name for c in columns] + [label.name]
+    data = {n: np.concatenate([chunk[n] for chunk in chunks]) if chunks else np.array([])
+            for n in names}
+    labels = np.array([v.decode("utf-8") for v in data.pop(label.name)], dtype=object)
+    has_label = labels != ""
+    features = {}
+    for column in columns:
+        values = data[column.name][has_label]
+        if column.kind == TEXT:
+            values = np.array([v.decode("utf-8", "replace") for v in values], dtype=object)
+        features[column.name] = values
+    return Split(features, labels[has_label], int((~has_label).sum()))
+
+
+def label_column(schema: schema_pb2.Schema, label: str) -> FeatureColumn:
+    for feature in schema.feature:
+        if feature.name == label:
+            return FeatureColumn(label, TEXT, feature.type)
+    raise ValueError(f"label column '{label}' is not in the schema; pass --label NAME")
+
+
+def class_vocabulary(labels: np.ndarray) -> List[str]:
+    """Sorted class names of the training split: numerically when every class is a number."""
+    classes = sorted(set(labels.tolist()))
+    try:
+        return sorted(classes, key=float)
+    except ValueError:
+        return classes
+
+
+def class_ids(labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """Class indices; -1 for a class the training split never had."""
+    index = {name: i for i, name in enumerate(classes)}
+    return np.array([index.get(name, -1) for name in labels], dtype=np.int64)

@@ -1,0 +1,212 @@
+"""The project's one training loop: tf.GradientTape steps compiled with tf.function.
+
+The Trainer, every Tuner trial, the Distiller and the Pruner's fine-tuning all call
+`TrainingLoop.fit`. It takes the model, the optimizer and a per-example loss function, so a
+different loss (distillation) or a wrapped model (pruning) reuses it unchanged. It drives
+tf_keras callbacks (ours and stock ones) through the standard hooks, and runs under any
+`tf.distribute.Strategy`: the model and optimizer must then be created in `strategy.scope()`.
+"""
+import math
+from typing import Callable, Dict, Iterable, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+LossFn = Callable[[Dict[str, tf.Tensor], tf.Tensor], tf.Tensor]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+def cross_entropy(targets: Dict[str, tf.Tensor], logits: tf.Tensor) -> tf.Tensor:
+    """Per-example softmax cross-entropy of the integer labels, from logits."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(targets["label"],
+                                                          tf.cast(logits, tf.float32))
+
+
+def make_dataset(features: np.ndarray, targets: Dict[str, np.ndarray], batch_size: int,
+                 shuffle: bool, seed: Optional[int] = None) -> tf.data.Dataset:
+    """(features, {"label": ..., ...}) batches from in-memory arrays, reshuffled every epoch."""
+    dataset = tf.data.Dataset.from_tensor_slices((features, targets))
+    if shuffle:
+        dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class _Metrics:
+    """Streaming loss, accuracy and ROC AUC (macro over classes when there are more than two)."""
+
+    def __init__(self, num_classes: int, prefix: str = ""):
+        self.num_classes = num_classes
+        self.prefix = prefix
+        self.loss = tf.keras.metrics.Mean(name="loss")
+        self.accuracy = tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.auc = tf.keras.metrics.AUC(num_thresholds=1000, name="auc",
+                                        multi_label=num_classes > 2,
+                                        num_labels=num_classes if num_classes > 2 else None)
+
+    def update(self, per_example_loss, labels, logits):
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
+        self.loss.update_state(per_example_loss)
+        self.accuracy.update_state(labels, probabilities)
+        if self.num_classes > 2:
+            self.auc.update_state(tf.one_hot(labels, self.num_classes), probabilities)
+        else:
+            self.auc.update_state(labels, probabilities[:, 1])
+
+    def reset(self):
+        for metric in (self.loss, self.accuracy, self.auc):
+            metric.reset_state()
+
+    def results(self) -> Dict[str, float]:
+        return {self.prefix + m.name: float(m.result())
+                for m in (self.loss, self.accuracy, self.auc)}
+
+
+class TrainingLoop:
+    """Custom training loop: loss, optimizer step, metrics, callbacks.
+
+    Args:
+      model: maps a batch of features to logits [batch, num_classes].
+      optimizer: a tf_keras optimizer; a `LossScaleOptimizer` makes the loop scale the loss
+        and unscale the gradients (mixed_float16).
+      loss_fn: (targets, logits) -> per-example loss. `targets` is the dict the dataset yields
+        next to the features; it always holds "label" (class ids).
+      num_classes: number of classes of the label.
+      strategy: a tf.distribute.Strategy; default: the current one (no distribution).
+      clip_norm: clip gradients to this global norm after cross-replica summation; 0: off.
+      class_weights: per-class multipliers of the per-example loss (imbalanced labels).
+      steps_per_execution: train steps per tf.function call (fewer Python round trips);
+        batch-level callbacks are called once per execution, as in `model.fit`.
+    """
+
+    def __init__(self, model: tf.keras.Model, optimizer, loss_fn: LossFn = cross_entropy,
+                 num_classes: int = 2, *, strategy: Optional[tf.distribute.Strategy] = None,
+                 clip_norm: float = 0.0, class_weights: Optional[Sequence[float]] = None,
+                 steps_per_execution: int = 1):
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.num_classes = num_classes
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.clip_norm = float(clip_norm)
+        self.steps_per_execution = max(1, int(steps_per_execution))
+        self._scales_loss = isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+        with self.strategy.scope():
+            self.class_weights = (None if class_weights is None
+                                  else tf.constant(class_weights, tf.float32))
+            self.train_metrics = _Metrics(num_classes)
+            self.val_metrics = _Metrics(num_classes, prefix="val_")
+        self._train_fn = self._make_train_fn()
+        self._eval_fn = self._make_eval_fn()
+
+    # -- compiled steps ----------------------------------------------------------------------
+    def _per_example_loss(self, targets, logits):
+        per_example = self.loss_fn(targets, logits)
+        if self.class_weights is not None:
+            per_example = per_example * tf.gather(self.class_weights, targets["label"])
+        return per_example
+
+    def _train_step(self, features, targets):
+        model, optimizer = self.model, self.optimizer
+        with tf.GradientTape() as tape:
+            logits = model(features, training=True)
+            per_example = self._per_example_loss(targets, logits)
+            loss = tf.nn.compute_average_loss(per_example)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            scaled_loss = optimizer.get_scaled_loss(loss) if self._scales_loss else loss
+        variables = model.trainable_variables
+        gradients = tape.gradient(scaled_loss, variables)
+        if self._scales_loss:
+            gradients = optimizer.get_unscaled_gradients(gradients)
+        gradients = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, gradients)
+        if self.clip_norm:
+            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm)
+        optimizer.apply_gradients(zip(gradients, variables), skip_gradients_aggregation=True)
+        self.train_metrics.update(per_example, targets["label"], logits)
+
+    def _eval_step(self, features, targets):
+        logits = self.model(features, training=False)
+        self.val_metrics.update(self._per_example_loss(targets, logits), targets["label"], logits)
+
+    def _make_train_fn(self):
+        @tf.function
+        def train_fn(iterator, steps):
+            for _ in tf.range(steps):
+                self.strategy.run(self._train_step, args=next(iterator))
+        return train_fn
+
+    def _make_eval_fn(self):
+        @tf.function
+        def eval_fn(iterator, steps):
+            for _ in tf.range(steps):
+                self.strategy.run(self._eval_step, args=next(iterator))
+        return eval_fn
+
+    # -- public API --------------------------------------------------------------------------
+    def evaluate(self, dataset: tf.data.Dataset) -> Dict[str, float]:
+        """Loss and metrics of the model on `dataset` (keys prefixed with `val_`)."""
+        self.val_metrics.reset()
+        steps = _num_batches(dataset)
+        if steps:
+            self._eval_fn(iter(self.strategy.experimental_distribute_dataset(dataset)),
+                          tf.constant(steps))
+        return self.val_metrics.results()
+
+    def fit(self, train: tf.data.Dataset, validation: Optional[tf.data.Dataset] = None, *,
+            epochs: int = 1, initial_epoch: int = 0,
+            callbacks: Iterable[tf.keras.callbacks.Callback] = (),
+            verbose: bool = True) -> Dict[str, list]:
+        """Trains from `initial_epoch` to `epochs`; returns the per-epoch logs (History).
+
+        A callback that restores a checkpoint in `on_train_begin` sets `restored_epoch`, and
+        training continues from there. `model.stop_training` (early stopping) ends it.
+        """
+        steps = _num_batches(train)
+        callbacks = list(callbacks)
+        callback_list = tf.keras.callbacks.CallbackList(
+            callbacks, add_history=True, add_progbar=verbose, model=self.model,
+            epochs=epochs, steps=steps, verbose=1 if verbose else 0)
+        if getattr(self.model, "optimizer", None) is None:
+            self.model.optimizer = self.optimizer  # for callbacks that read the learning rate
+        self.model.stop_training = False
+        self.epochs_trained = 0
+        callback_list.on_train_begin()
+        restored = [cb.restored_epoch for cb in callbacks
+                    if getattr(cb, "restored_epoch", None) is not None]
+        initial_epoch = max([initial_epoch, *restored])
+        logs: Dict[str, float] = {}
+        for epoch in range(initial_epoch, epochs):
+            callback_list.on_epoch_begin(epoch)
+            self.train_metrics.reset()
+            iterator = iter(self.strategy.experimental_distribute_dataset(train))
+            for first in range(0, steps, self.steps_per_execution):
+                count = min(self.steps_per_execution, steps - first)
+                callback_list.on_train_batch_begin(first)
+                self._train_fn(iterator, tf.constant(count))
+                logs = self.train_metrics.results()
+                if not math.isfinite(logs["loss"]):
+                    raise NonFiniteLossError(
+                        f"training loss became {logs['loss']} at epoch {epoch + 1}, step "
+                        f"{first + count}: lower the learning rate or enable clip_norm; the last "
+                        f"good checkpoint (if any) was kept")
+                callback_list.on_train_batch_end(first + count - 1, logs)
+            if validation is not None:
+                logs.update(self.evaluate(validation))
+            self.epochs_trained += 1
+            callback_list.on_epoch_end(epoch, logs)
+            if self.model.stop_training:
+                break
+        callback_list.on_train_end(logs)
+        return self.model.history.history if hasattr(self.model, "history") else {}
+
+
+def _num_batches(dataset: tf.data.Dataset) -> int:
+    count = int(dataset.cardinality())
+    if count < 0:
+        raise ValueError("the training loop needs datasets of known size (from in-memory data)")
+    return count
+
