@@ -101,17 +101,18 @@ def parse_examples(serialized: tf.Tensor, columns: Sequence[FeatureColumn],
     return out
 
 
-def split_files(examples_uri: str, split: str) -> List[str]:
-    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
-    if not files:
-        raise FileNotFoundError(f"no '{split}' examples under {examples_uri}")
-    return files
+def split_pattern(examples_uri: str, split: str) -> str:
+    """The file pattern of one split of an Examples artifact (as TFX's fn_args gives it)."""
+    return os.path.join(examples_uri, f"Split-{split}", "*")
 
 
-def load_split(files: Sequence[str], columns: Sequence[FeatureColumn], label: FeatureColumn,
+def load_split(patterns: Sequence[str], columns: Sequence[FeatureColumn], label: FeatureColumn,
                batch_size: int = 8192) -> Split:
-    """Reads whole split files into memory (the data sets this project targets fit easily)."""
-    dataset = (tf.data.TFRecordDataset(list(files), compression_type="GZIP")
+    """Reads a whole split into memory (the data sets this project targets fit easily)."""
+    files = sorted(f for pattern in patterns for f in glob.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no examples match {', '.join(patterns)}")
+    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP")
                .batch(batch_size)
                .map(lambda s: parse_examples(s, columns, label)))
     chunks = [{k: v.numpy() for k, v in batch.items()} for batch in dataset]

@@ -167,8 +167,12 @@ class TrainingLoop:
         """
         steps = _num_batches(train)
         callbacks = list(callbacks)
+        progress = []
+        if verbose:  # our metrics are already running means: the bar must not average them
+            names = [*self.train_metrics.results(), *self.val_metrics.results()]
+            progress = [tf.keras.callbacks.ProgbarLogger("steps", stateful_metrics=names)]
         callback_list = tf.keras.callbacks.CallbackList(
-            callbacks, add_history=True, add_progbar=verbose, model=self.model,
+            callbacks + progress, add_history=True, model=self.model,
             epochs=epochs, steps=steps, verbose=1 if verbose else 0)
         if getattr(self.model, "optimizer", None) is None:
             self.model.optimizer = self.optimizer  # for callbacks that read the learning rate

@@ -1,0 +1,3 @@
+from components.data_validator.component import DataValidator
+
+__all__ = ["DataValidator"]

@@ -1,0 +1,203 @@
+"""Runs the pipeline on this machine: TFX's LocalDagRunner or BeamDagRunner (Beam DirectRunner).
+
+    python local_runner.py                      # the default data: Chicago taxi, big_tipper
+    python local_runner.py --data my.csv --label churned --drop customer_id
+    python local_runner.py --help
+"""
+import argparse
+import contextlib
+import fcntl
+import os
+import sys
+import time
+from typing import List, Optional
+
+import modules  # noqa: F401  (selects tf_keras before TensorFlow loads)
+from pipeline import configs
+from pipeline.inputs import UserInputError, check_csv
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Tune, train, distill, prune and quantize a Keras classifier with TFX.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", help="a CSV file or a folder of CSV files with the same header "
+                   "(default: the Chicago taxi CSV shipped inside tfx)")
+    p.add_argument("--label", default=configs.DEFAULT_LABEL, help="the column to predict")
+    p.add_argument("--drop", default=None, metavar="COL[,COL...]",
+                   help="columns never used as features (default with the taxi data: tips, "
+                        "which determines big_tipper; otherwise none)")
+    p.add_argument("--output", help="holds the pipeline root, the ML Metadata SQLite file, "
+                   "the serving directory and the report (default: runs/<pipeline name>)")
+    p.add_argument("--runner", default="local", help="local (LocalDagRunner) or beam "
+                   "(BeamDagRunner); both execute Beam steps on the DirectRunner")
+    p.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
+                   help="passed to Beam, repeatable, e.g. --beam-arg="
+                        "--direct_running_mode=multi_processing")
+    p.add_argument("--schema", help="a curated schema.pbtxt: the data is validated against it "
+                   "and anomalies stop the run before training")
+    p.add_argument("--quick", action="store_true",
+                   help="a small preset (few trials and epochs) for smoke runs and tests")
+    p.add_argument("--no-cache", action="store_true",
+                   help="run every component even if an identical run is cached")
+    p.add_argument("--seed", type=int, default=42, help="seed of every random choice")
+    p.add_argument("--tuner", default="hyperband",
+                   help="hyperparameter search: random, hyperband, bayesian or none")
+    p.add_argument("--trials", type=int, default=None, help="tuner trials (default: 12; "
+                   "2 with --quick)")
+    p.add_argument("--epochs", type=int, default=None, help="teacher training epochs "
+                   "(default: the tuned or built-in value)")
+    p.add_argument("--precision", default=None,
+                   help="float32, mixed_float16 or mixed_bfloat16 (default: float32)")
+    p.add_argument("--strategy", default="none", help="tf.distribute strategy for training: "
+                   "none, mirrored or multi_worker (reads TF_CONFIG)")
+    args = p.parse_args(argv)
+    return args
+
+
+def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
+    """Validates the flags and the data, and returns the pipeline's configuration."""
+    if args.runner not in ("local", "beam"):
+        raise UserInputError(f"--runner {args.runner}: unknown runner; use local or beam")
+    if args.tuner not in configs.TUNERS:
+        raise UserInputError(f"--tuner {args.tuner}: unknown tuner; use one of "
+                             f"{', '.join(configs.TUNERS)}")
+    if args.trials is not None and args.trials < 1:
+        raise UserInputError(f"--trials {args.trials}: the tuner needs at least 1 trial")
+    data = args.data or configs.default_data_path()
+    if args.drop is None:
+        drop = configs.DEFAULT_DROP if args.data is None else ()
+    else:
+        drop = tuple(c.strip() for c in args.drop.split(",") if c.strip())
+    source = check_csv(data, args.label, drop)
+    output = os.path.abspath(args.output or os.path.join("runs", configs.PIPELINE_NAME))
+    overrides = {}
+    if args.quick:
+        overrides = configs.quick_overrides()
+    model_overrides = dict(overrides.pop("model_overrides", {}))
+    if args.epochs is not None:
+        model_overrides["epochs"] = args.epochs
+    if args.precision is not None:
+        model_overrides["precision"] = args.precision
+    _check_model_overrides(model_overrides)
+    if args.trials is not None:
+        overrides["trials"] = args.trials
+    return configs.PipelineConfig(
+        pipeline_root=os.path.join(output, "pipeline_root"),
+        metadata_path=os.path.join(output, "metadata.sqlite"),
+        serving_dir=os.path.join(output, "serving"),
+        work_dir=os.path.join(output, "work"),
+        data_root=source.data_root, data_pattern=source.pattern,
+        label=args.label, drop=drop,
+        schema_path=_check_schema(args.schema),
+        beam_args=tuple(configs.DEFAULT_BEAM_ARGS) + tuple(args.beam_arg),
+        enable_cache=not args.no_cache, seed=args.seed, strategy=_check_strategy(args.strategy),
+        tuner=args.tuner, model_overrides=model_overrides, **overrides)
+
+
+def _check_model_overrides(model_overrides: dict) -> None:
+    from modules.model import ModelConfig
+
+    try:
+        ModelConfig.from_dict({}, **model_overrides)
+    except ValueError as e:
+        raise UserInputError(f"{e}; fix the flag") from None
+
+
+def _check_strategy(name: str) -> str:
+    from modules.training import STRATEGIES
+
+    if name not in STRATEGIES:
+        raise UserInputError(f"--strategy {name}: unknown strategy; use one of "
+                             f"{', '.join(STRATEGIES)}")
+    if name == "multi_worker" and "TF_CONFIG" not in os.environ:
+        raise UserInputError("--strategy multi_worker: TF_CONFIG is not set; it describes the "
+                             "cluster (a Kubeflow training job sets it)")
+    return name
+
+
+def _check_schema(path: Optional[str]) -> Optional[str]:
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise UserInputError(f"--schema {path}: no such file; pass a schema.pbtxt")
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from google.protobuf import text_format
+
+    try:
+        with open(path) as f:
+            text_format.Parse(f.read(), schema_pb2.Schema())
+    except text_format.ParseError as e:
+        raise UserInputError(f"--schema {path}: not a valid schema.pbtxt ({e})") from None
+    return os.path.abspath(path)
+
+
+@contextlib.contextmanager
+def exclusive_output(output: str):
+    """Holds a lock on the output folder: a second run on it refuses instead of racing."""
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, ".lock"), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            owner = lock.read().strip() or "another process"
+            raise UserInputError(f"--output {output}: another run ({owner}) is using this "
+                                 f"folder; wait for it to finish or pass another --output")
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def run(config: configs.PipelineConfig, runner: str) -> None:
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
+    dag = create_pipeline(config)
+    if runner == "beam":
+        from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+
+        BeamDagRunner().run(dag)
+    else:
+        tfx.orchestration.LocalDagRunner().run(dag)
+
+
+def _user_error(error: BaseException) -> Optional[str]:
+    """The one-line message of an error the user caused, found anywhere in the chain."""
+    from components.data_validator.executor import DataAnomaliesError
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (UserInputError, DataAnomaliesError)):
+            return str(error)
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = build_config(args)
+        output = os.path.dirname(config.pipeline_root)
+        with exclusive_output(output):
+            started = time.time()
+            run(config, args.runner)
+            print(f"Pipeline finished in {time.time() - started:.1f} s; outputs in {output}")
+    except Exception as error:  # one line for what the user can fix, a traceback otherwise
+        message = _user_error(error)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

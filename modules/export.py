@@ -1,0 +1,106 @@
+"""Writing and reading the project's Model artifacts.
+
+Layout of a Model artifact (every model the pipeline produces has it):
+  Format-Serving/      SavedModel. `serving_default` takes serialized tf.Examples of raw
+                       features (input "examples"); `serving_raw` takes one 1-D tensor per
+                       feature in canonical form (numeric: float64, NaN if missing; text:
+                       string, "" if missing). Both return `logits`, `probabilities`,
+                       `class_ids`, `classes` and, for two classes, `score` (P(second class)).
+  core.keras           the Keras core (preprocessed vector -> logits), for further training.
+  preprocessor.json    the fitted FeaturePreprocessor: features, statistics, vocabularies.
+  model_info.json      label, classes, input columns, hyperparameters, parameter count,
+                       metrics and whatever the producing component adds.
+"""
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Sequence
+
+import tensorflow as tf
+
+from modules import data
+from modules.layers import DenseBlock, FeatureCross  # noqa: F401  (registers custom layers)
+from modules.preprocessing import FeaturePreprocessor
+
+SERVING_DIR = "Format-Serving"
+CORE_FILE = "core.keras"
+PREPROCESSOR_FILE = "preprocessor.json"
+INFO_FILE = "model_info.json"
+
+
+@dataclasses.dataclass
+class ExportedModel:
+    core: tf.keras.Model
+    preprocessor: FeaturePreprocessor
+    columns: List[data.FeatureColumn]
+    label: data.FeatureColumn
+    classes: List[str]
+    info: Dict[str, Any]
+
+
+class _ServingModule(tf.Module):
+    def __init__(self, preprocessor, core, columns, classes):
+        super().__init__()
+        self.preprocessor = preprocessor
+        self.core = core
+        self._columns = list(columns)
+        self.class_names = tf.constant(list(classes))
+
+    def outputs(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        logits = tf.cast(self.core(self.preprocessor(raw), training=False), tf.float32)
+        probabilities = tf.nn.softmax(logits)
+        class_ids = tf.argmax(probabilities, axis=1)
+        result = {"logits": logits, "probabilities": probabilities, "class_ids": class_ids,
+                  "classes": tf.gather(self.class_names, class_ids)}
+        if logits.shape[-1] == 2:
+            result["score"] = probabilities[:, 1]
+        return result
+
+
+def export_model(artifact_uri: str, core: tf.keras.Model, preprocessor: FeaturePreprocessor,
+                 columns: Sequence[data.FeatureColumn], label: data.FeatureColumn,
+                 classes: Sequence[str], info: Dict[str, Any]) -> str:
+    """Writes the artifact layout above; returns the SavedModel directory."""
+    module = _ServingModule(preprocessor, core, columns, classes)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(examples):
+        return module.outputs(data.parse_examples(examples, module._columns))
+
+    raw_signature = {c.name: tf.TensorSpec([None], c.dtype, name=c.name) for c in columns}
+
+    @tf.function(input_signature=[raw_signature])
+    def serve_raw(raw):
+        return module.outputs(raw)
+
+    serving_dir = os.path.join(artifact_uri, SERVING_DIR)
+    tf.saved_model.save(module, serving_dir, signatures={
+        "serving_default": serve_examples, "serving_raw": serve_raw})
+    core.save(os.path.join(artifact_uri, CORE_FILE))
+    write_json(os.path.join(artifact_uri, PREPROCESSOR_FILE), preprocessor.get_config())
+    write_json(os.path.join(artifact_uri, INFO_FILE), {
+        **info, "label": dataclasses.asdict(label), "classes": list(classes),
+        "columns": [dataclasses.asdict(c) for c in columns], "params": core.count_params()})
+    return serving_dir
+
+
+def load_model(artifact_uri: str, compile: bool = False) -> ExportedModel:
+    """Loads what `export_model` wrote, for further training or evaluation."""
+    info = read_info(artifact_uri)
+    with open(os.path.join(artifact_uri, PREPROCESSOR_FILE)) as f:
+        preprocessor = FeaturePreprocessor.from_config(json.load(f))
+    core = tf.keras.models.load_model(os.path.join(artifact_uri, CORE_FILE), compile=compile)
+    columns = [data.FeatureColumn(**c) for c in info["columns"]]
+    return ExportedModel(core, preprocessor, columns, data.FeatureColumn(**info["label"]),
+                         list(info["classes"]), info)
+
+
+def read_info(artifact_uri: str) -> Dict[str, Any]:
+    with open(os.path.join(artifact_uri, INFO_FILE)) as f:
+        return json.load(f)
+
+
+def write_json(path: str, payload: Any) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=1, default=float)

@@ -1,0 +1,43 @@
+"""The TFX Trainer's run_fn: trains the teacher with the project's loop and exports it."""
+import os
+import shutil
+
+import keras_tuner
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from modules import export, training
+from modules.model import ModelConfig, build_core
+from modules.settings import RunSettings
+
+
+def hyperparameter_values(hyperparameters) -> dict:
+    """Values of a Keras Tuner HyperParameters config (the Tuner's best), or {}."""
+    if not hyperparameters:
+        return {}
+    return dict(keras_tuner.HyperParameters.from_config(hyperparameters).values)
+
+
+def run_fn(fn_args: FnArgs) -> None:
+    settings = RunSettings.from_custom_config(fn_args.custom_config)
+    tuned = hyperparameter_values(fn_args.hyperparameters)
+    config = ModelConfig.from_dict(tuned, **settings.model_overrides)
+    prepared = training.prepare_data(fn_args.train_files, fn_args.eval_files,
+                                     fn_args.schema_path, settings.label, settings.drop)
+    checkpoint_dir = settings.work_subdir("trainer", fn_args.train_files, config.to_dict(),
+                                          settings.seed)
+    result = training.train_model(
+        lambda: build_core(prepared.x_train.shape[1], prepared.num_classes, config,
+                           seed=settings.seed, name="teacher"),
+        prepared, config, seed=settings.seed, strategy=settings.strategy,
+        run_dir=fn_args.model_run_dir, checkpoint_dir=checkpoint_dir,
+        verbose=settings.verbose)
+    artifact_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+    export.export_model(artifact_uri, result.model, prepared.preprocessor, prepared.columns,
+                        prepared.label, prepared.classes, {
+                            "role": "teacher", "hyperparameters": config.to_dict(),
+                            "tuned": bool(tuned), "seed": settings.seed,
+                            "epochs_trained": result.epochs_trained,
+                            "best_epoch": result.best_epoch, "history": result.history,
+                            "eval_metrics": result.eval_metrics, "rows": prepared.row_counts})
+    if checkpoint_dir:  # the finished model is in the artifact; a rerun starts afresh
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)

@@ -1,0 +1,166 @@
+"""What every training component shares: in-memory prepared data, the distribution strategy,
+the optimizer with its learning-rate schedule, and one `train_model` around the loop."""
+import dataclasses
+import math
+import os
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from modules import callbacks as cb
+from modules import data, loop
+from modules.model import ModelConfig
+from modules.preprocessing import FeaturePreprocessor, fit_preprocessor, transform
+from modules.schedules import ConstantThenExponentialDecay
+
+STRATEGIES = ("none", "mirrored", "multi_worker")
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """Both splits preprocessed into dense matrices, with what produced them."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_eval: np.ndarray
+    y_eval: np.ndarray
+    classes: List[str]
+    columns: List[data.FeatureColumn]
+    label: data.FeatureColumn
+    preprocessor: FeaturePreprocessor
+    row_counts: Dict[str, int]  # rows used and rows dropped, for the report
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def prepare_data(train_files: Sequence[str], eval_files: Sequence[str], schema_path: str,
+                 label: str, drop: Sequence[str] = (),
+                 preprocessor: Optional[FeaturePreprocessor] = None,
+                 classes: Optional[Sequence[str]] = None) -> PreparedData:
+    """Loads the train and eval splits, learns (or reuses) preprocessing and the classes.
+
+    Rows without a label are dropped; eval rows whose class the training split never had are
+    dropped too. Both are counted in `row_counts`.
+    """
+    schema = data.load_schema(schema_path)
+    label_column = data.label_column(schema, label)
+    if preprocessor is not None:
+        names = set(preprocessor.input_names)
+        columns = [c for c in data.feature_columns(schema, label) if c.name in names]
+    else:
+        columns = data.feature_columns(schema, label, drop)
+    train = data.load_split(train_files, columns, label_column)
+    evaluation = data.load_split(eval_files, columns, label_column)
+    classes = list(classes) if classes is not None else data.class_vocabulary(train.labels)
+    if len(classes) < 2:
+        raise ValueError(f"label '{label}' has a single class ({classes}) in the training split; "
+                         f"a classifier needs at least two")
+    if preprocessor is None:
+        preprocessor = fit_preprocessor(train, columns)
+    y_train, y_eval = data.class_ids(train.labels, classes), data.class_ids(evaluation.labels,
+                                                                           classes)
+    known_train, known_eval = y_train >= 0, y_eval >= 0
+    x_train, x_eval = transform(preprocessor, train), transform(preprocessor, evaluation)
+    counts = {"train_rows": int(known_train.sum()), "eval_rows": int(known_eval.sum()),
+              "dropped_missing_label": train.dropped_missing_label
+              + evaluation.dropped_missing_label,
+              "dropped_unseen_class": int((~known_train).sum() + (~known_eval).sum())}
+    return PreparedData(x_train[known_train], y_train[known_train], x_eval[known_eval],
+                        y_eval[known_eval], classes, columns, label_column, preprocessor, counts)
+
+
+def make_strategy(name: str = "none") -> tf.distribute.Strategy:
+    """none: the default strategy; mirrored: every local device; multi_worker: the cluster in
+    TF_CONFIG (as a Kubeflow training job sets it)."""
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy multi_worker needs TF_CONFIG describing the cluster")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy '{name}'; choose one of {', '.join(STRATEGIES)}")
+
+
+def make_optimizer(config: ModelConfig, steps_per_epoch: int):
+    schedule = ConstantThenExponentialDecay(config.learning_rate, steps_per_epoch,
+                                            config.constant_epochs, config.decay_rate)
+    optimizer = tf.keras.optimizers.Adam(schedule)
+    if config.precision == "mixed_float16":
+        optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> List[float]:
+    """Inverse-frequency weights, normalized so the average example weighs 1."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = len(labels) / (num_classes * np.maximum(counts, 1.0))
+    return [float(w) for w in weights]
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: tf.keras.Model
+    history: Dict[str, list]
+    epochs_trained: int
+    best_epoch: Optional[int]
+    eval_metrics: Dict[str, float]
+
+
+def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedData,
+                config: ModelConfig, *, seed: int = 0,
+                loss_fn: loop.LossFn = loop.cross_entropy,
+                extra_targets: Optional[Dict[str, Dict[str, np.ndarray]]] = None,
+                strategy: str = "none", run_dir: Optional[str] = None,
+                checkpoint_dir: Optional[str] = None, initial_epoch: int = 0,
+                epochs: Optional[int] = None, monitor: str = "val_auc",
+                balance_classes: bool = False,
+                extra_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+                restore_model: Optional[Callable[[tf.keras.Model], None]] = None,
+                verbose: bool = True) -> TrainResult:
+    """Builds the model and optimizer in the strategy's scope and trains it with the loop.
+
+    `extra_targets` adds arrays next to the labels ({"train": {...}, "eval": {...}}), e.g.
+    cached teacher logits for distillation. `run_dir` receives metrics.jsonl and TensorBoard
+    logs; `checkpoint_dir` makes the training resumable. `restore_model` may load weights into
+    the freshly built model before training (a Hyperband trial continuing another).
+    """
+    tf.keras.utils.set_random_seed(seed)
+    distribution = make_strategy(strategy)
+    batch_size = config.batch_size * distribution.num_replicas_in_sync
+    steps_per_epoch = max(1, math.ceil(len(prepared.x_train) / batch_size))
+    with distribution.scope():
+        model = build_model()
+        optimizer = make_optimizer(config, steps_per_epoch)
+        model.optimizer = optimizer
+        if restore_model is not None:
+            restore_model(model)
+    extra = extra_targets or {}
+    train = loop.make_dataset(prepared.x_train, {"label": prepared.y_train, **extra.get("train", {})},
+                              batch_size, shuffle=True, seed=seed)
+    evaluation = loop.make_dataset(prepared.x_eval, {"label": prepared.y_eval,
+                                                     **extra.get("eval", {})},
+                                   batch_size, shuffle=False)
+    weights = class_weights(prepared.y_train, prepared.num_classes) if balance_classes else None
+    training_loop = loop.TrainingLoop(model, optimizer, loss_fn, prepared.num_classes,
+                                      strategy=distribution, clip_norm=config.clip_norm,
+                                      class_weights=weights)
+    callbacks: List[tf.keras.callbacks.Callback] = [cb.LearningRateLogger()]
+    if run_dir:
+        callbacks.append(cb.MetricsLogger(os.path.join(run_dir, "metrics.jsonl"),
+                                          os.path.join(run_dir, "tensorboard")))
+    stopper = cb.EarlyStopping(monitor=monitor, mode="min" if monitor.endswith("loss") else "max",
+                               patience=config.early_stopping_patience)
+    callbacks.append(stopper)
+    if checkpoint_dir:
+        callbacks.append(cb.TrainingCheckpoint(checkpoint_dir))
+    callbacks.extend(extra_callbacks)
+    history = training_loop.fit(train, evaluation, epochs=epochs or config.epochs,
+                                initial_epoch=initial_epoch, callbacks=callbacks,
+                                verbose=verbose)
+    return TrainResult(model, history, training_loop.epochs_trained, stopper.best_epoch,
+                       training_loop.evaluate(evaluation))
+

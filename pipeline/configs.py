@@ -1,0 +1,70 @@
+"""Defaults of the pipeline, in one place. The runners turn command-line flags into a
+`PipelineConfig`; `create_pipeline` turns that into the DAG."""
+import dataclasses
+import os
+from typing import Dict, Optional, Tuple
+
+PIPELINE_NAME = "tfx-compress"
+DEFAULT_LABEL = "big_tipper"
+DEFAULT_DROP = ("tips",)  # determines big_tipper: a feature made of the label leaks it
+TAXI_CSV = os.path.join("examples", "chicago_taxi_pipeline", "data", "big_tipper_label",
+                        "data.csv")
+TRAIN_EVAL_BUCKETS = (4, 1)  # 80% train, 20% eval, by hash of the row
+TUNERS = ("random", "hyperband", "bayesian", "none")
+QUANTIZATION_MODES = ("dynamic", "float16", "int8", "qat", "pqat")
+
+# Beam on one machine: in-process is fastest for data this size (multi_processing costs
+# more than it saves on 2 cores); --beam-arg adds to or overrides these.
+DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+
+def default_data_path() -> str:
+    """The Chicago taxi CSV that ships inside the installed tfx package."""
+    import tfx  # imported here: finding the data must not cost a TFX import elsewhere
+
+    return os.path.join(os.path.dirname(tfx.__file__), TAXI_CSV)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything `create_pipeline` needs, as plain values."""
+    pipeline_root: str
+    data_root: str  # folder given to CsvExampleGen
+    data_pattern: str  # file pattern inside data_root
+    serving_dir: str  # where blessed models are pushed
+    work_dir: str  # resumable state kept across runs (checkpoints, tuner trials)
+    pipeline_name: str = PIPELINE_NAME
+    metadata_path: Optional[str] = None  # ML Metadata SQLite file; None on Kubeflow
+    label: str = DEFAULT_LABEL
+    drop: Tuple[str, ...] = DEFAULT_DROP
+    schema_path: Optional[str] = None  # curated schema: ImportSchemaGen, anomalies stop the run
+    beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
+    enable_cache: bool = True
+    seed: int = 42
+    strategy: str = "none"
+    verbose: bool = True
+    # Tuner
+    tuner: str = "hyperband"
+    trials: int = 12
+    tuner_max_epochs: int = 9
+    # Teacher (Trainer): ModelConfig fields fixed on the command line, e.g. epochs, precision
+    model_overrides: Dict[str, object] = dataclasses.field(default_factory=dict)
+    # Distiller
+    student_layers: int = 1
+    student_units: int = 16
+    alpha: float = 0.3
+    temperature: float = 4.0
+    distill_epochs: int = 20
+    # Pruner and Quantizer
+    sparsity: float = 0.8
+    prune_epochs: int = 6
+    quantization_modes: Tuple[str, ...] = ("dynamic", "float16", "int8")
+    # Evaluator
+    min_auc: float = 0.9
+    max_auc_drop: float = 0.005
+
+
+def quick_overrides() -> Dict[str, object]:
+    """The --quick preset: a smoke run in well under a minute of training."""
+    return {"trials": 2, "tuner_max_epochs": 2, "distill_epochs": 3, "prune_epochs": 2,
+            "model_overrides": {"epochs": 3}}

@@ -1,0 +1,105 @@
+"""Checks of the input CSV before TFX starts, so a bad file fails in seconds with one line."""
+import csv
+import dataclasses
+import glob
+import os
+from typing import List, Sequence
+
+
+class UserInputError(ValueError):
+    """Something the user can fix: the message names the file, column or flag and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvSource:
+    data_root: str  # folder for CsvExampleGen
+    pattern: str  # file pattern inside it
+    files: List[str]
+    columns: List[str]
+    rows: int
+    rows_without_label: int
+    classes: List[str]
+
+
+def _read_header(path: str) -> List[str]:
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        return next(csv.reader(f), [])
+
+
+def check_csv(path: str, label: str, drop: Sequence[str] = ()) -> CsvSource:
+    """Validates the CSV file (or folder of CSV files) and returns where CsvExampleGen reads it.
+
+    Raises UserInputError for: a missing path, no CSV files, an empty or header-only file,
+    duplicate or differing headers, a missing label or --drop column, rows with the wrong
+    number of fields, and a label with fewer than two classes.
+    """
+    if not os.path.exists(path):
+        raise UserInputError(f"--data {path}: no such file or folder; pass a CSV file or a "
+                             f"folder of CSV files")
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        files = sorted(glob.glob(os.path.join(path, "*.csv")))
+        if not files:
+            raise UserInputError(f"--data {path}: the folder has no *.csv files")
+        data_root, pattern = path, "*.csv"
+    else:
+        files, data_root, pattern = [path], os.path.dirname(path), os.path.basename(path)
+    if label in drop:
+        raise UserInputError(f"--drop {label}: that is the label column (--label); "
+                             f"remove it from --drop")
+    header = None
+    rows = missing_label = 0
+    classes = set()
+    for file in files:
+        if os.path.getsize(file) == 0:
+            raise UserInputError(f"{file}: the file is empty; it needs a header line and rows")
+        columns = _read_header(file)
+        _check_header(file, columns, label, drop)
+        if header is not None and columns != header:
+            raise UserInputError(f"{file}: its header differs from {files[0]}'s; every CSV "
+                                 f"file of --data must have the same columns in the same order")
+        header = columns
+        label_index = columns.index(label)
+        file_rows = 0
+        with open(file, newline="", encoding="utf-8", errors="replace") as f:
+            reader = csv.reader(f)
+            next(reader)
+            for record in reader:
+                if not record:
+                    continue  # blank line
+                if len(record) != len(columns):
+                    raise UserInputError(
+                        f"{file}, line {reader.line_num}: {len(record)} fields where the "
+                        f"header has {len(columns)}; fix or remove that row")
+                file_rows += 1
+                value = record[label_index].strip()
+                if value in ("", "NA", "NaN", "nan", "null", "NULL"):
+                    missing_label += 1
+                else:
+                    classes.add(value)
+        if file_rows == 0:
+            raise UserInputError(f"{file}: has a header but no data rows")
+        rows += file_rows
+    if len(classes) < 2:
+        found = f"only {sorted(classes)!r}" if classes else "no values"
+        raise UserInputError(f"--label {label}: the column has {found}; a classifier needs "
+                             f"at least two classes")
+    return CsvSource(data_root, pattern, files, header, rows, missing_label, sorted(classes))
+
+
+def _check_header(file: str, columns: List[str], label: str, drop: Sequence[str]) -> None:
+    seen = set()
+    for name in columns:
+        if name in seen:
+            raise UserInputError(f"{file}: column '{name}' appears twice in the header; "
+                                 f"rename one of them")
+        seen.add(name)
+    if not columns or columns == [""]:
+        raise UserInputError(f"{file}: the first line is empty; it must be the header")
+    if label not in seen:
+        raise UserInputError(f"{file}: no column '{label}' to use as label; pass --label "
+                             f"with one of: {', '.join(columns)}")
+    for name in drop:
+        if name not in seen:
+            raise UserInputError(f"--drop {name}: no such column in {file}; columns are: "
+                                 f"{', '.join(columns)}")

@@ -1,0 +1,75 @@
+"""The whole DAG, defined once. Runners (local, Beam, Kubeflow) only choose how to run it."""
+from typing import List
+
+from tfx import v1 as tfx
+from tfx.dsl.components.base import base_node
+
+from components.data_validator import DataValidator
+from modules.settings import RunSettings
+from pipeline.configs import TRAIN_EVAL_BUCKETS, PipelineConfig
+
+TUNER_FN = "modules.tuner.tuner_fn"
+RUN_FN = "modules.trainer.run_fn"
+
+
+def run_settings(config: PipelineConfig) -> RunSettings:
+    """What every training component is told (as custom_config)."""
+    return RunSettings(label=config.label, drop=list(config.drop), seed=config.seed,
+                       strategy=config.strategy, model_overrides=dict(config.model_overrides),
+                       work_dir=config.work_dir, verbose=config.verbose)
+
+
+def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
+    """The pipeline's components in execution order, wired by their channels."""
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=config.data_root,
+        input_config=tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name="single_split", pattern=config.data_pattern)]),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+            tfx.proto.SplitConfig.Split(name="train", hash_buckets=TRAIN_EVAL_BUCKETS[0]),
+            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=TRAIN_EVAL_BUCKETS[1])])))
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    if config.schema_path:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    else:
+        schema_gen = tfx.components.SchemaGen(
+            statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)
+    validator = DataValidator(statistics=statistics_gen.outputs["statistics"],
+                              schema=schema_gen.outputs["schema"],
+                              fail_on_anomalies=bool(config.schema_path))
+    components = [example_gen, statistics_gen, schema_gen, validator]
+
+    custom_config = run_settings(config).to_custom_config()
+    hyperparameters = None
+    if config.tuner != "none":
+        tuner = tfx.components.Tuner(
+            tuner_fn=TUNER_FN, examples=example_gen.outputs["examples"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=["train"]),
+            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+            custom_config={**custom_config, "tuner": config.tuner, "trials": config.trials,
+                           "max_epochs": config.tuner_max_epochs})
+        tuner.add_upstream_node(validator)  # no tuning on data that failed validation
+        hyperparameters = tuner.outputs["best_hyperparameters"]
+        components.append(tuner)
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN, examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"], hyperparameters=hyperparameters,
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=custom_config)
+    trainer.add_upstream_node(validator)
+    components.append(trainer)
+    return components
+
+
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+    metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        config.metadata_path) if config.metadata_path else None)
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=create_components(config),
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata,
+        beam_pipeline_args=list(config.beam_args))
