@@ -120,13 +120,15 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                 balance_classes: bool = False,
                 extra_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
                 restore_model: Optional[Callable[[tf.keras.Model], None]] = None,
-                verbose: bool = True) -> TrainResult:
+                steps_per_execution: int = 16, verbose: bool = True) -> TrainResult:
     """Builds the model and optimizer in the strategy's scope and trains it with the loop.
 
     `extra_targets` adds arrays next to the labels ({"train": {...}, "eval": {...}}), e.g.
     cached teacher logits for distillation. `run_dir` receives metrics.jsonl and TensorBoard
     logs; `checkpoint_dir` makes the training resumable. `restore_model` may load weights into
     the freshly built model before training (a Hyperband trial continuing another).
+    `steps_per_execution` train steps run per tf.function call; pruning needs 1, so that its
+    step counter advances every batch.
     """
     tf.keras.utils.set_random_seed(seed)
     distribution = make_strategy(strategy)
@@ -147,7 +149,8 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     weights = class_weights(prepared.y_train, prepared.num_classes) if balance_classes else None
     training_loop = loop.TrainingLoop(model, optimizer, loss_fn, prepared.num_classes,
                                       strategy=distribution, clip_norm=config.clip_norm,
-                                      class_weights=weights)
+                                      class_weights=weights,
+                                      steps_per_execution=steps_per_execution)
     callbacks: List[tf.keras.callbacks.Callback] = [cb.LearningRateLogger()]
     if run_dir:
         callbacks.append(cb.MetricsLogger(os.path.join(run_dir, "metrics.jsonl"),

@@ -5,6 +5,7 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
 
 from components.data_validator import DataValidator
+from components.tuner import Tuner
 from modules.settings import RunSettings
 from pipeline.configs import TRAIN_EVAL_BUCKETS, PipelineConfig
 
@@ -42,7 +43,7 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
     custom_config = run_settings(config).to_custom_config()
     hyperparameters = None
     if config.tuner != "none":
-        tuner = tfx.components.Tuner(
+        tuner = Tuner(
             tuner_fn=TUNER_FN, examples=example_gen.outputs["examples"],
             schema=schema_gen.outputs["schema"],
             train_args=tfx.proto.TrainArgs(splits=["train"]),

@@ -1,0 +1,3 @@
+from components.tuner.component import Tuner
+
+__all__ = ["Tuner"]

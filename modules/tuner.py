@@ -1,0 +1,210 @@
+"""The TFX Tuner's tuner_fn: a Keras Tuner search whose trials train with the project's loop.
+
+keras-tuner 1.4 builds and fits Keras 3 models on its default path and rejects tf_keras ones,
+so `LoopTuner` overrides `run_trial` (the documented hook for custom training loops): each
+trial builds the core with `build_core`, trains it with `modules.training.train_model` and
+returns the best validation ROC AUC. Under Hyperband a trial that continues another
+(`tuner/trial_id`) restores that trial's last checkpoint (weights and optimizer) and trains only
+from `tuner/initial_epoch` to `tuner/epochs`.
+"""
+import json
+import os
+from typing import Any, Dict, Optional
+
+import keras_tuner
+import tensorflow as tf
+from tfx.components.tuner.component import TunerFnResult
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from modules import training
+from modules.model import ModelConfig, build_core
+from modules.settings import RunSettings
+
+OBJECTIVE = keras_tuner.Objective("val_auc", direction="max")
+TUNERS = ("random", "hyperband", "bayesian")
+
+# Each entry: {"int": [low, high]} or {"float": [low, high]} (optional "sampling": "log",
+# "step"), {"choice": [values...]}, or a plain value (fixed, not searched).
+DEFAULT_SEARCH_SPACE: Dict[str, Any] = {
+    "num_layers": {"int": [1, 4]},
+    "units": {"int": [32, 512], "sampling": "log", "step": 2},
+    "learning_rate": {"float": [1e-4, 1e-2], "sampling": "log"},
+    "dropout": {"float": [0.0, 0.5], "step": 0.1},
+    "activation": {"choice": ["relu", "gelu", "swish", "tanh"]},
+    "batch_size": {"choice": [128, 256, 512]},
+    "constant_epochs": {"int": [2, 10], "step": 2},
+    "cross_rank": {"choice": [0, 8, 32]},
+}
+
+
+def check_search_space(space: Dict[str, Any]) -> None:
+    """Raises ValueError (naming the entry) unless `space` is a usable search space."""
+    fields = set(ModelConfig.__dataclass_fields__)
+    tunable = 0
+    for name, spec in space.items():
+        if name not in fields:
+            raise ValueError(f"search space: '{name}' is not a hyperparameter; use one of "
+                             f"{', '.join(sorted(fields))}")
+        if not isinstance(spec, dict):
+            continue  # fixed value
+        kinds = [k for k in ("int", "float", "choice") if k in spec]
+        if len(kinds) != 1:
+            raise ValueError(f"search space: '{name}' needs exactly one of int, float, choice")
+        values = spec[kinds[0]]
+        if kinds[0] == "choice":
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"search space: '{name}' has an empty choice list")
+            tunable += len(values) > 1
+        else:
+            if not isinstance(values, list) or len(values) != 2 or values[0] > values[1]:
+                raise ValueError(f"search space: '{name}' needs [low, high] with low <= high, "
+                                 f"got {values}")
+            tunable += values[0] < values[1]
+    if not tunable:
+        raise ValueError("search space is empty: no hyperparameter has more than one value")
+
+
+def declare(hp: keras_tuner.HyperParameters, space: Dict[str, Any]) -> Dict[str, Any]:
+    """Declares `space` on `hp` and returns the current values."""
+    values = {}
+    for name, spec in space.items():
+        if not isinstance(spec, dict):
+            values[name] = hp.Fixed(name, spec)
+        elif "choice" in spec:
+            values[name] = hp.Choice(name, spec["choice"])
+        elif "int" in spec:
+            low, high = spec["int"]
+            values[name] = hp.Int(name, low, high, step=spec.get("step"),
+                                  sampling=spec.get("sampling", "linear"))
+        else:
+            low, high = spec["float"]
+            values[name] = hp.Float(name, low, high, step=spec.get("step"),
+                                    sampling=spec.get("sampling", "linear"))
+    return values
+
+
+class LoopTuner(keras_tuner.Tuner):
+    """A Keras Tuner whose trials train with `modules.training.train_model`."""
+
+    def __init__(self, oracle, prepared: training.PreparedData, settings: RunSettings,
+                 space: Dict[str, Any], max_epochs: int, **kwargs):
+        self.prepared = prepared
+        self.settings = settings
+        self.space = space
+        self.max_epochs = max_epochs
+        super().__init__(oracle=oracle, hypermodel=self._build, **kwargs)
+
+    def _config(self, hp: keras_tuner.HyperParameters) -> ModelConfig:
+        values = declare(hp, self.space)
+        overrides = {k: v for k, v in self.settings.model_overrides.items() if k != "epochs"}
+        return ModelConfig.from_dict(values, epochs=self.max_epochs, **overrides)
+
+    def _build(self, hp: keras_tuner.HyperParameters) -> tf.keras.Model:
+        return build_core(self.prepared.x_train.shape[1], self.prepared.num_classes,
+                          self._config(hp), seed=self.settings.seed)
+
+    def _checkpoint_dir(self, trial_id: str) -> str:
+        return os.path.join(self.get_trial_dir(trial_id), "checkpoints")
+
+    def run_trial(self, trial, *args, **kwargs) -> Dict[str, float]:
+        hp = trial.hyperparameters
+        config = self._config(hp)
+        epochs = int(hp.values.get("tuner/epochs", config.epochs))
+        initial_epoch = int(hp.values.get("tuner/initial_epoch", 0))
+        previous = hp.values.get("tuner/trial_id")
+
+        def continue_previous(model):
+            latest = tf.train.latest_checkpoint(self._checkpoint_dir(previous))
+            if latest is None:
+                raise keras_tuner.errors.FailedTrialError(
+                    f"trial {previous} left no checkpoint to continue from")
+            tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(
+                latest).expect_partial()
+
+        result = training.train_model(
+            lambda: self._build(hp), self.prepared, config, seed=self.settings.seed,
+            strategy=self.settings.strategy, epochs=epochs,
+            initial_epoch=initial_epoch if previous else 0,
+            restore_model=continue_previous if previous else None,
+            run_dir=self.get_trial_dir(trial.trial_id),
+            checkpoint_dir=self._checkpoint_dir(trial.trial_id),
+            verbose=False)
+        aucs = result.history.get("val_auc") or [result.eval_metrics["val_auc"]]
+        print(f"trial {trial.trial_id}: val_auc {max(aucs):.4f} after "
+              f"{result.epochs_trained} epoch(s) {_describe(hp.values)}", flush=True)
+        return {"val_auc": float(max(aucs)), "epochs_trained": float(result.epochs_trained)}
+
+
+def _describe(values: Dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in values.items() if not k.startswith("tuner/"))
+
+
+def make_oracle(kind: str, trials: int, max_epochs: int, seed: int):
+    """RandomSearch, Hyperband or BayesianOptimization oracle on validation ROC AUC.
+
+    Hyperband sizes its own brackets from `max_epochs` (factor 3); `trials` caps it as well.
+    """
+    if kind == "random":
+        return keras_tuner.oracles.RandomSearchOracle(OBJECTIVE, max_trials=trials, seed=seed)
+    if kind == "bayesian":
+        return keras_tuner.oracles.BayesianOptimizationOracle(
+            OBJECTIVE, max_trials=trials, num_initial_points=min(3, trials), seed=seed)
+    if kind == "hyperband":
+        oracle = keras_tuner.oracles.HyperbandOracle(OBJECTIVE, max_epochs=max_epochs, factor=3,
+                                                     seed=seed)
+        oracle.max_trials = trials
+        return oracle
+    raise ValueError(f"unknown tuner '{kind}'; choose one of {', '.join(TUNERS)}")
+
+
+def make_tuner(prepared: training.PreparedData, settings: RunSettings, kind: str, trials: int,
+               max_epochs: int, directory: str, space: Optional[Dict[str, Any]] = None,
+               project_name: str = "search") -> LoopTuner:
+    space = space or DEFAULT_SEARCH_SPACE
+    check_search_space(space)
+    return LoopTuner(make_oracle(kind, trials, max_epochs, settings.seed), prepared, settings,
+                     space, max_epochs, directory=directory, project_name=project_name,
+                     overwrite=False)
+
+
+def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
+    """Called by the TFX Tuner: prepares the data once and returns the tuner to search with.
+
+    The tuner's directory is kept between runs (under the run settings' work_dir, keyed by
+    data and search), so an interrupted search resumes where it stopped.
+    """
+    config = dict(fn_args.custom_config)
+    settings = RunSettings.from_custom_config(config)
+    kind, trials, max_epochs = config["tuner"], int(config["trials"]), int(config["max_epochs"])
+    space = config.get("search_space") or DEFAULT_SEARCH_SPACE
+    prepared = training.prepare_data(fn_args.train_files, fn_args.eval_files,
+                                     fn_args.schema_path, settings.label, settings.drop)
+    directory = (settings.work_subdir("tuner", fn_args.train_files, kind, trials, max_epochs,
+                                      space, settings.seed, settings.model_overrides)
+                 or os.path.join(fn_args.working_dir, "tuner"))
+    tuner = make_tuner(prepared, settings, kind, trials, max_epochs, directory, space)
+    return TunerFnResult(tuner=tuner, fit_kwargs={})
+
+
+def trials_table(tuner: keras_tuner.Tuner) -> list:
+    """Every trial (completed or not): hyperparameters, objective, epochs trained, status."""
+    rows = []
+    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
+        metrics = trial.metrics
+        epochs = (metrics.get_last_value("epochs_trained")
+                  if metrics.exists("epochs_trained") else None)
+        rows.append({
+            "trial_id": trial.trial_id, "status": trial.status, "score": trial.score,
+            "epochs_trained": int(epochs) if epochs is not None else 0,
+            "hyperparameters": {k: v for k, v in trial.hyperparameters.values.items()},
+            "message": (trial.message or "").strip().splitlines()[-1:] or None,
+        })
+    return rows
+
+
+def write_trials_table(tuner: keras_tuner.Tuner, directory: str) -> str:
+    path = os.path.join(directory, "trials.json")
+    with open(path, "w") as f:
+        json.dump(trials_table(tuner), f, indent=1, default=str)
+    return path
