@@ -36,31 +36,35 @@ class PreparedData:
 
 
 def prepare_data(train_files: Sequence[str], eval_files: Sequence[str], schema_path: str,
-                 label: str, drop: Sequence[str] = (),
-                 preprocessor: Optional[FeaturePreprocessor] = None,
-                 classes: Optional[Sequence[str]] = None) -> PreparedData:
-    """Loads the train and eval splits, learns (or reuses) preprocessing and the classes.
-
-    Rows without a label are dropped; eval rows whose class the training split never had are
-    dropped too. Both are counted in `row_counts`.
-    """
+                 label: str, drop: Sequence[str] = ()) -> PreparedData:
+    """Loads the train and eval splits; learns the preprocessing and the classes from train."""
     schema = data.load_schema(schema_path)
-    label_column = data.label_column(schema, label)
-    if preprocessor is not None:
-        names = set(preprocessor.input_names)
-        columns = [c for c in data.feature_columns(schema, label) if c.name in names]
-    else:
-        columns = data.feature_columns(schema, label, drop)
+    return _prepare(train_files, eval_files, data.feature_columns(schema, label, drop),
+                    data.label_column(schema, label))
+
+
+def prepare_like(model, train_files: Sequence[str], eval_files: Sequence[str]) -> PreparedData:
+    """Loads the splits exactly as `model` (an `export.ExportedModel`) was trained: its
+    columns, label, classes and fitted preprocessing."""
+    return _prepare(train_files, eval_files, model.columns, model.label, model.preprocessor,
+                    model.classes)
+
+
+def _prepare(train_files, eval_files, columns, label_column,
+             preprocessor: Optional[FeaturePreprocessor] = None,
+             classes: Optional[Sequence[str]] = None) -> PreparedData:
+    """Rows without a label are dropped; eval rows of a class the training split never had
+    are dropped too. Both are counted in `row_counts`."""
     train = data.load_split(train_files, columns, label_column)
     evaluation = data.load_split(eval_files, columns, label_column)
     classes = list(classes) if classes is not None else data.class_vocabulary(train.labels)
     if len(classes) < 2:
-        raise ValueError(f"label '{label}' has a single class ({classes}) in the training split; "
-                         f"a classifier needs at least two")
+        raise ValueError(f"label '{label_column.name}' has a single class ({classes}) in the "
+                         f"training split; a classifier needs at least two")
     if preprocessor is None:
         preprocessor = fit_preprocessor(train, columns)
-    y_train, y_eval = data.class_ids(train.labels, classes), data.class_ids(evaluation.labels,
-                                                                           classes)
+    y_train = data.class_ids(train.labels, classes)
+    y_eval = data.class_ids(evaluation.labels, classes)
     known_train, known_eval = y_train >= 0, y_eval >= 0
     x_train, x_eval = transform(preprocessor, train), transform(preprocessor, evaluation)
     counts = {"train_rows": int(known_train.sum()), "eval_rows": int(known_eval.sum()),
@@ -68,7 +72,8 @@ def prepare_data(train_files: Sequence[str], eval_files: Sequence[str], schema_p
               + evaluation.dropped_missing_label,
               "dropped_unseen_class": int((~known_train).sum() + (~known_eval).sum())}
     return PreparedData(x_train[known_train], y_train[known_train], x_eval[known_eval],
-                        y_eval[known_eval], classes, columns, label_column, preprocessor, counts)
+                        y_eval[known_eval], classes, list(columns), label_column, preprocessor,
+                        counts)
 
 
 def make_strategy(name: str = "none") -> tf.distribute.Strategy:
@@ -117,6 +122,7 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                 strategy: str = "none", run_dir: Optional[str] = None,
                 checkpoint_dir: Optional[str] = None, initial_epoch: int = 0,
                 epochs: Optional[int] = None, monitor: str = "val_auc",
+                early_stopping: bool = True,
                 balance_classes: bool = False,
                 extra_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
                 restore_model: Optional[Callable[[tf.keras.Model], None]] = None,
@@ -124,7 +130,8 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     """Builds the model and optimizer in the strategy's scope and trains it with the loop.
 
     `extra_targets` adds arrays next to the labels ({"train": {...}, "eval": {...}}), e.g.
-    cached teacher logits for distillation. `run_dir` receives metrics.jsonl and TensorBoard
+    cached teacher logits for distillation. With `early_stopping`, training stops when
+    `monitor` stalls and keeps the best epoch's weights. `run_dir` receives metrics.jsonl and TensorBoard
     logs; `checkpoint_dir` makes the training resumable. `restore_model` may load weights into
     the freshly built model before training (a Hyperband trial continuing another).
     `steps_per_execution` train steps run per tf.function call; pruning needs 1, so that its
@@ -155,15 +162,19 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     if run_dir:
         callbacks.append(cb.MetricsLogger(os.path.join(run_dir, "metrics.jsonl"),
                                           os.path.join(run_dir, "tensorboard")))
-    stopper = cb.EarlyStopping(monitor=monitor, mode="min" if monitor.endswith("loss") else "max",
-                               patience=config.early_stopping_patience)
-    callbacks.append(stopper)
+    stopper = None
+    if early_stopping:
+        stopper = cb.EarlyStopping(monitor=monitor,
+                                   mode="min" if monitor.endswith("loss") else "max",
+                                   patience=config.early_stopping_patience)
+        callbacks.append(stopper)
     if checkpoint_dir:
         callbacks.append(cb.TrainingCheckpoint(checkpoint_dir))
     callbacks.extend(extra_callbacks)
     history = training_loop.fit(train, evaluation, epochs=epochs or config.epochs,
                                 initial_epoch=initial_epoch, callbacks=callbacks,
                                 verbose=verbose)
-    return TrainResult(model, history, training_loop.epochs_trained, stopper.best_epoch,
+    return TrainResult(model, history, training_loop.epochs_trained,
+                       stopper.best_epoch if stopper else None,
                        training_loop.evaluate(evaluation))
 

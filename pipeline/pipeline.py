@@ -5,6 +5,8 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
 
 from components.data_validator import DataValidator
+from components.distiller import Distiller
+from components.pruner import Pruner
 from components.tuner import Tuner
 from modules.settings import RunSettings
 from pipeline.configs import TRAIN_EVAL_BUCKETS, PipelineConfig
@@ -60,7 +62,17 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=custom_config)
     trainer.add_upstream_node(validator)
-    components.append(trainer)
+    distiller = Distiller(
+        teacher=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+        hyperparameters=hyperparameters, custom_config=custom_config, alpha=config.alpha,
+        temperature=config.temperature, student_layers=config.student_layers,
+        student_units=config.student_units, epochs=config.distill_epochs)
+    pruner = Pruner(
+        model=distiller.outputs["student"], examples=example_gen.outputs["examples"],
+        teacher=trainer.outputs["model"], custom_config=custom_config,
+        target_sparsity=config.sparsity, epochs=config.prune_epochs, alpha=config.alpha,
+        temperature=config.temperature)
+    components += [trainer, distiller, pruner]
     return components
 
 

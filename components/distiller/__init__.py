@@ -1,0 +1,3 @@
+from components.distiller.component import Distiller
+
+__all__ = ["Distiller"]

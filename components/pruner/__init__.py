@@ -1,0 +1,3 @@
+from components.pruner.component import Pruner
+
+__all__ = ["Pruner"]

@@ -1,0 +1,89 @@
+"""Magnitude pruning with the Model Optimization Toolkit, fine-tuned with the project's loop.
+
+`prune_low_magnitude` wraps the prunable layers: our DenseBlock and FeatureCross (they
+implement `PrunableLayer`), not the small logits layer, whose few weights all matter. The
+wrapper advances its own `pruning_step` on every training call and applies the schedule's
+mask; `UpdatePruningStep` (a stock callback, driven by our loop like any other) initializes
+the step and enforces the masks at each epoch end, as it does for `model.fit`.
+"""
+import math
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+from modules import training
+from modules.layers import DenseBlock, FeatureCross
+from modules.loop import LossFn, cross_entropy
+from modules.model import ModelConfig
+
+PRUNED_LAYERS = (DenseBlock, FeatureCross)
+
+
+def check_sparsity(target_sparsity: float) -> None:
+    if not 0.0 <= target_sparsity < 1.0:
+        raise ValueError(f"target sparsity must be in [0, 1), got {target_sparsity}")
+
+
+def pruning_schedule(target_sparsity: float, steps_per_epoch: int, epochs: int):
+    """Polynomial ramp from 0 to the target over the first two thirds of fine-tuning; the
+    last third trains at the target sparsity to recover accuracy."""
+    total = steps_per_epoch * epochs
+    end_step = max(1, math.ceil(total * 2 / 3))
+    return tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=target_sparsity, begin_step=0, end_step=end_step,
+        frequency=max(1, min(steps_per_epoch // 4, end_step // 4)))
+
+
+def make_prunable(core: tf.keras.Model, schedule) -> tf.keras.Model:
+    def wrap(layer):
+        if isinstance(layer, PRUNED_LAYERS):
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    return tf.keras.models.clone_model(core, clone_function=wrap)
+
+
+def sparsity_report(model: tf.keras.Model) -> Dict[str, object]:
+    """Fraction of zero weights per pruned weight, per layer, and over all pruned weights."""
+    layers: List[Dict[str, object]] = []
+    zeros = total = 0
+    for layer in model.layers:
+        if not isinstance(layer, PRUNED_LAYERS):
+            continue
+        for weight in layer.get_prunable_weights():
+            values = weight.numpy()
+            layer_zeros = int(np.sum(values == 0))
+            layers.append({"layer": layer.name, "weight": weight.name.split("/")[-1].split(":")[0],
+                           "shape": list(values.shape), "sparsity": layer_zeros / values.size})
+            zeros, total = zeros + layer_zeros, total + values.size
+    all_weights = sum(int(np.size(w)) for w in model.get_weights())
+    all_zeros = sum(int(np.sum(w == 0)) for w in model.get_weights())
+    return {"layers": layers, "pruned_weights_sparsity": zeros / total if total else 0.0,
+            "model_sparsity": all_zeros / all_weights if all_weights else 0.0}
+
+
+def prune(core: tf.keras.Model, prepared: training.PreparedData, config: ModelConfig, *,
+          target_sparsity: float, epochs: int, seed: int, loss_fn: LossFn = cross_entropy,
+          extra_targets: Optional[dict] = None, strategy: str = "none",
+          run_dir: Optional[str] = None, verbose: bool = True):
+    """Prunes `core` to `target_sparsity` while fine-tuning; returns (stripped model, result).
+
+    No early stopping: restoring an earlier epoch's weights would restore its lower sparsity.
+    """
+    check_sparsity(target_sparsity)
+    steps_per_epoch = max(1, math.ceil(len(prepared.x_train) / config.batch_size))
+    schedule = pruning_schedule(target_sparsity, steps_per_epoch, epochs)
+    weights = core.get_weights()
+
+    def build():
+        clone = tf.keras.models.clone_model(core)
+        clone.set_weights(weights)
+        return make_prunable(clone, schedule)
+
+    result = training.train_model(
+        build, prepared, config, seed=seed, loss_fn=loss_fn, extra_targets=extra_targets,
+        strategy=strategy, run_dir=run_dir, epochs=epochs, early_stopping=False,
+        extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=verbose)
+    return tfmot.sparsity.keras.strip_pruning(result.model), result
