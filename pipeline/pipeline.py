@@ -7,6 +7,7 @@ from tfx.dsl.components.base import base_node
 from components.data_validator import DataValidator
 from components.distiller import Distiller
 from components.pruner import Pruner
+from components.quantizer import Quantizer
 from components.tuner import Tuner
 from modules.settings import RunSettings
 from pipeline.configs import TRAIN_EVAL_BUCKETS, PipelineConfig
@@ -72,7 +73,10 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         teacher=trainer.outputs["model"], custom_config=custom_config,
         target_sparsity=config.sparsity, epochs=config.prune_epochs, alpha=config.alpha,
         temperature=config.temperature)
-    components += [trainer, distiller, pruner]
+    quantizer = Quantizer(
+        model=pruner.outputs["pruned_model"], examples=example_gen.outputs["examples"],
+        custom_config=custom_config, modes=config.quantization_modes)
+    components += [trainer, distiller, pruner, quantizer]
     return components
 
 

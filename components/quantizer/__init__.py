@@ -1,0 +1,3 @@
+from components.quantizer.component import Quantizer
+
+__all__ = ["Quantizer"]

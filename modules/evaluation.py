@@ -1,0 +1,119 @@
+"""One evaluation path for every candidate model: metrics, size and latency.
+
+Every candidate (Keras core of a SavedModel artifact, or a TFLite model) is reduced to a
+function from preprocessed feature vectors to class probabilities, and measured the same way:
+- metrics on the eval split: accuracy, ROC AUC, precision, recall, log loss (binary: of the
+  second class; more classes: macro averages, one-vs-rest AUC);
+- size: bytes on disk, and gzip-compressed bytes (a folder is tarred first);
+- latency: one example on the CPU (TFLite: one interpreter thread; TensorFlow: its default
+  thread pools), median over many calls after warm-up. The
+  timed call takes an already preprocessed float32 vector and returns probabilities: for a
+  TFLite model it includes input quantization, `invoke` and reading the output; for a Keras
+  model, one call of its compiled inference function. Preprocessing, identical for all
+  candidates, is not timed.
+"""
+import gzip
+import io
+import os
+import tarfile
+import time
+from typing import Callable, Dict
+
+import numpy as np
+import tensorflow as tf
+from sklearn import metrics as skm
+
+from modules.quantization import TFLiteModel
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
+    num_classes = probabilities.shape[1]
+    predictions = probabilities.argmax(axis=1)
+    clipped = np.clip(probabilities, 1e-7, 1.0)
+    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    if num_classes == 2:
+        auc = skm.roc_auc_score(labels, probabilities[:, 1])
+        average = "binary"
+    else:
+        present = np.unique(labels)
+        auc = skm.roc_auc_score(labels, clipped[:, present] / clipped[:, present].sum(1, keepdims=True),
+                                multi_class="ovr", average="macro", labels=present) \
+            if len(present) > 2 else float("nan")
+        average = "macro"
+    return {
+        "auc": float(auc),
+        "accuracy": float(skm.accuracy_score(labels, predictions)),
+        "precision": float(skm.precision_score(labels, predictions, average=average,
+                                               zero_division=0)),
+        "recall": float(skm.recall_score(labels, predictions, average=average, zero_division=0)),
+        "log_loss": float(skm.log_loss(labels, clipped, labels=list(range(num_classes)))),
+    }
+
+
+def size_on_disk(path: str) -> Dict[str, int]:
+    """Bytes of a file or folder, and its gzip-compressed bytes (level 9)."""
+    if os.path.isdir(path):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(path, arcname=os.path.basename(path))
+        raw_bytes = sum(os.path.getsize(os.path.join(root, name))
+                        for root, _, names in os.walk(path) for name in names)
+        content = buffer.getvalue()
+    else:
+        with open(path, "rb") as f:
+            content = f.read()
+        raw_bytes = len(content)
+    return {"size_bytes": int(raw_bytes), "gzip_bytes": len(gzip.compress(content, 9))}
+
+
+def latency_ms(call: Callable[[], object], warmup: int = 50, repeats: int = 300) -> Dict[str, float]:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return {"latency_ms_p50": float(np.percentile(times, 50)),
+            "latency_ms_p90": float(np.percentile(times, 90))}
+
+
+def keras_predictor(core: tf.keras.Model):
+    """(batch predict fn, single-example timed call) for a Keras core producing logits."""
+    infer = tf.function(lambda x: tf.nn.softmax(tf.cast(core(x, training=False), tf.float32)))
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([infer(tf.constant(x[i:i + 4096])).numpy()
+                               for i in range(0, len(x), 4096)])
+
+    def single(example: np.ndarray) -> Callable[[], object]:
+        tensor = tf.constant(example[None, :])
+        return lambda: infer(tensor).numpy()
+
+    return predict, single
+
+
+def tflite_predictor(model: TFLiteModel):
+    def single(example: np.ndarray) -> Callable[[], object]:
+        row = example[None, :]
+        model._resize(1)
+        return lambda: model.invoke(model.quantize_input(row))
+
+    return model.predict, single
+
+
+def evaluate_candidate(predict: Callable[[np.ndarray], np.ndarray],
+                       single: Callable[[np.ndarray], Callable[[], object]],
+                       x_eval: np.ndarray, y_eval: np.ndarray, path: str, params: int,
+                       latency_repeats: int = 300) -> Dict[str, float]:
+    """All the numbers the report shows for one candidate."""
+    result = classification_metrics(y_eval, predict(x_eval))
+    result.update(size_on_disk(path))
+    result["params"] = int(params)
+    with tf.device("/CPU:0"):
+        result.update(latency_ms(single(x_eval[0]), repeats=latency_repeats))
+    return result
+
+
+def nonzero_params(weights) -> int:
+    return int(sum(np.count_nonzero(w) for w in weights))

@@ -1,0 +1,196 @@
+"""TFLite conversion in five modes, and running the result with the TFLite interpreter.
+
+Every TFLite model takes the preprocessed feature vector (float32 [batch, D], or int8 for
+the integer modes) and returns class probabilities: the softmax is part of the model, so
+int8 outputs keep a fixed, well-used range. The preprocessing that builds the vector from raw
+features (modules.preprocessing) is written next to the model as its input contract.
+
+Modes:
+  dynamic  weights int8, activations float (post-training dynamic range quantization).
+  float16  weights float16.
+  int8     full-integer: weights and activations int8, int8 input and output; activation
+           ranges calibrated on a representative sample of the training split.
+  qat      quantization-aware training (tfmot), then full-integer conversion.
+  pqat     prune-preserving QAT: the same, keeping the pruned weights at zero.
+For QAT the model is first folded into plain Dense layers (batch normalization merged into
+kernel and bias, dropout dropped): the exact inference-time function, in layers tfmot knows.
+"""
+import dataclasses
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+from modules.layers import DenseBlock
+
+MODES = ("dynamic", "float16", "int8", "qat", "pqat")
+INTEGER_MODES = ("int8", "qat", "pqat")
+
+
+def check_modes(modes) -> List[str]:
+    modes = list(modes)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise ValueError(f"unknown quantization mode(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(MODES)}")
+    return modes
+
+
+def with_probabilities(core: tf.keras.Model) -> tf.keras.Model:
+    """core (logits) followed by a float32 softmax: the function every TFLite model computes."""
+    inputs = tf.keras.Input(shape=core.input_shape[1:], name="features")
+    probabilities = tf.keras.layers.Softmax(dtype="float32", name="probabilities")(
+        core(inputs, training=False))
+    return tf.keras.Model(inputs, probabilities, name=f"{core.name}_probabilities")
+
+
+def fold_to_dense(core: tf.keras.Model) -> tf.keras.Model:
+    """The same inference function as `core`, with each DenseBlock as one Dense layer.
+
+    Batch normalization y = gamma * (z - mean) / sqrt(var + eps) + beta is affine in
+    z = x @ W + b, so it folds into W' = W * s and b' = (b - mean) * s + beta with
+    s = gamma / sqrt(var + eps). Zero weights stay zero, so sparsity is preserved.
+    """
+    folded = tf.keras.Sequential(name=f"{core.name}_folded")
+    folded.add(tf.keras.Input(shape=core.input_shape[1:], name="features"))
+    for layer in core.layers:
+        if isinstance(layer, DenseBlock):
+            kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+            if layer.norm is not None:
+                norm = layer.norm
+                scale = norm.gamma.numpy() / np.sqrt(norm.moving_variance.numpy() + norm.epsilon)
+                kernel = kernel * scale
+                bias = (bias - norm.moving_mean.numpy()) * scale + norm.beta.numpy()
+            dense = tf.keras.layers.Dense(layer.units, activation=layer.activation_name,
+                                          name=layer.name)
+            folded.add(dense)
+            dense.set_weights([kernel, bias])
+        elif isinstance(layer, tf.keras.layers.Dense):
+            dense = tf.keras.layers.Dense(layer.units, activation=layer.activation,
+                                          name=layer.name)
+            folded.add(dense)
+            dense.set_weights(layer.get_weights())
+        elif not isinstance(layer, (tf.keras.layers.Dropout, tf.keras.layers.InputLayer)):
+            raise ValueError(f"quantization-aware training supports DenseBlock and Dense "
+                             f"layers; '{layer.name}' is a {type(layer).__name__}")
+    return folded
+
+
+def quantize_aware(core: tf.keras.Model, preserve_sparsity: bool) -> tf.keras.Model:
+    """A QAT model (fake-quantized weights and activations) to fine-tune with the loop."""
+    folded = fold_to_dense(core)
+    if not preserve_sparsity:
+        return tfmot.quantization.keras.quantize_model(folded)
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (  # noqa: E501
+        default_8bit_prune_preserve_quantize_scheme as prune_preserve)
+
+    annotated = tfmot.quantization.keras.quantize_annotate_model(folded)
+    return tfmot.quantization.keras.quantize_apply(
+        annotated, prune_preserve.Default8BitPrunePreserveQuantizeScheme())
+
+
+def convert(model: tf.keras.Model, mode: str,
+            representative: Optional[np.ndarray] = None) -> bytes:
+    """TFLite flatbuffer of `model` (features -> logits) with a softmax appended."""
+    check_modes([mode])
+    converter = tf.lite.TFLiteConverter.from_keras_model(with_probabilities(model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if mode in INTEGER_MODES:
+        if mode == "int8":
+            if representative is None or len(representative) == 0:
+                raise ValueError("int8 quantization needs a non-empty representative dataset "
+                                 "(rows of the training split)")
+            converter.representative_dataset = _representative(representative)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def _representative(rows: np.ndarray) -> Callable:
+    def generate():
+        for row in rows:
+            yield [row[None, :].astype(np.float32)]
+    return generate
+
+
+def representative_sample(x_train: np.ndarray, size: int = 500, seed: int = 0) -> np.ndarray:
+    """Random training rows that calibrate int8 activation ranges."""
+    if len(x_train) == 0:
+        raise ValueError("int8 quantization needs a non-empty representative dataset")
+    rng = np.random.default_rng(seed)
+    return x_train[rng.choice(len(x_train), size=min(size, len(x_train)), replace=False)]
+
+
+@dataclasses.dataclass
+class TensorContract:
+    name: str
+    shape: List[int]
+    dtype: str
+    scale: float  # 0.0 when not quantized
+    zero_point: int
+
+
+class TFLiteModel:
+    """A .tflite model run by the TFLite interpreter on float feature vectors.
+
+    `predict` quantizes inputs and dequantizes outputs when the model's are integers, so every
+    model is called the same way: float32 [batch, D] -> probabilities [batch, classes].
+    """
+
+    def __init__(self, model_content: bytes, num_threads: int = 1):
+        self.interpreter = tf.lite.Interpreter(model_content=model_content,
+                                               num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self._batch = None
+
+    @classmethod
+    def from_file(cls, path: str, num_threads: int = 1) -> "TFLiteModel":
+        with open(path, "rb") as f:
+            return cls(f.read(), num_threads)
+
+    def contract(self) -> Dict[str, TensorContract]:
+        def describe(detail):
+            scale, zero_point = detail["quantization"]
+            return TensorContract(detail["name"], [int(d) for d in detail["shape"]],
+                                  np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+        return {"input": describe(self._input), "output": describe(self._output)}
+
+    def _resize(self, batch: int):
+        if batch != self._batch:
+            self.interpreter.resize_tensor_input(self._input["index"], [batch, self._input["shape"][1]])
+            self.interpreter.allocate_tensors()
+            self._input = self.interpreter.get_input_details()[0]
+            self._output = self.interpreter.get_output_details()[0]
+            self._batch = batch
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        dtype = self._input["dtype"]
+        if not np.issubdtype(dtype, np.integer):
+            return x.astype(dtype)
+        scale, zero_point = self._input["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+    def invoke(self, prepared_input: np.ndarray) -> np.ndarray:
+        """Runs the interpreter on an already quantized input; returns the raw output."""
+        self.interpreter.set_tensor(self._input["index"], prepared_input)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._output["index"])
+
+    def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        outputs = []
+        for start in range(0, len(x), batch_size):
+            chunk = x[start:start + batch_size]
+            self._resize(len(chunk))
+            raw = self.invoke(self.quantize_input(chunk))
+            if np.issubdtype(self._output["dtype"], np.integer):
+                scale, zero_point = self._output["quantization"]
+                raw = (raw.astype(np.float32) - zero_point) * scale
+            outputs.append(raw.astype(np.float32))
+        return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
