@@ -99,11 +99,11 @@ def convert(model: tf.keras.Model, mode: str,
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if mode in INTEGER_MODES:
-        if mode == "int8":
-            if representative is None or len(representative) == 0:
-                raise ValueError("int8 quantization needs a non-empty representative dataset "
-                                 "(rows of the training split)")
-            converter.representative_dataset = _representative(representative)
+        if representative is None or len(representative) == 0:
+            raise ValueError(f"{mode} quantization needs a non-empty representative dataset "
+                             f"(rows of the training split)")
+        # QAT models carry their own ranges; the converter still asks for samples.
+        converter.representative_dataset = _representative(representative)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8

@@ -59,9 +59,11 @@ class PipelineConfig:
     sparsity: float = 0.8
     prune_epochs: int = 6
     quantization_modes: Tuple[str, ...] = ("dynamic", "float16", "int8")
-    # Evaluator
+    # Evaluator and Pusher
     min_auc: float = 0.9
     max_auc_drop: float = 0.005
+    deploy_mode: str = "int8"  # the TFLite model that is blessed and pushed
+    slice_features: Tuple[str, ...] = ("payment_type",)  # TFMA slices, where the column exists
 
 
 def quick_overrides() -> Dict[str, object]:

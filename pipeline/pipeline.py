@@ -6,7 +6,9 @@ from tfx.dsl.components.base import base_node
 
 from components.data_validator import DataValidator
 from components.distiller import Distiller
+from components.evaluator import Evaluator
 from components.pruner import Pruner
+from components.pusher import Pusher
 from components.quantizer import Quantizer
 from components.tuner import Tuner
 from modules.settings import RunSettings
@@ -76,7 +78,25 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
     quantizer = Quantizer(
         model=pruner.outputs["pruned_model"], examples=example_gen.outputs["examples"],
         custom_config=custom_config, modes=config.quantization_modes)
-    components += [trainer, distiller, pruner, quantizer]
+    # The last blessed deployable model of this pipeline, from ML Metadata.
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = Evaluator(
+        teacher=trainer.outputs["model"], student_scratch=distiller.outputs["student_scratch"],
+        student=distiller.outputs["student"], pruned=pruner.outputs["pruned_model"],
+        quantized=quantizer.outputs["quantized_model"], examples=example_gen.outputs["examples"],
+        baseline=baseline.outputs["model"], custom_config=custom_config,
+        min_auc=config.min_auc, max_auc_drop=config.max_auc_drop,
+        deploy_mode=config.deploy_mode, slice_features=config.slice_features)
+    pusher = Pusher(
+        quantized=quantizer.outputs["quantized_model"], pruned=pruner.outputs["pruned_model"],
+        teacher=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+        blessing=evaluator.outputs["blessing"], evaluation=evaluator.outputs["evaluation"],
+        serving_dir=config.serving_dir, deploy_mode=config.deploy_mode)
+    components += [trainer, distiller, pruner, quantizer, baseline, evaluator, pusher]
     return components
 
 

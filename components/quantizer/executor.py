@@ -57,7 +57,7 @@ class Executor(base_executor.BaseExecutor):
                                     exec_properties["qat_epochs"])
             representative = (quantization.representative_sample(prepared.x_train,
                                                                  seed=settings.seed)
-                              if mode == "int8" else None)
+                              if mode in quantization.INTEGER_MODES else None)
             content = quantization.convert(model, mode, representative)
             folder = os.path.join(output_uri, mode)
             os.makedirs(folder, exist_ok=True)

@@ -1,0 +1,3 @@
+from components.evaluator.component import Evaluator
+
+__all__ = ["Evaluator"]

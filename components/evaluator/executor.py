@@ -1,0 +1,99 @@
+"""Evaluator executor: measure every candidate, slice with TFMA, decide the blessing."""
+import json
+import os
+from typing import Any, Dict, List
+
+from tfx import types
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
+
+from components.artifacts import write_report
+from modules import blessing, data, evaluation, export, quantization, sliced_metrics, training
+from modules.settings import RunSettings
+
+TFLITE_FILE = "model.tflite"
+CANDIDATE_MODELS = ("teacher", "student_scratch", "student", "pruned")  # SavedModel inputs
+
+
+def _tflite_path(quantized_uri: str, mode: str) -> str:
+    return os.path.join(quantized_uri, mode, TFLITE_FILE)
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
+        settings = RunSettings.from_custom_config(json.loads(exec_properties["custom_config"]))
+        deploy_mode = exec_properties["deploy_mode"]
+        uris = {name: artifact_utils.get_single_uri(input_dict[name]) for name in CANDIDATE_MODELS}
+        quantized = artifact_utils.get_single_instance(input_dict["quantized"])
+        modes = export.read_info(quantized.uri)["modes"]
+        if deploy_mode not in modes:
+            raise ValueError(f"deploy mode '{deploy_mode}' was not produced by the Quantizer "
+                             f"(modes: {', '.join(modes)})")
+        models = {name: export.load_model(uri) for name, uri in uris.items()}
+        examples_uri = artifact_utils.get_single_uri(input_dict["examples"])
+        eval_pattern = data.split_pattern(examples_uri, "eval")
+        prepared = training.prepare_like(models["teacher"],
+                                         [data.split_pattern(examples_uri, "train")],
+                                         [eval_pattern])
+
+        def measure_tflite(path: str) -> Dict[str, float]:
+            predict, single = evaluation.tflite_predictor(quantization.TFLiteModel.from_file(path))
+            return evaluation.evaluate_candidate(predict, single, prepared.x_eval,
+                                                 prepared.y_eval, path,
+                                                 params=models["pruned"].core.count_params())
+
+        candidates: Dict[str, Dict[str, Any]] = {}
+        for name, model in models.items():
+            predict, single = evaluation.keras_predictor(model.core)
+            candidates[name] = evaluation.evaluate_candidate(
+                predict, single, prepared.x_eval, prepared.y_eval,
+                os.path.join(uris[name], export.SERVING_DIR), params=model.core.count_params())
+            candidates[name]["nonzero_params"] = evaluation.nonzero_params(
+                model.core.get_weights())
+        for mode in modes:
+            candidates[mode] = measure_tflite(_tflite_path(quantized.uri, mode))
+            candidates[mode]["nonzero_params"] = candidates["pruned"]["nonzero_params"]
+
+        baseline = None
+        if input_dict.get("baseline"):
+            baseline_artifact = artifact_utils.get_single_instance(input_dict["baseline"])
+            path = _tflite_path(baseline_artifact.uri, deploy_mode)
+            if os.path.exists(path):
+                baseline = {"artifact_id": baseline_artifact.id, "uri": baseline_artifact.uri,
+                            **measure_tflite(path)}
+        blessed, reasons = blessing.decide(
+            candidates[deploy_mode]["auc"], candidates["teacher"]["auc"],
+            baseline["auc"] if baseline else None, min_auc=exec_properties["min_auc"],
+            max_auc_drop=exec_properties["max_auc_drop"])
+
+        slices = {}
+        slice_features = [f for f in json.loads(exec_properties["slice_features"])
+                          if f in {c.name for c in prepared.columns}]
+        if sliced_metrics.supported(prepared.classes):
+            slices = sliced_metrics.sliced_metrics(
+                {name: os.path.join(uri, export.SERVING_DIR) for name, uri in uris.items()},
+                eval_pattern, settings.label, slice_features,
+                os.path.join(output_dict["evaluation"][0].uri, "tfma"),
+                beam_args=self._beam_pipeline_args)
+
+        blessing_artifact = artifact_utils.get_single_instance(output_dict["blessing"])
+        blessing_artifact.set_int_custom_property("blessed", int(blessed))
+        blessing_artifact.set_int_custom_property("current_model_id", quantized.id)
+        blessing_artifact.set_string_custom_property("current_model", quantized.uri)
+        if baseline:
+            blessing_artifact.set_int_custom_property("baseline_model_id", baseline["artifact_id"])
+        os.makedirs(blessing_artifact.uri, exist_ok=True)
+        with open(os.path.join(blessing_artifact.uri, "BLESSED" if blessed else "NOT_BLESSED"),
+                  "w") as f:
+            f.write("\n".join(reasons) + "\n")
+        write_report(output_dict["evaluation"][0], {
+            "candidates": candidates, "deployable": deploy_mode, "blessed": blessed,
+            "reasons": reasons, "baseline": baseline, "slices": slices,
+            "thresholds": {"min_auc": exec_properties["min_auc"],
+                           "max_auc_drop": exec_properties["max_auc_drop"],
+                           "noise_tolerance": blessing.NOISE_TOLERANCE},
+            "rows": prepared.row_counts})
+        print("evaluator: " + ("BLESSED" if blessed else "NOT blessed") + "; "
+              + "; ".join(reasons), flush=True)

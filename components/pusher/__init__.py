@@ -1,0 +1,3 @@
+from components.pusher.component import Pusher
+
+__all__ = ["Pusher"]

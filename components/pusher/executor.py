@@ -1,0 +1,102 @@
+"""Pusher executor: assemble the version in a temporary folder, then rename it into place."""
+import datetime
+import glob
+import os
+import shutil
+import time
+from typing import Any, Dict, List
+
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from components.artifacts import read_report
+from modules import export
+
+TEMP_PREFIX = ".incomplete-"
+
+
+def free_version(serving_dir: str) -> str:
+    """A new version name: the Unix time in seconds, bumped while a folder has it."""
+    version = int(time.time())
+    while os.path.exists(os.path.join(serving_dir, str(version))):
+        version += 1
+    return str(version)
+
+
+def remove_incomplete(serving_dir: str) -> None:
+    """Temporary folders left by a push that crashed are never versions; remove them."""
+    for path in glob.glob(os.path.join(serving_dir, TEMP_PREFIX + "*")):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def push_atomically(serving_dir: str, write_version) -> str:
+    """Calls write_version(temp_folder, version), then renames it to the version folder."""
+    os.makedirs(serving_dir, exist_ok=True)
+    remove_incomplete(serving_dir)
+    version = free_version(serving_dir)
+    temp = os.path.join(serving_dir, f"{TEMP_PREFIX}{version}-{os.getpid()}")
+    try:
+        os.makedirs(temp)
+        write_version(temp, version)
+        target = os.path.join(serving_dir, version)
+        if os.path.exists(target):  # someone took the name meanwhile: never overwrite
+            raise FileExistsError(f"{target} appeared during the push")
+        os.rename(temp, target)
+        return target
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+class Executor(base_executor.BaseExecutor):
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
+        artifacts = {key: artifact_utils.get_single_instance(input_dict[key])
+                     for key in ("quantized", "pruned", "teacher", "examples", "blessing",
+                                 "evaluation")}
+        pushed = artifact_utils.get_single_instance(output_dict["pushed_model"])
+        evaluation = read_report(artifacts["evaluation"].uri)
+        if not artifacts["blessing"].get_int_custom_property("blessed"):
+            pushed.set_int_custom_property("pushed", 0)
+            print("pusher: not pushed, the candidate is not blessed: "
+                  + "; ".join(r for r in evaluation["reasons"] if r.startswith("FAILED")),
+                  flush=True)
+            return
+        mode = exec_properties["deploy_mode"]
+        card = self._model_card(artifacts, evaluation, mode)
+
+        def write_version(folder: str, version: str) -> None:
+            shutil.copytree(os.path.join(artifacts["pruned"].uri, export.SERVING_DIR),
+                            os.path.join(folder, "saved_model"))
+            for name in ("model.tflite", "contract.json"):
+                shutil.copy2(os.path.join(artifacts["quantized"].uri, mode, name),
+                             os.path.join(folder, name))
+            export.write_json(os.path.join(folder, "model_card.json"),
+                              {**card, "version": version})
+
+        target = push_atomically(exec_properties["serving_dir"], write_version)
+        pushed.set_int_custom_property("pushed", 1)
+        pushed.set_string_custom_property("pushed_destination", target)
+        pushed.set_string_custom_property("pushed_version", os.path.basename(target))
+        print(f"pusher: pushed to {target}", flush=True)
+
+    def _model_card(self, artifacts, evaluation, mode) -> Dict[str, Any]:
+        pruned_info = export.read_info(artifacts["pruned"].uri)
+        teacher_info = export.read_info(artifacts["teacher"].uri)
+        return {
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "files": {"tflite": "model.tflite", "contract": "contract.json",
+                      "saved_model": "saved_model/"},
+            "deploy_mode": mode,
+            "classes": pruned_info["classes"], "label": pruned_info["label"]["name"],
+            "metrics": {name: evaluation["candidates"][name]
+                        for name in ("teacher", "pruned", mode)},
+            "blessing": evaluation["reasons"],
+            "hyperparameters": {"teacher": teacher_info.get("hyperparameters"),
+                                "student": pruned_info.get("hyperparameters")},
+            "sparsity": pruned_info.get("sparsity", {}).get("pruned_weights_sparsity"),
+            "data": {"examples_uri": artifacts["examples"].uri, "rows": evaluation.get("rows")},
+            "lineage": {"pipeline_run_id": getattr(self._context, "pipeline_run_id", None),
+                        **{f"{key}_artifact_id": a.id for key, a in artifacts.items()}},
+        }
