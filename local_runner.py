@@ -7,6 +7,7 @@
 import argparse
 import contextlib
 import fcntl
+import logging
 import os
 import sys
 import time
@@ -51,8 +52,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="float32, mixed_float16 or mixed_bfloat16 (default: float32)")
     p.add_argument("--strategy", default="none", help="tf.distribute strategy for training: "
                    "none, mirrored or multi_worker (reads TF_CONFIG)")
-    args = p.parse_args(argv)
-    return args
+    p.add_argument("--explain", metavar="VERSION_DIR", help="print, from ML Metadata, the data, "
+                   "hyperparameters and component runs that produced a pushed model, then exit")
+    return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
@@ -154,11 +156,29 @@ def exclusive_output(output: str):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+class _ProgressFilter(logging.Filter):
+    """Shows which component starts and ends, out of TFX's INFO logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.endswith((" is running.", " is finished.")):
+            component = message.split()[1]
+            state = "running" if message.endswith("running.") else "finished"
+            print(f"[{time.strftime('%H:%M:%S')}] {component} {state}", flush=True)
+        return False
+
+
 def run(config: configs.PipelineConfig, runner: str) -> None:
+    from absl import logging as absl_logging
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_pipeline
 
+    absl_logging.set_verbosity(absl_logging.INFO)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(_ProgressFilter())
+    absl_logging.get_absl_logger().addHandler(handler)
+    absl_logging.get_absl_logger().propagate = False
     dag = create_pipeline(config)
     if runner == "beam":
         from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
@@ -181,15 +201,45 @@ def _user_error(error: BaseException) -> Optional[str]:
     return None
 
 
+def explain(version_dir: str, output: Optional[str]) -> None:
+    """Prints the lineage of a pushed model version from ML Metadata."""
+    from pipeline import lineage
+
+    version_dir = os.path.abspath(version_dir.rstrip("/"))
+    if not os.path.isdir(version_dir):
+        raise UserInputError(f"--explain {version_dir}: no such folder; pass a pushed version "
+                             f"folder such as <output>/serving/<version>")
+    output = os.path.abspath(output) if output else os.path.dirname(os.path.dirname(version_dir))
+    metadata_path = os.path.join(output, "metadata.sqlite")
+    if not os.path.isfile(metadata_path):
+        raise UserInputError(f"--explain: no ML Metadata at {metadata_path}; pass --output with "
+                             f"the run's output folder")
+    text = lineage.explain(metadata_path, version_dir)
+    if text is None:
+        raise UserInputError(f"--explain {version_dir}: ML Metadata in {metadata_path} has no "
+                             f"push to that folder")
+    print(text)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
+        if args.explain:
+            explain(args.explain, args.output)
+            return 0
         config = build_config(args)
         output = os.path.dirname(config.pipeline_root)
         with exclusive_output(output):
             started = time.time()
             run(config, args.runner)
-            print(f"Pipeline finished in {time.time() - started:.1f} s; outputs in {output}")
+            from pipeline import report
+
+            summary = report.write_report(config.metadata_path, config.pipeline_name,
+                                          os.path.join(output, "report"))
+            print()
+            print(report.terminal_text(summary))
+            print(f"Pipeline finished in {time.time() - started:.1f} s; report: "
+                  f"{os.path.join(output, 'report', 'index.html')}")
     except Exception as error:  # one line for what the user can fix, a traceback otherwise
         message = _user_error(error)
         if message is None:

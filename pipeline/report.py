@@ -1,0 +1,213 @@
+"""The run report: a terminal table, `<output>/report/summary.json` and `index.html`.
+
+Everything comes from ML Metadata and the artifacts it points to, so the report describes the
+run that actually happened (cached components included).
+"""
+import base64
+import html
+import io
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from tabulate import tabulate
+
+from pipeline import metadata
+
+CANDIDATE_ORDER = ("teacher", "student_scratch", "student", "pruned", "dynamic", "float16",
+                   "int8", "qat", "pqat")
+TABLE_COLUMNS = (("auc", "AUC", ".4f"), ("accuracy", "accuracy", ".4f"),
+                 ("precision", "precision", ".3f"), ("recall", "recall", ".3f"),
+                 ("log_loss", "log loss", ".4f"), ("params", "params", "d"),
+                 ("size_bytes", "bytes", "d"), ("gzip_bytes", "gzip bytes", "d"),
+                 ("latency_ms_p50", "p50 ms", ".3f"))
+
+
+def _read_json(path: str) -> Optional[Any]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _output_uri(record: Optional[metadata.ExecutionRecord], key: str) -> Optional[str]:
+    if record is None or not record.outputs.get(key):
+        return None
+    return record.outputs[key][0].uri
+
+
+def build_summary(records: List[metadata.ExecutionRecord]) -> Dict[str, Any]:
+    """summary.json: candidates, blessing, push, timings, plus what the plots need."""
+    by_id = {r.component_id: r for r in records}
+    evaluation = _read_json(os.path.join(_output_uri(by_id.get("Evaluator"), "evaluation") or "",
+                                         "report.json")) or {}
+    candidates = {name: evaluation["candidates"][name] for name in CANDIDATE_ORDER
+                  if name in evaluation.get("candidates", {})}
+    pushed_to = None
+    pusher = by_id.get("Pusher")
+    if pusher and pusher.outputs.get("pushed_model"):
+        destination = pusher.outputs["pushed_model"][0].custom_properties.get("pushed_destination")
+        pushed_to = destination.string_value if destination is not None else None
+    histories = {}
+    for component, key, name in (("Trainer", "model", "teacher"),
+                                 ("Distiller", "student", "student"),
+                                 ("Distiller", "student_scratch", "student_scratch"),
+                                 ("Pruner", "pruned_model", "pruned")):
+        info = _read_json(os.path.join(_output_uri(by_id.get(component), key) or "",
+                                       "model_info.json"))
+        if info and info.get("history"):
+            histories[name] = info["history"]
+    deployable = evaluation.get("deployable")
+    return {
+        "candidates": candidates,
+        "deployable": deployable,
+        "blessed": bool(evaluation.get("blessed", False)),
+        "reasons": evaluation.get("reasons", ["the Evaluator did not run"]),
+        "pushed_to": pushed_to,
+        "timings_s": {r.component_id: round(r.seconds, 2) for r in records},
+        "states": {r.component_id: r.state for r in records},
+        "baseline": evaluation.get("baseline"),
+        "slices": evaluation.get("slices", {}),
+        "rows": evaluation.get("rows"),
+        "histories": histories,
+        "tuner_trials": _read_json(os.path.join(_output_uri(by_id.get("Tuner"), "tuner_results")
+                                                or "", "trials.json")) or [],
+        "sparsity": _read_json(os.path.join(_output_uri(by_id.get("Pruner"), "sparsity") or "",
+                                            "report.json")),
+    }
+
+
+def candidate_table(summary: Dict[str, Any]) -> str:
+    rows = []
+    for name, metrics in summary["candidates"].items():
+        status = ""
+        if name == summary["deployable"]:
+            status = "BLESSED" if summary["blessed"] else "not blessed"
+        rows.append([name] + [format(metrics[key], fmt) if metrics.get(key) is not None else "-"
+                              for key, _, fmt in TABLE_COLUMNS] + [status])
+    return tabulate(rows, headers=["candidate"] + [h for _, h, _ in TABLE_COLUMNS] + [""],
+                    disable_numparse=True)
+
+
+def terminal_text(summary: Dict[str, Any]) -> str:
+    lines = [candidate_table(summary), ""]
+    verdict = "blessed" if summary["blessed"] else "NOT blessed"
+    lines.append(f"Deployable candidate ({summary['deployable']}): {verdict}")
+    lines += [f"  - {reason}" for reason in summary["reasons"]]
+    lines.append(f"Pushed to: {summary['pushed_to'] or 'nothing pushed'}")
+    timing = ", ".join(f"{k} {v:.1f}s" + (" (cached)" if summary["states"].get(k) == "cached"
+                                           else "")
+                       for k, v in summary["timings_s"].items())
+    lines.append(f"Component times: {timing}")
+    return "\n".join(lines)
+
+
+# -- HTML ------------------------------------------------------------------------------------
+
+def _figure_html(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="plot" src="data:image/png;base64,{encoded}">'
+
+
+def _plots(summary: Dict[str, Any]) -> List[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = []
+    if summary["histories"]:
+        figure, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+        for name, history in summary["histories"].items():
+            epochs = range(1, len(history.get("val_auc", [])) + 1)
+            axes[0].plot(list(epochs), history.get("val_auc", []), marker="o", ms=3, label=name)
+            axes[1].plot(list(range(1, len(history.get("loss", [])) + 1)), history.get("loss", []),
+                         marker="o", ms=3, label=name)
+        axes[0].set(title="Validation ROC AUC per epoch", xlabel="epoch", ylabel="AUC")
+        axes[1].set(title="Training loss per epoch", xlabel="epoch", ylabel="loss")
+        axes[0].legend()
+        figures.append(_figure_html(figure))
+    trials = [t for t in summary["tuner_trials"] if t.get("score") is not None]
+    if trials:
+        figure, axis = plt.subplots(figsize=(11, 3.2))
+        ids = [int(t["trial_id"]) for t in trials]
+        sizes = [20 + 25 * t["epochs_trained"] for t in trials]
+        axis.scatter(ids, [t["score"] for t in trials], s=sizes, alpha=0.7)
+        best = max(trials, key=lambda t: t["score"])
+        axis.annotate("best", (int(best["trial_id"]), best["score"]))
+        axis.set(title="Tuner trials: best validation AUC (marker size: epochs trained)",
+                 xlabel="trial", ylabel="val AUC")
+        figures.append(_figure_html(figure))
+    if summary["candidates"]:
+        figure, axis = plt.subplots(figsize=(11, 3.6))
+        for name, metrics in summary["candidates"].items():
+            axis.scatter(metrics["gzip_bytes"], metrics["accuracy"], s=40)
+            axis.annotate(f"{name} (AUC {metrics['auc']:.3f})",
+                          (metrics["gzip_bytes"], metrics["accuracy"]), fontsize=8,
+                          xytext=(4, 4), textcoords="offset points")
+        axis.set_xscale("log")
+        axis.set(title="Accuracy against gzip-compressed size", xlabel="gzip bytes (log)",
+                 ylabel="accuracy")
+        figures.append(_figure_html(figure))
+    return figures
+
+
+def _table_html(headers: List[str], rows: List[List[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_html(summary: Dict[str, Any]) -> str:
+    candidates = [[name] + [format(m[k], f) if m.get(k) is not None else "-"
+                            for k, _, f in TABLE_COLUMNS]
+                  for name, m in summary["candidates"].items()]
+    slices = []
+    for model, per_slice in summary["slices"].items():
+        for slice_name, metrics in per_slice.items():
+            slices.append([model, slice_name, metrics.get("examples"),
+                           _fmt(metrics.get("auc")), _fmt(metrics.get("accuracy"))])
+    verdict = "BLESSED" if summary["blessed"] else "NOT BLESSED"
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Run report</title><style>",
+        "body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;"
+        "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "th{background:#eee}.bad{color:#a00}.good{color:#070}</style></head><body>",
+        "<h1>Run report</h1>",
+        f"<h2 class='{'good' if summary['blessed'] else 'bad'}'>Deployable candidate "
+        f"({html.escape(str(summary['deployable']))}): {verdict}</h2><ul>",
+        "".join(f"<li>{html.escape(r)}</li>" for r in summary["reasons"]), "</ul>",
+        f"<p>Pushed to: <code>{html.escape(summary['pushed_to'] or 'nothing pushed')}</code></p>",
+        "<h2>Candidates (eval split)</h2>",
+        _table_html(["candidate"] + [h for _, h, _ in TABLE_COLUMNS], candidates),
+        "<h2>Plots</h2>", *_plots(summary),
+        "<h2>Slices (TFMA)</h2>",
+        _table_html(["model", "slice", "examples", "AUC", "accuracy"], slices),
+        "<h2>Component times</h2>",
+        _table_html(["component", "seconds", "state"],
+                    [[k, v, summary["states"].get(k)] for k, v in summary["timings_s"].items()]),
+        "</body></html>"]
+    return "".join(parts)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def write_report(metadata_path: str, pipeline_name: str, report_dir: str) -> Dict[str, Any]:
+    """Builds the summary of the latest run and writes summary.json and index.html."""
+    store = metadata.open_store(metadata_path)
+    summary = build_summary(metadata.latest_run(store, pipeline_name))
+    os.makedirs(report_dir, exist_ok=True)
+    with open(os.path.join(report_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1, default=float)
+    with open(os.path.join(report_dir, "index.html"), "w") as f:
+        f.write(render_html(summary))
+    return summary
