@@ -1,0 +1,167 @@
+"""Compiles the pipeline for Kubeflow Pipelines: TFX's KubeflowV2DagRunner on the same DAG
+(`pipeline.pipeline.create_pipeline`) that local_runner.py runs. Nothing runs here.
+
+    python kubeflow_runner.py --image REGISTRY/tfx-compress:TAG \\
+        --pipeline-root gs://BUCKET/tfx-compress --data-root gs://BUCKET/data
+    python kubeflow_runner.py --help
+
+Writes pipeline.json (a PipelineJob) and pipeline.yaml (its PipelineSpec, for upload in the
+Kubeflow Pipelines UI) into --output-dir. See docs/kubeflow.md.
+"""
+import argparse
+import os
+import posixpath
+import re
+import sys
+from typing import List, Optional
+
+import modules  # noqa: F401  (selects tf_keras before TensorFlow loads)
+from pipeline import configs
+from pipeline.inputs import UserInputError
+
+# The taxi CSV, copied into the image by the Dockerfile: the default --data-root.
+IMAGE_DATA_ROOT = "/pipeline/data/taxi"
+_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_NAME}(?:/{_NAME})*"
+                    r"(?::[\w][\w.-]{0,127})?(?:@[a-z0-9]+:[0-9a-f]{32,})?$")
+_REMOTE = re.compile(r"^(gs|s3)://[^/\s]+(/\S*)?$")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (from main), like UserInputError
+        raise UserInputError(message)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = _Parser(description="Compile the pipeline for Kubeflow Pipelines (KubeflowV2DagRunner) "
+                "into pipeline.json and pipeline.yaml.")
+    p.add_argument("--image", required=True, help="the pipeline's container image every task "
+                   "runs, e.g. REGISTRY/tfx-compress:TAG (build it with `make image`)")
+    p.add_argument("--pipeline-root", required=True, help="where the cluster keeps artifacts: "
+                   "gs://BUCKET/PATH, s3://BUCKET/PATH or an absolute path mounted in every pod")
+    p.add_argument("--data-root", default=IMAGE_DATA_ROOT, help="the folder of CSV files "
+                   "(*.csv, same header), as the cluster sees it (default: %(default)s, the "
+                   "Chicago taxi CSV inside the image)")
+    p.add_argument("--label", default=configs.DEFAULT_LABEL, help="the column to predict "
+                   "(default: %(default)s)")
+    p.add_argument("--drop", default=None, metavar="COL[,COL...]", help="columns never used "
+                   "as features (default with the taxi data: tips; otherwise none)")
+    p.add_argument("--output-dir", default=os.path.join("runs", "kubeflow"),
+                   help="where pipeline.json and pipeline.yaml are written "
+                   "(default: %(default)s)")
+    p.add_argument("--serving-dir", default=None, help="where blessed models are pushed "
+                   "(default: <pipeline-root>/serving)")
+    p.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
+                   help="passed to Beam in every task, repeatable, e.g. "
+                        "--beam-arg=--runner=DataflowRunner --beam-arg=--project=P")
+    p.add_argument("--strategy", default="none", help="tf.distribute strategy of the training "
+                   "components: none, mirrored or multi_worker (needs TF_CONFIG in the pod; "
+                   "default: %(default)s)")
+    p.add_argument("--tuner", default="hyperband",
+                   help="hyperparameter search: random, hyperband, bayesian or none "
+                   "(default: %(default)s)")
+    p.add_argument("--trials", type=int, default=None,
+                   help="tuner trials (default: 12; 2 with --quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="a small preset (few trials and epochs) for smoke runs")
+    p.add_argument("--seed", type=int, default=42, help="seed of every random choice "
+                   "(default: %(default)s)")
+    return p.parse_args(argv)
+
+
+def _cluster_path(flag: str, value: str) -> str:
+    """A URI or absolute path every pod can read; relative paths mean nothing in a pod."""
+    if _REMOTE.match(value) or (value.startswith("/") and "://" not in value):
+        return value.rstrip("/") or "/"
+    raise UserInputError(f"{flag} {value}: use gs://BUCKET/PATH, s3://BUCKET/PATH or an "
+                         f"absolute path mounted in every pod")
+
+
+def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
+    """Validates the flags (the data lives in the cluster: no CSV checks here)."""
+    if not _IMAGE.match(args.image):
+        raise UserInputError(f"--image {args.image}: not an image reference; use "
+                             f"REGISTRY/NAME:TAG (lowercase name)")
+    root = _cluster_path("--pipeline-root", args.pipeline_root)
+    data_root = _cluster_path("--data-root", args.data_root)
+    serving_dir = _cluster_path("--serving-dir",
+                                args.serving_dir or posixpath.join(root, "serving"))
+    if args.tuner not in configs.TUNERS:
+        raise UserInputError(f"--tuner {args.tuner}: unknown tuner; use one of "
+                             f"{', '.join(configs.TUNERS)}")
+    if args.trials is not None and args.trials < 1:
+        raise UserInputError(f"--trials {args.trials}: the tuner needs at least 1 trial")
+    from modules.training import STRATEGIES
+
+    if args.strategy not in STRATEGIES:
+        raise UserInputError(f"--strategy {args.strategy}: unknown strategy; use one of "
+                             f"{', '.join(STRATEGIES)}")
+    if not args.label.strip():
+        raise UserInputError("--label: empty; name the column to predict")
+    if args.drop is None:
+        drop = configs.DEFAULT_DROP if data_root == IMAGE_DATA_ROOT else ()
+    else:
+        drop = tuple(c.strip() for c in args.drop.split(",") if c.strip())
+    if args.label in drop:
+        raise UserInputError(f"--drop {args.label}: that is the label column (--label); "
+                             f"remove it from --drop")
+    bad = [a for a in args.beam_arg if not a.startswith("--")]
+    if bad:
+        raise UserInputError(f"--beam-arg {bad[0]}: Beam arguments look like --name=value")
+    overrides = configs.quick_overrides() if args.quick else {}
+    if args.trials is not None:
+        overrides["trials"] = args.trials
+    return configs.PipelineConfig(
+        pipeline_root=root, data_root=data_root, data_pattern="*.csv", serving_dir=serving_dir,
+        work_dir=posixpath.join(root, "work"), metadata_path=None,  # the cluster's MLMD
+        label=args.label, drop=drop,
+        beam_args=tuple(configs.DEFAULT_BEAM_ARGS) + tuple(args.beam_arg),
+        seed=args.seed, strategy=args.strategy, tuner=args.tuner, **overrides)
+
+
+def compile_pipeline(config: configs.PipelineConfig, image: str, output_dir: str) -> List[str]:
+    """Writes pipeline.json (the PipelineJob) and pipeline.yaml (its PipelineSpec); returns
+    their paths."""
+    import json
+
+    import yaml
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
+    # Schema 2.1 (parameterType, not the deprecated type): what KFP 2.x SDK and backend use.
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            default_image=image, use_pipeline_spec_2_1=True))
+    job = runner.run(create_pipeline(config), write_out=False)
+    # The YAML has no runtimeConfig: carry the root in the spec (the KFP UI pre-fills it).
+    job["pipelineSpec"]["defaultPipelineRoot"] = config.pipeline_root
+    os.makedirs(output_dir, exist_ok=True)
+    json_path, yaml_path = (os.path.join(output_dir, n) for n in ("pipeline.json",
+                                                                   "pipeline.yaml"))
+    with open(json_path, "w") as f:
+        json.dump(job, f, indent=1, sort_keys=True)
+    with open(yaml_path, "w") as f:
+        f.write(f"# PIPELINE DEFINITION\n# Name: {config.pipeline_name}\n")
+        yaml.safe_dump(job["pipelineSpec"], f, sort_keys=True)
+    return [json_path, yaml_path]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        args = parse_args(argv)
+        config = build_config(args)
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if config.strategy == "multi_worker":
+        print("note: --strategy multi_worker: the training tasks fail unless their pods get "
+              "TF_CONFIG (see docs/kubeflow.md)", file=sys.stderr)
+    json_path, yaml_path = compile_pipeline(config, args.image, args.output_dir)
+    print(f"Wrote {json_path} (PipelineJob) and {yaml_path} (upload in the Kubeflow "
+          f"Pipelines UI); image {args.image}, pipeline root {config.pipeline_root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
