@@ -15,6 +15,7 @@ from typing import List, Optional
 
 import modules  # noqa: F401  (selects tf_keras before TensorFlow loads)
 from pipeline import configs
+from modules.errors import UserError
 from pipeline.inputs import UserInputError, check_csv
 
 
@@ -52,6 +53,24 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="float32, mixed_float16 or mixed_bfloat16 (default: float32)")
     p.add_argument("--strategy", default="none", help="tf.distribute strategy for training: "
                    "none, mirrored or multi_worker (reads TF_CONFIG)")
+    p.add_argument("--search-space", metavar="JSON_FILE", help="replaces the tuner's search "
+                   "space; see modules/tuner.py DEFAULT_SEARCH_SPACE for the format")
+    p.add_argument("--student-layers", type=int, default=1, help="student depth (DenseBlocks)")
+    p.add_argument("--student-units", type=int, default=16, help="student width")
+    p.add_argument("--alpha", type=float, default=0.3, help="distillation: weight of the "
+                   "label cross-entropy; 1 - alpha weighs the teacher's soft targets")
+    p.add_argument("--temperature", type=float, default=4.0,
+                   help="distillation temperature T (> 0) that softens the logits")
+    p.add_argument("--sparsity", type=float, default=0.8,
+                   help="pruning target: fraction of the student's weights set to zero, [0, 1)")
+    p.add_argument("--quantize", default="dynamic,float16,int8", metavar="MODE[,MODE...]",
+                   help="TFLite models to produce: dynamic, float16, int8, qat, pqat")
+    p.add_argument("--deploy-mode", default="int8",
+                   help="the TFLite model that is blessed and pushed (one of --quantize)")
+    p.add_argument("--min-auc", type=float, default=0.9,
+                   help="the deployable model is blessed only with at least this ROC AUC")
+    p.add_argument("--max-auc-drop", type=float, default=0.005,
+                   help="... and at most this much below the teacher's ROC AUC")
     p.add_argument("--explain", metavar="VERSION_DIR", help="print, from ML Metadata, the data, "
                    "hyperparameters and component runs that produced a pushed model, then exit")
     return p.parse_args(argv)
@@ -84,6 +103,8 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     _check_model_overrides(model_overrides)
     if args.trials is not None:
         overrides["trials"] = args.trials
+    modes = tuple(m.strip() for m in args.quantize.split(",") if m.strip())
+    _check_compression(args, modes)
     return configs.PipelineConfig(
         pipeline_root=os.path.join(output, "pipeline_root"),
         metadata_path=os.path.join(output, "metadata.sqlite"),
@@ -94,7 +115,51 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         schema_path=_check_schema(args.schema),
         beam_args=tuple(configs.DEFAULT_BEAM_ARGS) + tuple(args.beam_arg),
         enable_cache=not args.no_cache, seed=args.seed, strategy=_check_strategy(args.strategy),
-        tuner=args.tuner, model_overrides=model_overrides, **overrides)
+        tuner=args.tuner, model_overrides=model_overrides,
+        search_space=_read_search_space(args.search_space),
+        student_layers=args.student_layers, student_units=args.student_units, alpha=args.alpha,
+        temperature=args.temperature, sparsity=args.sparsity, quantization_modes=modes,
+        deploy_mode=args.deploy_mode, min_auc=args.min_auc, max_auc_drop=args.max_auc_drop,
+        **overrides)
+
+
+def _check_compression(args: argparse.Namespace, modes) -> None:
+    from modules import distillation, pruning, quantization
+
+    checks = [(lambda: distillation.check_distillation_params(args.alpha, args.temperature),
+               "--alpha/--temperature"),
+              (lambda: pruning.check_sparsity(args.sparsity), "--sparsity"),
+              (lambda: quantization.check_modes(modes), "--quantize")]
+    for check, flag in checks:
+        try:
+            check()
+        except ValueError as e:
+            raise UserInputError(f"{flag}: {e}") from None
+    if args.student_layers < 1 or args.student_units < 1:
+        raise UserInputError("--student-layers and --student-units must be at least 1")
+    if args.deploy_mode not in modes:
+        raise UserInputError(f"--deploy-mode {args.deploy_mode}: not among --quantize "
+                             f"({', '.join(modes)}); add it there")
+    if not 0.0 <= args.min_auc <= 1.0 or args.max_auc_drop < 0.0:
+        raise UserInputError("--min-auc must be in [0, 1] and --max-auc-drop >= 0")
+
+
+def _read_search_space(path: Optional[str]) -> Optional[dict]:
+    if path is None:
+        return None
+    import json
+
+    from modules.tuner import check_search_space
+
+    try:
+        with open(path) as f:
+            space = json.load(f)
+        if not isinstance(space, dict):
+            raise ValueError("the file must hold a JSON object")
+        check_search_space(space)
+    except (OSError, ValueError) as e:
+        raise UserInputError(f"--search-space {path}: {e}") from None
+    return space
 
 
 def _check_model_overrides(model_overrides: dict) -> None:
@@ -190,12 +255,10 @@ def run(config: configs.PipelineConfig, runner: str) -> None:
 
 def _user_error(error: BaseException) -> Optional[str]:
     """The one-line message of an error the user caused, found anywhere in the chain."""
-    from components.data_validator.executor import DataAnomaliesError
-
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, (UserInputError, DataAnomaliesError)):
+        if isinstance(error, UserError):
             return str(error)
         error = error.__cause__ or error.__context__
     return None

@@ -17,7 +17,7 @@ import tensorflow as tf
 from tfx.components.tuner.component import TunerFnResult
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from modules import training
+from modules import memory, training
 from modules.model import ModelConfig, build_core
 from modules.settings import RunSettings
 
@@ -110,7 +110,7 @@ class LoopTuner(keras_tuner.Tuner):
         return os.path.join(self.get_trial_dir(trial_id), "checkpoints")
 
     def run_trial(self, trial, *args, **kwargs) -> Dict[str, float]:
-        tf.keras.backend.clear_session()  # drop the previous trial's graphs and layers
+        memory.release()  # drop the previous trial's graphs and layers
         started = time.time()
         hp = trial.hyperparameters
         config = self._config(hp)
@@ -190,7 +190,7 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
                                       space, settings.seed, settings.model_overrides)
                  or os.path.join(fn_args.working_dir, "tuner"))
     tuner = make_tuner(prepared, settings, kind, trials, max_epochs, directory, space)
-    return TunerFnResult(tuner=tuner, fit_kwargs={})
+    return TunerFnResult(tuner=tuner, fit_kwargs={"verbose": 0})  # we print one line per trial
 
 
 def trials_table(tuner: keras_tuner.Tuner) -> list:

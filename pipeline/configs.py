@@ -47,6 +47,7 @@ class PipelineConfig:
     tuner: str = "hyperband"
     trials: int = 12
     tuner_max_epochs: int = 9
+    search_space: Optional[Dict[str, object]] = None  # None: modules.tuner.DEFAULT_SEARCH_SPACE
     # Teacher (Trainer): ModelConfig fields fixed on the command line, e.g. epochs, precision
     model_overrides: Dict[str, object] = dataclasses.field(default_factory=dict)
     # Distiller

@@ -5,8 +5,10 @@ import glob
 import os
 from typing import List, Sequence
 
+from modules.errors import UserError
 
-class UserInputError(ValueError):
+
+class UserInputError(UserError):
     """Something the user can fix: the message names the file, column or flag and what to do."""
 
 

@@ -54,7 +54,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
             train_args=tfx.proto.TrainArgs(splits=["train"]),
             eval_args=tfx.proto.EvalArgs(splits=["eval"]),
             custom_config={**custom_config, "tuner": config.tuner, "trials": config.trials,
-                           "max_epochs": config.tuner_max_epochs})
+                           "max_epochs": config.tuner_max_epochs,
+                           "search_space": config.search_space})
         tuner.add_upstream_node(validator)  # no tuning on data that failed validation
         hyperparameters = tuner.outputs["best_hyperparameters"]
         components.append(tuner)

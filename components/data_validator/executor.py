@@ -4,8 +4,10 @@ from typing import Any, Dict, List
 from tfx import types
 from tfx.components.example_validator import executor as tfx_executor
 
+from modules.errors import UserError
 
-class DataAnomaliesError(ValueError):
+
+class DataAnomaliesError(UserError):
     """The data does not match the curated schema."""
 
 

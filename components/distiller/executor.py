@@ -9,7 +9,8 @@ from tfx.types import artifact_utils
 
 from components.artifacts import write_report
 from modules import data, distillation, export, training
-from modules.model import ModelConfig
+from modules.errors import UserError
+from modules.model import ModelConfig, build_core
 from modules.settings import RunSettings
 from modules.trainer import hyperparameter_values
 
@@ -44,6 +45,13 @@ class Executor(base_executor.BaseExecutor):
         examples_uri = artifact_utils.get_single_uri(input_dict["examples"])
         prepared = training.prepare_like(teacher, [data.split_pattern(examples_uri, "train")],
                                          [data.split_pattern(examples_uri, "eval")])
+        teacher_params = teacher.core.count_params()
+        student_params = build_core(prepared.x_train.shape[1], prepared.num_classes,
+                                    config).count_params()
+        if student_params >= teacher_params:
+            raise UserError(f"the student ({student_params} parameters) is not smaller than "
+                            f"the teacher ({teacher_params}); lower --student-layers or "
+                            f"--student-units")
         outputs = {key: artifact_utils.get_single_uri(output_dict[key])
                    for key in ("student", "student_scratch")}
         result = distillation.train_students(
@@ -51,12 +59,6 @@ class Executor(base_executor.BaseExecutor):
             seed=settings.seed, strategy=settings.strategy,
             run_dirs={k: os.path.join(uri, "logs") for k, uri in outputs.items()},
             verbose=settings.verbose)
-        teacher_params = teacher.core.count_params()
-        student_params = result.distilled.model.count_params()
-        if student_params >= teacher_params:
-            raise ValueError(f"the student ({student_params} parameters) is not smaller than "
-                             f"the teacher ({teacher_params}); lower --student-layers or "
-                             f"--student-units")
         common = {"hyperparameters": config.to_dict(), "seed": settings.seed,
                   "rows": prepared.row_counts, "teacher_uri": teacher_uri}
         for key, trained in (("student", result.distilled), ("student_scratch", result.scratch)):

@@ -8,7 +8,8 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from components.artifacts import write_report
-from modules import blessing, data, evaluation, export, quantization, sliced_metrics, training
+from modules import (blessing, data, evaluation, export, memory, quantization, sliced_metrics,
+                     training)
 from modules.settings import RunSettings
 
 TFLITE_FILE = "model.tflite"
@@ -68,6 +69,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             baseline["auc"] if baseline else None, min_auc=exec_properties["min_auc"],
             max_auc_drop=exec_properties["max_auc_drop"])
 
+        del models  # TFMA loads its own copies
+        memory.release()
         slices = {}
         slice_features = [f for f in json.loads(exec_properties["slice_features"])
                           if f in {c.name for c in prepared.columns}]

@@ -1,0 +1,94 @@
+"""Bad input on the command line: one line naming the file, column or flag, exit code 2, no
+traceback, nothing written to the serving directory, in seconds (before TFX starts)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from csv_samples import taxi_rows, write_csv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "local_runner.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def taxi(tmp_path_factory):
+    header, rows = taxi_rows(300)
+    return tmp_path_factory.mktemp("cli"), header, rows
+
+
+def _bad_inputs(directory, header, rows):
+    label = header.index("big_tipper")
+    one_class = [r[:label] + ["0"] + r[label + 1:] for r in rows]
+    short_row = rows[:10] + [rows[10][:-2]] + rows[11:]
+    duplicated = header[:-1] + [header[0]]
+    (directory / "empty.csv").write_text("")
+    (directory / "nocsv").mkdir(exist_ok=True)
+    schema = directory / "bad_schema.pbtxt"
+    schema.write_text("this is { not a schema")
+    space = directory / "empty_space.json"
+    space.write_text(json.dumps({"units": 64, "num_layers": {"int": [2, 2]}}))
+    return {
+        "missing path": (["--data", str(directory / "nope.csv")], "nope.csv"),
+        "folder without csv": (["--data", str(directory / "nocsv")], "no *.csv"),
+        "empty csv": (["--data", str(directory / "empty.csv")], "empty"),
+        "header only": (["--data", write_csv(str(directory / "header.csv"), header, [])],
+                        "no data rows"),
+        "no label column": (["--data", write_csv(str(directory / "nolabel.csv"),
+                                                 header[:-1], [r[:-1] for r in rows])],
+                            "big_tipper"),
+        "unknown drop column": (["--data", write_csv(str(directory / "ok.csv"), header, rows),
+                                 "--drop", "colour"], "--drop colour"),
+        "single class": (["--data", write_csv(str(directory / "one.csv"), header, one_class)],
+                         "at least two classes"),
+        "wrong field count": (["--data", write_csv(str(directory / "short.csv"), header,
+                                                   short_row)], "line 12"),
+        "duplicate column": (["--data", write_csv(str(directory / "dup.csv"), duplicated, rows)],
+                             "appears twice"),
+        "unknown runner": (["--runner", "spark"], "--runner spark"),
+        "unknown tuner": (["--tuner", "grid"], "--tuner grid"),
+        "zero trials": (["--trials", "0"], "--trials 0"),
+        "empty search space": (["--search-space", str(space)], "search space is empty"),
+        "bad schema": (["--schema", str(schema)], "--schema"),
+        "negative learning rate via epochs 0": (["--epochs", "0"], "epochs"),
+        "unknown precision": (["--precision", "float8"], "precision"),
+        "alpha out of range": (["--alpha", "1.5"], "alpha"),
+        "non-positive temperature": (["--temperature", "0"], "temperature"),
+        "sparsity out of range": (["--sparsity", "1.0"], "--sparsity"),
+        "unknown quantization mode": (["--quantize", "int8,int4"], "int4"),
+    }
+
+
+
+
+@pytest.mark.parametrize("case", [
+    "missing path", "folder without csv", "empty csv", "header only", "no label column",
+    "unknown drop column", "single class", "wrong field count", "duplicate column",
+    "unknown runner", "unknown tuner", "zero trials", "empty search space", "bad schema",
+    "negative learning rate via epochs 0", "unknown precision", "alpha out of range",
+    "non-positive temperature", "sparsity out of range", "unknown quantization mode"])
+def test_bad_input_is_one_line_error_before_anything_is_written(taxi, case):
+    directory, header, rows = taxi
+    args, expected = _bad_inputs(directory, header, rows)[case]
+    output = directory / f"out-{case.replace(' ', '-')}"
+    result = run_cli(*args, "--output", str(output))
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not (output / "serving").exists()
+
+
+def test_help_documents_every_flag():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ("--data", "--label", "--drop", "--output", "--runner", "--beam-arg",
+                 "--schema", "--quick", "--no-cache", "--seed", "--tuner", "--trials",
+                 "--explain"):
+        assert flag in result.stdout
