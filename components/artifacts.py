@@ -10,7 +10,7 @@ REPORT_FILE = "report.json"
 
 class JsonReport(Artifact):
     """A JSON document (`report.json`): metrics, sparsity, evaluation results."""
-    TYPE_NAME = "JsonReport"
+    TYPE_NAME = "components.JsonReport"  # Kubeflow V2 needs an importable "module.Class"
 
 
 def write_report(artifact: Artifact, payload: Any) -> str:

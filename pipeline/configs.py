@@ -69,5 +69,5 @@ class PipelineConfig:
 
 def quick_overrides() -> Dict[str, object]:
     """The --quick preset: a smoke run in well under a minute of training."""
-    return {"trials": 2, "tuner_max_epochs": 2, "distill_epochs": 3, "prune_epochs": 2,
+    return {"trials": 2, "tuner_max_epochs": 2, "distill_epochs": 12, "prune_epochs": 4,
             "model_overrides": {"epochs": 3}}

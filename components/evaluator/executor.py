@@ -63,11 +63,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             path = _tflite_path(baseline_artifact.uri, deploy_mode)
             if os.path.exists(path):
                 baseline = {"artifact_id": baseline_artifact.id, "uri": baseline_artifact.uri,
+                            "is_candidate": baseline_artifact.id == quantized.id,
                             **measure_tflite(path)}
         blessed, reasons = blessing.decide(
             candidates[deploy_mode]["auc"], candidates["teacher"]["auc"],
             baseline["auc"] if baseline else None, min_auc=exec_properties["min_auc"],
             max_auc_drop=exec_properties["max_auc_drop"])
+        if baseline and baseline["is_candidate"]:  # a rerun whose training was all cached
+            reasons[-1] += " (it is this very model, blessed by an earlier run)"
 
         del models  # TFMA loads its own copies
         memory.release()

@@ -1,10 +1,11 @@
 """Pusher executor: assemble the version in a temporary folder, then rename it into place."""
 import datetime
 import glob
+import json
 import os
 import shutil
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_executor
@@ -28,6 +29,19 @@ def remove_incomplete(serving_dir: str) -> None:
     """Temporary folders left by a push that crashed are never versions; remove them."""
     for path in glob.glob(os.path.join(serving_dir, TEMP_PREFIX + "*")):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def already_pushed(serving_dir: str, quantized_artifact_id: int) -> Optional[str]:
+    """The version folder that already holds this deployable model, if any."""
+    for card_path in sorted(glob.glob(os.path.join(serving_dir, "*", "model_card.json"))):
+        try:
+            with open(card_path) as f:
+                lineage = json.load(f).get("lineage", {})
+        except (OSError, ValueError):
+            continue
+        if lineage.get("quantized_artifact_id") == quantized_artifact_id:
+            return os.path.dirname(card_path)
+    return None
 
 
 def push_atomically(serving_dir: str, write_version) -> str:
@@ -64,6 +78,13 @@ class Executor(base_executor.BaseExecutor):
                   flush=True)
             return
         mode = exec_properties["deploy_mode"]
+        existing = already_pushed(exec_properties["serving_dir"], artifacts["quantized"].id)
+        if existing:  # the same model, blessed again by a rerun: never push a duplicate
+            pushed.set_int_custom_property("pushed", 1)
+            pushed.set_string_custom_property("pushed_destination", existing)
+            pushed.set_string_custom_property("pushed_version", os.path.basename(existing))
+            print(f"pusher: already pushed as {existing}; nothing new to push", flush=True)
+            return
         card = self._model_card(artifacts, evaluation, mode)
 
         def write_version(folder: str, version: str) -> None:

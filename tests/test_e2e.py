@@ -1,0 +1,130 @@
+"""End-to-end runs of the whole pipeline on a small sample of the taxi data (--quick)."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from csv_samples import small_taxi_csv, taxi_rows, write_csv
+
+pytestmark = pytest.mark.e2e
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SchemaGen", "DataValidator", "Tuner",
+              "Trainer", "Distiller", "Pruner", "Quantizer", "latest_blessed_model_resolver",
+              "Evaluator", "Pusher"}
+
+
+def run_cli(*args, timeout=900):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "local_runner.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def quick_args(csv, output, *extra):
+    return ["--data", csv, "--drop", "tips", "--output", str(output), "--quick",
+            "--tuner", "random", "--trials", "1", "--min-auc", "0.6", "--max-auc-drop", "0.05",
+            *extra]
+
+
+def latest_states(output):
+    import modules  # noqa: F401
+    from pipeline import metadata
+    from pipeline.configs import PIPELINE_NAME
+
+    store = metadata.open_store(os.path.join(output, "metadata.sqlite"))
+    return {r.component_id: r.state for r in metadata.latest_run(store, PIPELINE_NAME)}
+
+
+def versions(output):
+    return sorted(p for p in glob.glob(os.path.join(output, "serving", "*")) if os.path.isdir(p))
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("e2e")
+    csv = small_taxi_csv(str(directory), rows=2500)
+    output = directory / "out"
+    result = run_cli(*quick_args(csv, output))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return csv, str(output), result
+
+
+def test_local_run_executes_every_component_and_pushes(first_run):
+    _, output, result = first_run
+    assert latest_states(output) == {c: "complete" for c in COMPONENTS}
+    [version] = versions(output)
+    assert sorted(os.listdir(version)) == ["contract.json", "model.tflite", "model_card.json",
+                                           "saved_model"]
+    card = json.load(open(os.path.join(version, "model_card.json")))
+    assert card["lineage"]["quantized_artifact_id"] > 0 and card["deploy_mode"] == "int8"
+    assert "candidate" in result.stdout and f"Pushed to: {version}" in result.stdout
+
+
+def test_report_files_match_the_schema(first_run):
+    _, output, _ = first_run
+    summary = json.load(open(os.path.join(output, "report", "summary.json")))
+    assert {"teacher", "student_scratch", "student", "pruned", "int8"} <= set(summary["candidates"])
+    for metrics in summary["candidates"].values():
+        for key in ("auc", "accuracy", "params", "size_bytes", "gzip_bytes", "latency_ms_p50"):
+            assert isinstance(metrics[key], (int, float)), key
+    assert isinstance(summary["blessed"], bool) and summary["blessed"]
+    assert all(isinstance(r, str) for r in summary["reasons"])
+    assert summary["pushed_to"] == versions(output)[0]
+    assert set(summary["timings_s"]) == COMPONENTS
+    html = open(os.path.join(output, "report", "index.html")).read()
+    assert html.count("data:image/png;base64") == 3
+
+
+def test_identical_reruns_are_cached_and_push_nothing_new(first_run):
+    """The first run's model becomes the blessing baseline of the second, so the Evaluator
+    and Pusher run once more (and push nothing new); from then on nothing runs at all."""
+    csv, output, _ = first_run
+    result = run_cli(*quick_args(csv, output))
+    assert result.returncode == 0, result.stderr[-3000:]
+    states = latest_states(output)
+    assert {c for c, s in states.items() if s != "cached"} <= {
+        "latest_blessed_model_resolver", "Evaluator", "Pusher"}
+    assert "already pushed" in result.stdout and len(versions(output)) == 1
+    result = run_cli(*quick_args(csv, output))
+    assert result.returncode == 0, result.stderr[-3000:]
+    states = latest_states(output)
+    assert {c for c, s in states.items() if s != "cached"} <= {"latest_blessed_model_resolver"}
+    assert len(versions(output)) == 1
+
+
+def test_explain_prints_data_hyperparameters_and_runs(first_run):
+    csv, output, _ = first_run
+    result = run_cli("--explain", versions(output)[0])
+    assert result.returncode == 0, result.stderr[-2000:]
+    for text in ("CsvExampleGen", "Tuner", "Trainer", "Distiller", "Pruner", "Quantizer",
+                 "Evaluator", "Pusher", "best hyperparameters", os.path.basename(csv)):
+        assert text in result.stdout
+
+
+def test_curated_schema_stops_drifted_data_before_training(first_run, tmp_path):
+    _, output, _ = first_run
+    [schema] = glob.glob(os.path.join(output, "pipeline_root", "SchemaGen", "schema", "*",
+                                      "schema.pbtxt"))
+    header, rows = taxi_rows(2500)
+    company, fare = header.index("company"), header.index("fare")
+    drifted = [r[:fare] + [f"about {r[fare]}"] + r[fare + 1:] for r in rows]
+    for r in drifted[:600]:
+        r[company] = "A brand new cab company"
+    csv = write_csv(str(tmp_path / "drifted.csv"), header, drifted)
+    result = run_cli(*quick_args(csv, tmp_path / "out", "--schema", schema))
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    [line] = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert "fare" in line and "company" in line
+    states = latest_states(str(tmp_path / "out"))
+    assert "Trainer" not in states and "Tuner" not in states
+    assert not versions(str(tmp_path / "out"))
+
+
+def test_beam_dag_runner_runs_the_same_pipeline(first_run, tmp_path):
+    csv, _, _ = first_run
+    result = run_cli(*quick_args(csv, tmp_path / "beam", "--runner", "beam", "--tuner", "none"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    states = latest_states(str(tmp_path / "beam"))
+    assert set(states.values()) == {"complete"} and COMPONENTS - {"Tuner"} == set(states)
+    assert len(versions(str(tmp_path / "beam"))) == 1
