@@ -30,7 +30,7 @@ TUNERS = ("random", "hyperband", "bayesian")
 # then learns from; its size range keeps the default student (1x16) 20x smaller or more.
 DEFAULT_SEARCH_SPACE: Dict[str, Any] = {
     "num_layers": {"int": [2, 4]},
-    "units": {"int": [128, 512], "sampling": "log", "step": 2},
+    "units": {"choice": [256, 512]},
     "learning_rate": {"float": [3e-4, 3e-3], "sampling": "log"},
     "dropout": {"float": [0.0, 0.4], "step": 0.1},
     "activation": {"choice": ["relu", "gelu", "swish", "tanh"]},

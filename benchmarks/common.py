@@ -1,0 +1,68 @@
+"""Shared by the benchmarks: the default taxi data through the pipeline's own ingestion.
+
+CsvExampleGen, StatisticsGen and SchemaGen run once (cached in ML Metadata under
+runs/benchmark-data), then `modules.training.prepare_data` loads the splits exactly as the
+Trainer does: same 80/20 split, same preprocessing.
+"""
+import glob
+import json
+import os
+import statistics
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import modules  # noqa: E402,F401  (selects tf_keras)
+from pipeline import configs  # noqa: E402
+
+DATA_DIR = os.path.join(ROOT, "runs", "benchmark-data")
+
+
+def ingest():
+    """(examples uri, schema path) of the default data, produced by TFX components."""
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_components
+
+    config = configs.PipelineConfig(
+        pipeline_root=os.path.join(DATA_DIR, "root"), data_root=os.path.dirname(
+            configs.default_data_path()), data_pattern=os.path.basename(
+            configs.default_data_path()), serving_dir=os.path.join(DATA_DIR, "serving"),
+        work_dir=os.path.join(DATA_DIR, "work"), pipeline_name="benchmark-data",
+        metadata_path=os.path.join(DATA_DIR, "metadata.sqlite"), verbose=False)
+    components = create_components(config)[:3]  # CsvExampleGen, StatisticsGen, SchemaGen
+    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
+        components=components, enable_cache=True,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_path), beam_pipeline_args=list(config.beam_args)))
+    examples = _latest(os.path.join(config.pipeline_root, "CsvExampleGen", "examples", "*"))
+    schema = _latest(os.path.join(config.pipeline_root, "SchemaGen", "schema", "*"))
+    return examples, os.path.join(schema, "schema.pbtxt")
+
+
+def _latest(pattern):
+    return max(glob.glob(pattern), key=lambda p: int(os.path.basename(p)))
+
+
+def prepared_default_data():
+    from modules import data, training
+
+    examples, schema = ingest()
+    return training.prepare_data([data.split_pattern(examples, "train")],
+                                 [data.split_pattern(examples, "eval")], schema,
+                                 configs.DEFAULT_LABEL, configs.DEFAULT_DROP)
+
+
+def mean(values):
+    return float(statistics.fmean(values))
+
+
+def median(values):
+    return float(statistics.median(values))
+
+
+def print_result(result):
+    """The benchmark's last line: one JSON object."""
+    print(json.dumps(result, sort_keys=True), flush=True)
