@@ -121,8 +121,9 @@ class TrainingLoop:
         gradients = tape.gradient(scaled_loss, variables)
         if self._scales_loss:
             gradients = optimizer.get_unscaled_gradients(gradients)
-        gradients = tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.SUM, gradients)
+        if self.strategy.num_replicas_in_sync > 1:
+            gradients = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, gradients)
         if self.clip_norm:
             gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm)
         optimizer.apply_gradients(zip(gradients, variables), skip_gradients_aggregation=True)
@@ -183,10 +184,11 @@ class TrainingLoop:
                     if getattr(cb, "restored_epoch", None) is not None]
         initial_epoch = max([initial_epoch, *restored])
         logs: Dict[str, float] = {}
+        distributed = self.strategy.experimental_distribute_dataset(train)
         for epoch in range(initial_epoch, epochs):
             callback_list.on_epoch_begin(epoch)
             self.train_metrics.reset()
-            iterator = iter(self.strategy.experimental_distribute_dataset(train))
+            iterator = iter(distributed)
             for first in range(0, steps, self.steps_per_execution):
                 count = min(self.steps_per_execution, steps - first)
                 callback_list.on_train_batch_begin(first)

@@ -1,0 +1,88 @@
+"""Size, speed and quality of the compressed models against the teacher, on the default data.
+
+Runs the pipeline's own steps in one process: teacher (Trainer defaults), distilled student
+(Distiller defaults), pruned student (Pruner defaults: 80% sparsity, distilling while it
+fine-tunes) and the int8 TFLite model (Quantizer). Every model is measured by
+`modules.evaluation.evaluate_candidate`, the Evaluator's path: ROC AUC on the eval split,
+bytes on disk and gzip bytes (SavedModel folders tarred, .tflite files as they are), and
+single-example CPU latency. The timed call takes one preprocessed float32 feature vector and
+returns class probabilities: for Keras models one call of the compiled inference function, for
+TFLite input quantization + invoke + reading the output (one interpreter thread); the
+preprocessing, the same for every model, is not timed. Median of 300 calls after 50 warm-up.
+Prints per-seed lines, then as its last line the means per model and the ratios.
+
+    python benchmarks/compression.py [--seeds 3]
+"""
+import argparse
+import os
+import tempfile
+
+from common import mean, prepared_default_data, print_result
+
+from components.distiller.executor import student_config
+from modules import distillation, evaluation, export, pruning, quantization, training
+from modules.model import ModelConfig, build_core
+
+MODELS = ("teacher", "distilled", "pruned", "int8")
+KEYS = ("auc", "size_bytes", "gzip_bytes", "latency_ms_p50")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--sparsity", type=float, default=0.8)
+    p.add_argument("--prune-epochs", type=int, default=6)
+    args = p.parse_args()
+    prepared = prepared_default_data()
+    dim, classes = prepared.x_train.shape[1], prepared.num_classes
+    teacher_config = ModelConfig()
+    per_seed = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for seed in range(args.seeds):
+            teacher = training.train_model(
+                lambda: build_core(dim, classes, teacher_config, seed=seed, name="teacher"),
+                prepared, teacher_config, seed=seed, verbose=False).model
+            config = student_config({"batch_size": teacher_config.batch_size,
+                                     "activation": teacher_config.activation}, {}, 1, 16, 20)
+            student = distillation.train_students(prepared, teacher, config, alpha=0.3,
+                                                  temperature=4.0, seed=seed,
+                                                  verbose=False).distilled.model
+            pruned, _ = pruning.prune(
+                student, prepared, config, target_sparsity=args.sparsity,
+                epochs=args.prune_epochs, seed=seed,
+                loss_fn=distillation.distillation_loss(0.3, 4.0),
+                extra_targets=distillation.teacher_targets(teacher, prepared), verbose=False)
+            results = {}
+            for name, model in (("teacher", teacher), ("distilled", student),
+                                ("pruned", pruned)):
+                folder = os.path.join(workdir, f"{seed}-{name}")
+                export.export_model(folder, model, prepared.preprocessor, prepared.columns,
+                                    prepared.label, prepared.classes, {})
+                predict, single = evaluation.keras_predictor(model)
+                results[name] = evaluation.evaluate_candidate(
+                    predict, single, prepared.x_eval, prepared.y_eval,
+                    os.path.join(folder, export.SERVING_DIR), model.count_params())
+            path = os.path.join(workdir, f"{seed}-int8.tflite")
+            with open(path, "wb") as f:
+                f.write(quantization.convert(pruned, "int8", quantization.representative_sample(
+                    prepared.x_train, seed=seed)))
+            predict, single = evaluation.tflite_predictor(quantization.TFLiteModel.from_file(path))
+            results["int8"] = evaluation.evaluate_candidate(
+                predict, single, prepared.x_eval, prepared.y_eval, path, pruned.count_params())
+            results["sparsity"] = pruning.sparsity_report(pruned)["pruned_weights_sparsity"]
+            print("seed", seed, {m: {k: round(results[m][k], 5) for k in KEYS} for m in MODELS},
+                  f"sparsity {results['sparsity']:.3f}", flush=True)
+            per_seed.append(results)
+    summary = {m: {k: mean([r[m][k] for r in per_seed]) for k in KEYS} for m in MODELS}
+    summary["teacher_gzip_over_int8_gzip"] = (summary["teacher"]["gzip_bytes"]
+                                              / summary["int8"]["gzip_bytes"])
+    summary["teacher_p50_over_int8_p50"] = (summary["teacher"]["latency_ms_p50"]
+                                            / summary["int8"]["latency_ms_p50"])
+    summary["teacher_minus_int8_auc"] = summary["teacher"]["auc"] - summary["int8"]["auc"]
+    summary["sparsity"] = mean([r["sparsity"] for r in per_seed])
+    summary["seeds"] = args.seeds
+    print_result(summary)
+
+
+if __name__ == "__main__":
+    main()
