@@ -1,0 +1,205 @@
+"""Shared fixtures of the unit tests: tiny synthetic data sets and small model configs.
+
+`import modules` comes first: it selects tf_keras (TF_USE_LEGACY_KERAS=1) before TensorFlow
+is imported anywhere in the test process.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import modules  # noqa: F401  (must precede tensorflow)
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from modules import data, training
+from modules.model import ModelConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: end-to-end pipeline tests (slow)")
+
+
+# -- synthetic data ---------------------------------------------------------------------------
+def make_arrays(n: int = 600, d: int = 20, num_classes: int = 2, seed: int = 0,
+                noise: float = 0.5):
+    """A learnable classification problem: labels from a noisy linear function of x."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    if num_classes == 2:
+        w = rng.normal(size=d)
+        y = (x @ w + noise * rng.normal(size=n) > 0).astype(np.int64)
+    else:
+        w = rng.normal(size=(d, num_classes))
+        y = (x @ w + noise * rng.normal(size=(n, num_classes))).argmax(axis=1).astype(np.int64)
+    return x, y
+
+
+def make_prepared(n: int = 600, d: int = 20, num_classes: int = 2, seed: int = 0,
+                  eval_fraction: float = 0.2) -> training.PreparedData:
+    """PreparedData whose matrices are already 'preprocessed' (standard normal features).
+
+    No FeaturePreprocessor is attached: tests that need one (export, preprocessing) build it.
+    """
+    x, y = make_arrays(n, d, num_classes, seed)
+    cut = int(n * (1 - eval_fraction))
+    columns = [data.FeatureColumn(f"f{i}", data.NUMERIC, schema_pb2.FLOAT) for i in range(d)]
+    label = data.FeatureColumn("label", data.TEXT, schema_pb2.BYTES)
+    return training.PreparedData(
+        x[:cut], y[:cut], x[cut:], y[cut:], [str(c) for c in range(num_classes)], columns,
+        label, None, {"train_rows": cut, "eval_rows": n - cut, "dropped_missing_label": 0,
+                      "dropped_unseen_class": 0})
+
+
+def small_config(**overrides) -> ModelConfig:
+    """A small, fast, deterministic model: 1 x 16 DenseBlock, no cross, no dropout."""
+    values = dict(num_layers=1, units=16, activation="relu", dropout=0.0, batch_norm=True,
+                  cross_rank=0, learning_rate=1e-2, batch_size=64, epochs=3,
+                  constant_epochs=10, decay_rate=0.8, early_stopping_patience=4)
+    values.update(overrides)
+    return ModelConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def prepared() -> training.PreparedData:
+    """600 rows x 20 features, 2 classes, 480 train / 120 eval."""
+    return make_prepared()
+
+
+@pytest.fixture(scope="session")
+def prepared3() -> training.PreparedData:
+    """600 rows x 20 features, 3 classes."""
+    return make_prepared(num_classes=3, seed=1)
+
+
+@pytest.fixture
+def float32_policy():
+    """Restores the global mixed-precision policy (float32) after the test."""
+    before = tf.keras.mixed_precision.global_policy().name
+    yield
+    tf.keras.mixed_precision.set_global_policy(before)
+
+
+# -- MirroredStrategy on 2 logical CPUs, in subprocesses --------------------------------------
+# tf.config.set_logical_device_configuration must run before TensorFlow initializes its
+# devices, which this test process has long done: each check runs as its own script. A failed
+# distributed step can leave TensorFlow's collectives unusable for the rest of a process, so
+# the training comparison and the pruning check do not share one.
+_SCRIPT_HEADER = textwrap.dedent("""
+    import json, sys
+    import modules  # noqa: F401  (tf_keras)
+    import numpy as np
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+
+    sys.path.insert(0, sys.argv[1])
+    from conftest import make_prepared, small_config
+    from modules import pruning, training
+    from modules.model import build_core
+
+    prepared = make_prepared()
+    out = {"logical_cpus": len(tf.config.list_logical_devices("CPU"))}
+""")
+
+_SCRIPTS = {
+    "mirrored_training": _SCRIPT_HEADER + textwrap.dedent("""
+        def train(strategy, batch_size):
+            config = small_config(batch_norm=False, batch_size=batch_size, epochs=4)
+            result = training.train_model(
+                lambda: build_core(20, 2, config, seed=0), prepared, config, seed=0,
+                strategy=strategy, early_stopping=False, verbose=False)
+            return {"replicas": result.model.distribute_strategy.num_replicas_in_sync,
+                    "epochs_trained": result.epochs_trained,
+                    "val_auc": result.eval_metrics["val_auc"],
+                    "val_loss": result.eval_metrics["val_loss"],
+                    "val_accuracy": result.eval_metrics["val_accuracy"]}
+
+        out["mirrored"] = train("mirrored", 64)   # 2 replicas x 64 = global batch 128
+        out["none"] = train("none", 128)          # 1 replica x 128 = global batch 128
+        print("RESULT " + json.dumps(out))
+    """),
+    "mirrored_pruning": _SCRIPT_HEADER + textwrap.dedent("""
+        try:
+            config = small_config(num_layers=2, units=32, batch_size=64, epochs=3)
+            core = build_core(20, 2, config, seed=0)
+            stripped, _ = pruning.prune(core, prepared, config, target_sparsity=0.5, epochs=3,
+                                        seed=0, strategy="mirrored", verbose=False)
+            out["sparsity"] = [layer["sparsity"] for layer in
+                               pruning.sparsity_report(stripped)["layers"]]
+        except Exception as error:  # noqa: BLE001  (reported to the test)
+            out["error"] = f"{type(error).__name__}: {error}"[:3000]
+        print("RESULT " + json.dumps(out))
+    """),
+}
+
+# Each script takes ~30 s, mostly single-threaded tracing, so it starts in the background as
+# soon as collection shows that a test needs it, and runs while the other tests do.
+_RUNS = {}
+
+
+def _start_script(name):
+    if name in _RUNS:
+        return
+    folder = tempfile.mkdtemp(prefix=f"{name}-")
+    script = os.path.join(folder, "script.py")
+    with open(script, "w") as f:
+        f.write(_SCRIPTS[name])
+    stdout = open(os.path.join(folder, "stdout.txt"), "w+")
+    stderr = open(os.path.join(folder, "stderr.txt"), "w+")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="-1", TF_CPP_MIN_LOG_LEVEL="2")
+    process = subprocess.Popen([sys.executable, script, os.path.dirname(__file__)], cwd=REPO,
+                               env=env, stdout=stdout, stderr=stderr)
+    _RUNS[name] = dict(process=process, stdout=stdout, stderr=stderr, folder=folder)
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
+def pytest_collection_modifyitems(session, config, items):
+    for name in _SCRIPTS:
+        if any(f"{name}_results" in getattr(item, "fixturenames", ()) for item in items):
+            _start_script(name)
+
+
+def pytest_unconfigure(config):
+    for run in _RUNS.values():
+        if run["process"].poll() is None:
+            run["process"].kill()  # only the subprocesses this conftest started
+            run["process"].wait()
+        run["stdout"].close()
+        run["stderr"].close()
+        shutil.rmtree(run["folder"], ignore_errors=True)
+
+
+def _script_results(name):
+    _start_script(name)
+    run = _RUNS[name]
+    returncode = run["process"].wait(timeout=400)
+    run["stdout"].seek(0)
+    run["stderr"].seek(0)
+    stdout, stderr = run["stdout"].read(), run["stderr"].read()
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    assert returncode == 0 and lines, (
+        f"{name} script failed (rc {returncode}):\n{stdout[-3000:]}\n{stderr[-5000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.fixture(scope="session")
+def mirrored_training_results():
+    """Train the same model with strategy mirrored (2 logical CPUs) and none."""
+    return _script_results("mirrored_training")
+
+
+@pytest.fixture(scope="session")
+def mirrored_pruning_results():
+    """pruning.prune(strategy="mirrored") on 2 logical CPUs: sparsity per weight, or error."""
+    return _script_results("mirrored_pruning")

@@ -1,0 +1,60 @@
+"""modules.data: schema columns, class vocabulary and parsing tf.Examples."""
+import modules  # noqa: F401  (tf_keras before tensorflow)
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from modules import data
+
+
+def schema():
+    result = schema_pb2.Schema()
+    for name, kind in [("age", schema_pb2.INT), ("fare", schema_pb2.FLOAT),
+                       ("city", schema_pb2.BYTES), ("label", schema_pb2.INT)]:
+        feature = result.feature.add()
+        feature.name, feature.type = name, kind
+    return result
+
+
+def test_feature_columns_exclude_label_and_dropped_and_map_kinds():
+    columns = data.feature_columns(schema(), "label", drop=["fare"])
+    assert [(c.name, c.kind) for c in columns] == [("age", data.NUMERIC), ("city", data.TEXT)]
+    assert columns[0].dtype == tf.float64 and columns[1].dtype == tf.string
+
+
+def test_feature_columns_name_missing_columns():
+    with pytest.raises(ValueError, match="tips"):
+        data.feature_columns(schema(), "tips")
+    with pytest.raises(ValueError, match="label column 'tips'"):
+        data.label_column(schema(), "tips")
+
+
+def test_class_vocabulary_sorts_numbers_numerically():
+    assert data.class_vocabulary(np.array(["10", "9", "2", "9"])) == ["2", "9", "10"]
+    assert data.class_vocabulary(np.array(["b", "a", "c"])) == ["a", "b", "c"]
+
+
+def test_class_ids_mark_unseen_classes_with_minus_one():
+    ids = data.class_ids(np.array(["a", "c", "b"]), ["a", "b"])
+    np.testing.assert_array_equal(ids, [0, -1, 1])
+
+
+def test_parse_examples_gives_canonical_columns_with_missing_values():
+    columns = data.feature_columns(schema(), "label")
+    label = data.label_column(schema(), "label")
+    full = tf.train.Example(features=tf.train.Features(feature={
+        "age": tf.train.Feature(int64_list=tf.train.Int64List(value=[41])),
+        "fare": tf.train.Feature(float_list=tf.train.FloatList(value=[7.25])),
+        "city": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"Paris"])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}))
+    empty = tf.train.Example()
+    parsed = data.parse_examples(tf.constant([full.SerializeToString(),
+                                              empty.SerializeToString()]), columns, label)
+    assert parsed["age"].dtype == tf.float64
+    np.testing.assert_array_equal(parsed["age"].numpy()[:1], [41.0])
+    assert np.isnan(parsed["age"].numpy()[1]) and np.isnan(parsed["fare"].numpy()[1])
+    assert parsed["fare"].numpy()[0] == pytest.approx(7.25)
+    assert list(parsed["city"].numpy()) == [b"Paris", b""]
+    assert list(parsed["label"].numpy()) == [b"1", b""]

@@ -1,0 +1,129 @@
+"""modules.quantization: TFLite conversion in every mode, run by the interpreter."""
+import modules  # noqa: F401  (tf_keras before tensorflow)
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import small_config
+from modules import quantization, training
+from modules.layers import DenseBlock
+from modules.model import build_core
+
+# Largest allowed |TFLite probability - Keras probability| per mode, over the eval rows.
+# Observed on this model: dynamic ~1e-7 (tensors under 1024 weights stay float), float16
+# ~3e-4, int8 ~0.045, qat ~0.02, pqat ~0.01. Integer modes quantize activations and the
+# output probability itself (1/256 steps), hence the looser bound.
+TOLERANCE = {"dynamic": 0.02, "float16": 0.005, "int8": 0.1, "qat": 0.1, "pqat": 0.1}
+
+
+@pytest.fixture(scope="module")
+def trained(prepared):
+    """A trained 2 x 16 DenseBlock core (batch norm on, dropout on), no FeatureCross."""
+    config = small_config(num_layers=2, units=16, dropout=0.1, epochs=2)
+    result = training.train_model(lambda: build_core(20, 2, config, seed=0), prepared, config,
+                                  early_stopping=False, verbose=False)
+    return result.model, config
+
+
+def keras_probabilities(model, x):
+    return tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)).numpy()
+
+
+def check_tflite(content, keras_model, x, mode):
+    tflite = quantization.TFLiteModel(content)
+    probabilities = tflite.predict(x)
+    assert probabilities.shape == (len(x), 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=0.02)
+    expected = keras_probabilities(keras_model, x)
+    error = np.abs(probabilities - expected).max()
+    assert error <= TOLERANCE[mode], f"{mode}: max |diff| {error:.4f}"
+    agreement = np.mean(probabilities.argmax(1) == expected.argmax(1))
+    assert agreement >= 0.95, f"{mode}: argmax agreement {agreement:.3f}"
+    return tflite
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "float16", "int8"])
+def test_post_training_modes_match_the_keras_model(trained, prepared, mode):
+    core, _ = trained
+    representative = quantization.representative_sample(prepared.x_train, size=100)
+    content = quantization.convert(core, mode, representative)
+    tflite = check_tflite(content, core, prepared.x_eval, mode)
+    contract = tflite.contract()
+    if mode == "int8":
+        assert contract["input"].dtype == "int8" and contract["output"].dtype == "int8"
+        assert contract["input"].scale > 0 and contract["output"].scale > 0
+    else:
+        assert contract["input"].dtype == "float32" and contract["input"].scale == 0.0
+
+
+@pytest.mark.parametrize("mode", ["qat", "pqat"])
+def test_quantization_aware_modes_fine_tune_and_match_the_qat_model(trained, prepared, mode):
+    """As the Quantizer executor does: fold, wrap for QAT, fine-tune 1 epoch with the loop,
+    convert to full integer."""
+    core, config = trained
+    if mode == "pqat":  # a pruned source: half of each DenseBlock kernel is zero
+        core = tf.keras.models.clone_model(core)
+        core.set_weights(trained[0].get_weights())
+        for layer in core.layers:
+            if isinstance(layer, DenseBlock):
+                kernel = layer.kernel.numpy()
+                kernel[np.abs(kernel) < np.median(np.abs(kernel))] = 0.0
+                layer.kernel.assign(kernel)
+    result = training.train_model(
+        lambda: quantization.quantize_aware(core, preserve_sparsity=mode == "pqat"),
+        prepared, config, seed=0, epochs=1, early_stopping=False, verbose=False)
+    assert result.epochs_trained == 1
+    representative = quantization.representative_sample(prepared.x_train, size=100)
+    content = quantization.convert(result.model, mode, representative)
+    check_tflite(content, result.model, prepared.x_eval, mode)
+    if mode == "pqat":
+        kernels = [w.numpy() for w in result.model.weights
+                   if w.name.endswith("kernel:0") and "logits" not in w.name]
+        assert kernels and all(np.mean(k == 0) >= 0.49 for k in kernels)
+
+
+def test_fold_to_dense_matches_dense_block_model_in_inference(trained, prepared):
+    core, _ = trained
+    folded = quantization.fold_to_dense(core)
+    assert all(type(layer) is tf.keras.layers.Dense for layer in folded.layers)
+    np.testing.assert_allclose(folded(prepared.x_eval).numpy(),
+                               core(prepared.x_eval, training=False).numpy(),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_fold_to_dense_rejects_feature_cross():
+    core = build_core(20, 2, small_config(cross_rank=2), seed=0)
+    with pytest.raises(ValueError, match="FeatureCross"):
+        quantization.fold_to_dense(core)
+
+
+def test_check_modes_rejects_unknown_and_empty_modes():
+    assert quantization.check_modes(("dynamic", "int8")) == ["dynamic", "int8"]
+    with pytest.raises(ValueError, match="int4"):
+        quantization.check_modes(["dynamic", "int4"])
+    with pytest.raises(ValueError, match="none given"):
+        quantization.check_modes([])
+
+
+@pytest.mark.parametrize("representative", [None, np.zeros((0, 20), np.float32)])
+def test_integer_conversion_without_representative_rows_raises(trained, representative):
+    core, _ = trained
+    with pytest.raises(ValueError, match="representative"):
+        quantization.convert(core, "int8", representative)
+
+
+def test_representative_sample_draws_distinct_training_rows(prepared):
+    sample = quantization.representative_sample(prepared.x_train, size=50, seed=1)
+    assert sample.shape == (50, 20)
+    assert len({row.tobytes() for row in sample}) == 50
+    with pytest.raises(ValueError, match="non-empty"):
+        quantization.representative_sample(prepared.x_train[:0])
+
+
+def test_tflite_predict_handles_changing_batch_sizes(trained, prepared):
+    core, _ = trained
+    tflite = quantization.TFLiteModel(quantization.convert(core, "float16"))
+    full = tflite.predict(prepared.x_eval, batch_size=50)  # batches of 50, 50, 20
+    np.testing.assert_allclose(tflite.predict(prepared.x_eval[:7]), full[:7], atol=1e-6)
+    assert full.shape == (len(prepared.x_eval), 2)

@@ -1,0 +1,104 @@
+"""modules.training: train_model, strategies, optimizer, mixed precision."""
+import modules  # noqa: F401  (tf_keras before tensorflow)
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import small_config
+from modules import training
+from modules.model import build_core
+from modules.schedules import ConstantThenExponentialDecay
+
+
+def test_mirrored_strategy_on_two_replicas_matches_single_device(mirrored_training_results):
+    """Same seed, data and global batch (2 replicas x 64 vs 1 x 128), no batch norm or
+    dropout: the two runs compute the same function, so the final eval metrics must agree.
+
+    Tolerance: |val_auc difference| <= 0.01 and |val_loss difference| <= 0.01 (in practice
+    they agree to ~1e-6; the slack covers the order of the cross-replica gradient sum).
+    """
+    mirrored, single = mirrored_training_results["mirrored"], mirrored_training_results["none"]
+    assert mirrored_training_results["logical_cpus"] == 2
+    assert mirrored["replicas"] == 2 and single["replicas"] == 1
+    assert mirrored["epochs_trained"] == single["epochs_trained"] == 4
+    assert single["val_auc"] > 0.85, "the synthetic problem should be learnable"
+    assert abs(mirrored["val_auc"] - single["val_auc"]) <= 0.01
+    assert abs(mirrored["val_loss"] - single["val_loss"]) <= 0.01
+    assert abs(mirrored["val_accuracy"] - single["val_accuracy"]) <= 0.02
+
+
+def test_train_model_steps_per_epoch_follow_the_global_batch(prepared):
+    """With one replica the global batch is config.batch_size: ceil(480 / 100) = 5 steps per
+    epoch, for the optimizer and for the learning-rate schedule alike."""
+    config = small_config(batch_size=100, epochs=1)
+    result = training.train_model(lambda: build_core(20, 2, config, seed=0), prepared, config,
+                                  early_stopping=False, verbose=False)
+    assert result.model.optimizer._learning_rate.steps_per_epoch == 5
+    assert int(result.model.optimizer.iterations.numpy()) == 5
+
+
+def test_make_strategy_rejects_unknown_names_and_multi_worker_without_tf_config(monkeypatch):
+    with pytest.raises(ValueError, match="unknown strategy 'tpu'"):
+        training.make_strategy("tpu")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        training.make_strategy("multi_worker")
+    assert training.make_strategy("none").num_replicas_in_sync == 1
+
+
+def test_make_optimizer_uses_constant_then_decay_schedule():
+    config = small_config(learning_rate=0.1, constant_epochs=2, decay_rate=0.5)
+    optimizer = training.make_optimizer(config, steps_per_epoch=10)
+    assert isinstance(optimizer, tf.keras.optimizers.Adam)
+    schedule = optimizer._learning_rate
+    assert isinstance(schedule, ConstantThenExponentialDecay)
+    assert float(schedule(19)) == pytest.approx(0.1)
+    assert float(schedule(30)) == pytest.approx(0.05)
+
+
+def test_class_weights_are_inverse_frequency_with_mean_one():
+    labels = np.array([0] * 90 + [1] * 10)
+    weights = training.class_weights(labels, 2)
+    assert weights[1] / weights[0] == pytest.approx(9.0)
+    # The average example weighs 1.
+    assert np.mean(np.array(weights)[labels]) == pytest.approx(1.0)
+
+
+def test_mixed_float16_trains_on_cpu_with_loss_scaling_and_float32_logits(prepared,
+                                                                         float32_policy):
+    config = small_config(precision="mixed_float16", epochs=2)
+    optimizer = training.make_optimizer(config, steps_per_epoch=8)
+    assert isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+
+    core = build_core(20, 2, config, seed=0)
+    block = core.get_layer("block_0")
+    assert block.compute_dtype == "float16" and block.kernel.dtype == tf.float32
+    assert core(prepared.x_eval[:4]).dtype == tf.float32
+
+    result = training.train_model(lambda: build_core(20, 2, config, seed=0), prepared, config,
+                                  early_stopping=False, verbose=False)
+    assert isinstance(result.model.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+    losses = result.history["loss"]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+    assert result.eval_metrics["val_auc"] > 0.8
+    assert result.model(prepared.x_eval[:4], training=False).dtype == tf.float32
+    # build_core sets the policy per layer; the process-wide policy is untouched.
+    assert tf.keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_float32_config_gets_a_plain_optimizer():
+    optimizer = training.make_optimizer(small_config(), steps_per_epoch=8)
+    assert not isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+
+
+def test_train_model_writes_metrics_and_returns_eval_metrics(prepared, tmp_path):
+    config = small_config(epochs=2)
+    result = training.train_model(lambda: build_core(20, 2, config, seed=0), prepared, config,
+                                  run_dir=str(tmp_path), verbose=False)
+    assert result.epochs_trained == 2
+    assert result.best_epoch in (1, 2)
+    assert set(result.eval_metrics) == {"val_loss", "val_accuracy", "val_auc"}
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2
+    assert result.history["learning_rate"][0] == pytest.approx(config.learning_rate)

@@ -1,0 +1,208 @@
+"""modules.tuner: a Keras Tuner search whose trials train with the project's loop."""
+import modules  # noqa: F401  (tf_keras before tensorflow)
+
+import json
+import os
+
+import keras_tuner
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras_tuner.engine import trial as trial_module
+
+from modules import training, tuner
+from modules.settings import RunSettings
+
+SPACE = {
+    "units": {"choice": [8, 16]},
+    "learning_rate": {"float": [3e-3, 3e-2], "sampling": "log"},
+    "num_layers": 1,
+    "cross_rank": 0,
+    "dropout": 0.0,
+    "batch_size": 64,
+}
+SETTINGS = RunSettings(label="label", seed=0, verbose=False)
+STEPS = 8  # ceil(480 / 64)
+
+
+class TrainModelSpy:
+    """Wraps training.train_model: counts calls, optionally fails some, records results."""
+
+    def __init__(self, fail_calls=(), on_restore=None):
+        self.real = training.train_model
+        self.calls = 0
+        self.fail_calls = set(fail_calls)
+        self.on_restore = on_restore
+        self.results = []
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls in self.fail_calls:
+            raise ValueError("bad hyperparameter: units must be >= 1 (got units=0)")
+        restore = kwargs.get("restore_model")
+        if restore is not None and self.on_restore is not None:
+            def restore_and_record(model):
+                restore(model)
+                self.on_restore(model)
+            kwargs["restore_model"] = restore_and_record
+        result = self.real(*args, **kwargs)
+        self.results.append(result)
+        return result
+
+
+def search(prepared, directory, kind="random", trials=2, max_epochs=2, spy=None):
+    with pytest.MonkeyPatch.context() as patch:
+        spy = spy or TrainModelSpy()
+        patch.setattr(training, "train_model", spy)
+        search_tuner = tuner.make_tuner(prepared, SETTINGS, kind, trials, max_epochs,
+                                        directory, SPACE)
+        search_tuner.search()
+    return search_tuner, spy
+
+
+@pytest.fixture(scope="module")
+def random_search(prepared, tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("tuner"))
+    search_tuner, spy = search(prepared, directory)
+    return search_tuner, spy, directory
+
+
+def test_random_search_trains_every_trial_with_the_loop(random_search):
+    search_tuner, spy, _ = random_search
+    assert spy.calls == 2
+    table = tuner.trials_table(search_tuner)
+    assert [row["status"] for row in table] == ["COMPLETED", "COMPLETED"]
+    for row, result in zip(table, spy.results):
+        assert row["epochs_trained"] == result.epochs_trained == 2
+        assert 0.5 < row["score"] <= 1.0
+        assert row["score"] == pytest.approx(max(result.history["val_auc"]))
+        assert row["hyperparameters"]["units"] in (8, 16)
+        # Each trial wrote the loop's per-epoch metrics into its own trial folder.
+        metrics = os.path.join(search_tuner.get_trial_dir(row["trial_id"]), "metrics.jsonl")
+        with open(metrics) as f:
+            assert [json.loads(line)["epoch"] for line in f] == [1, 2]
+
+
+def test_best_hyperparameters_are_the_best_trials(random_search):
+    search_tuner, _, _ = random_search
+    table = tuner.trials_table(search_tuner)
+    best = max(table, key=lambda row: row["score"])
+    assert search_tuner.get_best_hyperparameters(1)[0].values == best["hyperparameters"]
+
+
+def test_trials_table_is_written_as_json(random_search, tmp_path):
+    search_tuner, _, _ = random_search
+    path = tuner.write_trials_table(search_tuner, str(tmp_path))
+    with open(path) as f:
+        rows = json.load(f)
+    assert len(rows) == 2 and {"trial_id", "status", "score", "epochs_trained",
+                               "hyperparameters", "message"} <= set(rows[0])
+
+
+def test_resumed_search_does_not_rerun_completed_trials(random_search, prepared):
+    search_tuner, _, directory = random_search
+    before = tuner.trials_table(search_tuner)
+    resumed, spy = search(prepared, directory)
+    assert spy.calls == 0
+    after = tuner.trials_table(resumed)
+    assert [(r["trial_id"], r["status"], r["score"]) for r in after] == [
+        (r["trial_id"], r["status"], r["score"]) for r in before]
+
+
+def test_failing_trial_is_recorded_and_the_search_goes_on(prepared, tmp_path):
+    search_tuner, spy = search(prepared, str(tmp_path), spy=TrainModelSpy(fail_calls={1}))
+    assert spy.calls == 2
+    table = tuner.trials_table(search_tuner)
+    statuses = sorted(row["status"] for row in table)
+    assert len(statuses) == 2 and statuses[0] == "COMPLETED"
+    assert statuses[1] in ("FAILED", "INVALID")
+    failed = next(row for row in table if row["status"] != "COMPLETED")
+    assert "bad hyperparameter" in failed["message"][0]
+    assert failed["epochs_trained"] == 0
+    completed = next(row for row in table if row["status"] == "COMPLETED")
+    assert completed["epochs_trained"] == 2
+
+
+def make_trial(search_tuner, trial_id, **tuner_values):
+    hp = search_tuner.oracle.get_space()
+    hp.values.update(tuner_values)
+    return trial_module.Trial(hp, trial_id=trial_id)
+
+
+def test_hyperband_continuation_restores_previous_checkpoint_and_trains_the_rest(prepared,
+                                                                              tmp_path):
+    restored = {}
+
+    def record(model):
+        restored["weights"] = [w.copy() for w in model.get_weights()]
+        restored["iterations"] = int(model.optimizer.iterations.numpy())
+
+    with pytest.MonkeyPatch.context() as patch:
+        spy = TrainModelSpy(on_restore=record)
+        patch.setattr(training, "train_model", spy)
+        search_tuner = tuner.make_tuner(prepared, SETTINGS, "hyperband", 2, 4, str(tmp_path),
+                                        SPACE)
+        first = make_trial(search_tuner, "a", **{"tuner/epochs": 2,
+                                                 "tuner/initial_epoch": 0})
+        first_metrics = search_tuner.run_trial(first)
+        second = make_trial(search_tuner, "b", **{"tuner/epochs": 4,
+                                                  "tuner/initial_epoch": 2,
+                                                  "tuner/trial_id": "a"})
+        second_metrics = search_tuner.run_trial(second)
+
+    assert first_metrics["epochs_trained"] == 2
+    assert second_metrics["epochs_trained"] == 2  # tuner/epochs - tuner/initial_epoch
+    assert spy.results[1].epochs_trained == 2
+    with open(os.path.join(search_tuner.get_trial_dir("b"), "metrics.jsonl")) as f:
+        assert [json.loads(line)["epoch"] for line in f] == [3, 4]
+
+    # It started from trial a's last checkpoint: its weights and optimizer state.
+    latest = tf.train.latest_checkpoint(search_tuner._checkpoint_dir("a"))
+    assert latest.endswith("ckpt-2")
+    expected = search_tuner._build(first.hyperparameters)
+    tf.train.Checkpoint(model=expected).restore(latest).expect_partial()
+    for got, want in zip(restored["weights"], expected.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    assert restored["iterations"] == 2 * STEPS
+    assert int(spy.results[1].model.optimizer.iterations.numpy()) == 4 * STEPS
+
+
+def test_continuing_a_trial_without_checkpoint_fails_the_trial(prepared, tmp_path):
+    search_tuner = tuner.make_tuner(prepared, SETTINGS, "hyperband", 2, 4, str(tmp_path), SPACE)
+    orphan = make_trial(search_tuner, "c", **{"tuner/epochs": 4, "tuner/initial_epoch": 2,
+                                              "tuner/trial_id": "missing"})
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="missing"):
+        search_tuner.run_trial(orphan)
+
+
+@pytest.mark.parametrize("space, message", [
+    ({}, "empty"),
+    ({"units": 64, "num_layers": 2}, "empty"),
+    ({"units": {"int": [8, 8]}}, "empty"),
+    ({"unknown": {"int": [1, 2]}}, "'unknown' is not a hyperparameter"),
+    ({"units": {"int": [64, 8]}}, "low <= high"),
+    ({"learning_rate": {"float": [0.1]}}, "low <= high"),
+    ({"activation": {"choice": []}}, "empty choice"),
+    ({"units": {"int": [8, 16], "choice": [8]}}, "exactly one of"),
+])
+def test_check_search_space_rejects_bad_spaces(space, message):
+    with pytest.raises(ValueError, match=message):
+        tuner.check_search_space(space)
+
+
+def test_default_search_space_is_valid():
+    tuner.check_search_space(tuner.DEFAULT_SEARCH_SPACE)
+    tuner.check_search_space(SPACE)
+
+
+def test_declare_gives_values_inside_the_space():
+    hp = keras_tuner.HyperParameters()
+    values = tuner.declare(hp, tuner.DEFAULT_SEARCH_SPACE)
+    assert set(values) == set(tuner.DEFAULT_SEARCH_SPACE)
+    assert 2 <= values["num_layers"] <= 4
+    assert values["activation"] in ("relu", "gelu", "swish", "tanh")
+
+
+def test_make_oracle_rejects_unknown_tuner_kinds():
+    with pytest.raises(ValueError, match="unknown tuner 'grid'"):
+        tuner.make_oracle("grid", 2, 2, 0)
