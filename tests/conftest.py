@@ -130,15 +130,30 @@ _SCRIPTS = {
         print("RESULT " + json.dumps(out))
     """),
     "mirrored_pruning": _SCRIPT_HEADER + textwrap.dedent("""
-        try:
-            config = small_config(num_layers=2, units=32, batch_size=64, epochs=3)
-            core = build_core(20, 2, config, seed=0)
-            stripped, _ = pruning.prune(core, prepared, config, target_sparsity=0.5, epochs=3,
-                                        seed=0, strategy="mirrored", verbose=False)
-            out["sparsity"] = [layer["sparsity"] for layer in
-                               pruning.sparsity_report(stripped)["layers"]]
-        except Exception as error:  # noqa: BLE001  (reported to the test)
-            out["error"] = f"{type(error).__name__}: {error}"[:3000]
+        # Under LocalDagRunner every component shares one process: the Pruner runs after the
+        # Trainer and the Distiller have trained under their own MirroredStrategy. So prune
+        # twice: in a fresh process, then after another mirrored training.
+        config = small_config(num_layers=2, units=32, batch_size=64, epochs=3)
+
+        def prune():
+            try:
+                core = build_core(20, 2, config, seed=0)
+                stripped, _ = pruning.prune(core, prepared, config, target_sparsity=0.5,
+                                            epochs=3, seed=0, strategy="mirrored",
+                                            verbose=False)
+                return {"sparsity": [layer["sparsity"] for layer in
+                                     pruning.sparsity_report(stripped)["layers"]]}
+            except Exception as error:  # noqa: BLE001  (reported to the test)
+                return {"error": f"{type(error).__name__}: {error}"[:3000]}
+
+        out["fresh"] = prune()
+        if "error" in out["fresh"]:  # a failed collective can poison the rest of the process
+            out["after_training"] = {"error": "not run: pruning in a fresh process failed"}
+        else:
+            training.train_model(lambda: build_core(20, 2, config, seed=0), prepared, config,
+                                 strategy="mirrored", epochs=1, early_stopping=False,
+                                 verbose=False)
+            out["after_training"] = prune()
         print("RESULT " + json.dumps(out))
     """),
 }

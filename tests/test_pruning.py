@@ -95,7 +95,18 @@ def test_prune_under_mirrored_strategy_reaches_target_sparsity(mirrored_pruning_
     the schedule's ramp must end within the steps that actually run (2 replicas halve them).
     """
     assert mirrored_pruning_results["logical_cpus"] == 2
-    assert "error" not in mirrored_pruning_results, mirrored_pruning_results.get("error")
-    assert len(mirrored_pruning_results["sparsity"]) == 2
-    for sparsity in mirrored_pruning_results["sparsity"]:
+    fresh = mirrored_pruning_results["fresh"]
+    assert "error" not in fresh, fresh.get("error")
+    assert len(fresh["sparsity"]) == 2
+    for sparsity in fresh["sparsity"]:
+        assert abs(sparsity - TARGET) <= 0.005
+
+
+def test_prune_under_mirrored_strategy_after_another_mirrored_training(
+        mirrored_pruning_results):
+    """Under LocalDagRunner the Pruner shares its process with components that trained
+    under MirroredStrategy before it; pruning must still work there."""
+    after = mirrored_pruning_results["after_training"]
+    assert "error" not in after, after.get("error")
+    for sparsity in after["sparsity"]:
         assert abs(sparsity - TARGET) <= 0.005
