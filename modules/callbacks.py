@@ -91,7 +91,7 @@ class EarlyStopping(tf.keras.callbacks.Callback):
                 self.best_weights = self.model.get_weights()
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True
 

@@ -130,6 +130,24 @@ def load_split(patterns: Sequence[str], columns: Sequence[FeatureColumn], label:
     return Split(features, labels[has_label], int((~has_label).sum()))
 
 
+def write_labeled_examples(patterns: Sequence[str], label: FeatureColumn,
+                           classes: Sequence[str], path: str) -> int:
+    """Copies the examples whose label is one of `classes` to a GZIP TFRecord file (for tools,
+    like TFMA, that cannot skip rows without a label); returns how many were kept."""
+    files = sorted(f for pattern in patterns for f in glob.glob(pattern))
+    known = tf.constant(list(classes))
+    kept = 0
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
+            labels = parse_examples(batch, [], label)[label.name]
+            keep = tf.reduce_any(tf.equal(labels[:, None], known[None, :]), axis=1)
+            for record in tf.boolean_mask(batch, keep).numpy():
+                writer.write(record)
+                kept += 1
+    return kept
+
+
 def label_column(schema: schema_pb2.Schema, label: str) -> FeatureColumn:
     for feature in schema.feature:
         if feature.name == label:

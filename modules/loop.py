@@ -166,8 +166,11 @@ class TrainingLoop:
         A callback that restores a checkpoint in `on_train_begin` sets `restored_epoch`, and
         training continues from there. `model.stop_training` (early stopping) ends it.
         """
+        with self.strategy.scope():  # callbacks may touch distributed variables, as in fit
+            return self._fit(train, validation, epochs, initial_epoch, list(callbacks), verbose)
+
+    def _fit(self, train, validation, epochs, initial_epoch, callbacks, verbose):
         steps = _num_batches(train)
-        callbacks = list(callbacks)
         progress = []
         if verbose:  # our metrics are already running means: the bar must not average them
             names = [*self.train_metrics.results(), *self.val_metrics.results()]

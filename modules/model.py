@@ -69,7 +69,10 @@ class ModelConfig:
         typed = {}
         for name, value in merged.items():
             kind = type(getattr(defaults, name))
-            typed[name] = bool(value) if kind is bool else kind(value)
+            if kind is bool and isinstance(value, str):
+                typed[name] = value.strip().lower() in ("1", "true", "yes")
+            else:
+                typed[name] = bool(value) if kind is bool else kind(value)
         return cls(**typed)
 
     def to_dict(self) -> Dict[str, Any]:

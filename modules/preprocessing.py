@@ -8,6 +8,7 @@ Learning"): bin t gives clip((x - e[t]) / (e[t+1] - e[t]), 0, 1). Per categorica
 (text, or an integer column with few distinct values) it emits a one-hot block whose slot 0
 is "out of vocabulary". Every value lies in [-clip, clip], which keeps int8 input scales fine.
 """
+import json
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -32,13 +33,21 @@ class FeaturePreprocessor(tf.keras.layers.Layer):
 
     def __init__(self, numeric: List[dict], categorical: List[dict], clip: float = 5.0, **kwargs):
         super().__init__(**kwargs)
-        self.numeric = [dict(spec) for spec in numeric]
-        self.categorical = [dict(spec) for spec in categorical]
+        # Kept as JSON text: Keras would wrap lists and dicts in attribute-tracking proxies.
+        self._specs = json.dumps({"numeric": list(numeric), "categorical": list(categorical)})
         self.clip = float(clip)
         self._lookups = [tf.keras.layers.StringLookup(vocabulary=spec["vocabulary"] or [""],
                                                       num_oov_indices=1, output_mode="one_hot",
                                                       name=f"lookup_{spec['name']}")
                          for spec in self.categorical]
+
+    @property
+    def numeric(self) -> List[dict]:
+        return json.loads(self._specs)["numeric"]
+
+    @property
+    def categorical(self) -> List[dict]:
+        return json.loads(self._specs)["categorical"]
 
     @property
     def input_names(self) -> List[str]:
@@ -97,8 +106,7 @@ class FeaturePreprocessor(tf.keras.layers.Layer):
         return slots
 
     def get_config(self):
-        return {**super().get_config(), "numeric": self.numeric,
-                "categorical": self.categorical, "clip": self.clip}
+        return {**super().get_config(), **json.loads(self._specs), "clip": self.clip}
 
 
 def _is_integer_valued(values: np.ndarray) -> bool:

@@ -73,14 +73,14 @@ def prune(core: tf.keras.Model, prepared: training.PreparedData, config: ModelCo
     No early stopping: restoring an earlier epoch's weights would restore its lower sparsity.
     """
     check_sparsity(target_sparsity)
-    steps_per_epoch = max(1, math.ceil(len(prepared.x_train) / config.batch_size))
-    schedule = pruning_schedule(target_sparsity, steps_per_epoch, epochs)
     weights = core.get_weights()
 
-    def build():
+    def build():  # runs in the strategy's scope: the schedule counts global steps
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        steps_per_epoch = max(1, math.ceil(len(prepared.x_train) / (config.batch_size * replicas)))
         clone = tf.keras.models.clone_model(core)
         clone.set_weights(weights)
-        return make_prunable(clone, schedule)
+        return make_prunable(clone, pruning_schedule(target_sparsity, steps_per_epoch, epochs))
 
     result = training.train_model(
         build, prepared, config, seed=seed, loss_fn=loss_fn, extra_targets=extra_targets,

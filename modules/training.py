@@ -76,18 +76,23 @@ def _prepare(train_files, eval_files, columns, label_column,
                         counts)
 
 
+_STRATEGIES: Dict[str, tf.distribute.Strategy] = {}
+
+
 def make_strategy(name: str = "none") -> tf.distribute.Strategy:
     """none: the default strategy; mirrored: every local device; multi_worker: the cluster in
-    TF_CONFIG (as a Kubeflow training job sets it)."""
+    TF_CONFIG (as a Kubeflow training job sets it). One instance per process: components
+    share a process under LocalDagRunner, and collectives must not be set up twice."""
     if name == "none":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("strategy multi_worker needs TF_CONFIG describing the cluster")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown strategy '{name}'; choose one of {', '.join(STRATEGIES)}")
+    if name not in ("mirrored", "multi_worker"):
+        raise ValueError(f"unknown strategy '{name}'; choose one of {', '.join(STRATEGIES)}")
+    if name == "multi_worker" and "TF_CONFIG" not in os.environ:
+        raise ValueError("strategy multi_worker needs TF_CONFIG describing the cluster")
+    if name not in _STRATEGIES:
+        _STRATEGIES[name] = (tf.distribute.MirroredStrategy() if name == "mirrored"
+                             else tf.distribute.MultiWorkerMirroredStrategy())
+    return _STRATEGIES[name]
 
 
 def make_optimizer(config: ModelConfig, steps_per_epoch: int):

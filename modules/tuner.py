@@ -167,7 +167,7 @@ def make_oracle(kind: str, trials: int, max_epochs: int, seed: int):
 def make_tuner(prepared: training.PreparedData, settings: RunSettings, kind: str, trials: int,
                max_epochs: int, directory: str, space: Optional[Dict[str, Any]] = None,
                project_name: str = "search") -> LoopTuner:
-    space = space or DEFAULT_SEARCH_SPACE
+    space = DEFAULT_SEARCH_SPACE if space is None else space
     check_search_space(space)
     return LoopTuner(make_oracle(kind, trials, max_epochs, settings.seed), prepared, settings,
                      space, max_epochs, directory=directory, project_name=project_name,
@@ -183,7 +183,8 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     config = dict(fn_args.custom_config)
     settings = RunSettings.from_custom_config(config)
     kind, trials, max_epochs = config["tuner"], int(config["trials"]), int(config["max_epochs"])
-    space = config.get("search_space") or DEFAULT_SEARCH_SPACE
+    space = config.get("search_space")
+    space = DEFAULT_SEARCH_SPACE if space is None else space
     prepared = training.prepare_data(fn_args.train_files, fn_args.eval_files,
                                      fn_args.schema_path, settings.label, settings.drop)
     directory = (settings.work_subdir("tuner", fn_args.train_files, kind, trials, max_epochs,

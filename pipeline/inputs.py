@@ -52,6 +52,7 @@ def check_csv(path: str, label: str, drop: Sequence[str] = ()) -> CsvSource:
     header = None
     rows = missing_label = 0
     classes = set()
+    numeric = None  # per column: [numbers, texts, first text (value, file, line)]
     for file in files:
         if os.path.getsize(file) == 0:
             raise UserInputError(f"{file}: the file is empty; it needs a header line and rows")
@@ -62,6 +63,7 @@ def check_csv(path: str, label: str, drop: Sequence[str] = ()) -> CsvSource:
                                  f"file of --data must have the same columns in the same order")
         header = columns
         label_index = columns.index(label)
+        numeric = numeric or [[0, 0, None] for _ in columns]
         file_rows = 0
         with open(file, newline="", encoding="utf-8", errors="replace") as f:
             reader = csv.reader(f)
@@ -74,6 +76,8 @@ def check_csv(path: str, label: str, drop: Sequence[str] = ()) -> CsvSource:
                         f"{file}, line {reader.line_num}: {len(record)} fields where the "
                         f"header has {len(columns)}; fix or remove that row")
                 file_rows += 1
+                for i, field in enumerate(record):
+                    _count_number(numeric[i], field, file, reader.line_num)
                 value = record[label_index].strip()
                 if value in ("", "NA", "NaN", "nan", "null", "NULL"):
                     missing_label += 1
@@ -82,11 +86,44 @@ def check_csv(path: str, label: str, drop: Sequence[str] = ()) -> CsvSource:
         if file_rows == 0:
             raise UserInputError(f"{file}: has a header but no data rows")
         rows += file_rows
+    _check_numeric_columns(header, numeric, label)
     if len(classes) < 2:
         found = f"only {sorted(classes)!r}" if classes else "no values"
         raise UserInputError(f"--label {label}: the column has {found}; a classifier needs "
                              f"at least two classes")
     return CsvSource(data_root, pattern, files, header, rows, missing_label, sorted(classes))
+
+
+MISSING_MARKERS = ("NA", "N/A", "NaN", "nan", "null", "NULL", "None", "-")
+
+
+def _count_number(counts: list, field: str, file: str, line: int) -> None:
+    field = field.strip()
+    if field == "":
+        return
+    try:
+        float(field)
+        counts[0] += 1
+    except ValueError:
+        counts[1] += 1
+        if counts[2] is None:
+            counts[2] = (field, file, line)
+
+
+def _check_numeric_columns(header: List[str], numeric: list, label: str) -> None:
+    """A column of numbers with a few text cells (under 10%) is a numeric column with bad
+    cells, which TFX would silently read all as text. Reject it, naming the first bad cell."""
+    for name, (numbers, texts, first_text) in zip(header, numeric):
+        if name == label or first_text is None or texts * 9 > numbers:
+            continue
+        value, file, line = first_text
+        if value in MISSING_MARKERS:
+            raise UserInputError(
+                f"{file}, line {line}, column '{name}': '{value}' in a numeric column; leave "
+                f"the field empty for a missing value")
+        raise UserInputError(f"{file}, line {line}, column '{name}': '{value}' is not a number "
+                             f"but {numbers} other values of the column are; fix that value "
+                             f"or leave it empty")
 
 
 def _check_header(file: str, columns: List[str], label: str, drop: Sequence[str]) -> None:

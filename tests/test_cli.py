@@ -34,7 +34,18 @@ def _bad_inputs(directory, header, rows):
     schema.write_text("this is { not a schema")
     space = directory / "empty_space.json"
     space.write_text(json.dumps({"units": 64, "num_layers": {"int": [2, 2]}}))
+    fare = header.index("fare")
+    text_in_numbers = [r[:fare] + (["about 12"] if i == 5 else [r[fare]]) + r[fare + 1:]
+                       for i, r in enumerate(rows)]
+    na_in_numbers = [r[:fare] + (["NA"] if i == 7 else [r[fare]]) + r[fare + 1:]
+                     for i, r in enumerate(rows)]
     return {
+        "text in a numeric column": (["--data", write_csv(str(directory / "text.csv"), header,
+                                                          text_in_numbers)],
+                                     "line 7, column 'fare'"),
+        "NA in a numeric column": (["--data", write_csv(str(directory / "na.csv"), header,
+                                                        na_in_numbers)],
+                                   "leave the field empty"),
         "missing path": (["--data", str(directory / "nope.csv")], "nope.csv"),
         "folder without csv": (["--data", str(directory / "nocsv")], "no *.csv"),
         "empty csv": (["--data", str(directory / "empty.csv")], "empty"),
@@ -68,7 +79,7 @@ def _bad_inputs(directory, header, rows):
 
 
 @pytest.mark.parametrize("case", [
-    "missing path", "folder without csv", "empty csv", "header only", "no label column",
+    "text in a numeric column", "NA in a numeric column", "missing path", "folder without csv", "empty csv", "header only", "no label column",
     "unknown drop column", "single class", "wrong field count", "duplicate column",
     "unknown runner", "unknown tuner", "zero trials", "empty search space", "bad schema",
     "negative learning rate via epochs 0", "unknown precision", "alpha out of range",

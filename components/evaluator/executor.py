@@ -78,10 +78,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         slice_features = [f for f in json.loads(exec_properties["slice_features"])
                           if f in {c.name for c in prepared.columns}]
         if sliced_metrics.supported(prepared.classes):
+            tfma_dir = os.path.join(output_dict["evaluation"][0].uri, "tfma")
+            labeled = os.path.join(tfma_dir, "labeled_eval_examples.gz")
+            data.write_labeled_examples([eval_pattern], prepared.label, prepared.classes, labeled)
             slices = sliced_metrics.sliced_metrics(
                 {name: os.path.join(uri, export.SERVING_DIR) for name, uri in uris.items()},
-                eval_pattern, settings.label, slice_features,
-                os.path.join(output_dict["evaluation"][0].uri, "tfma"),
+                labeled, settings.label, slice_features, tfma_dir,
                 beam_args=self._beam_pipeline_args)
 
         blessing_artifact = artifact_utils.get_single_instance(output_dict["blessing"])
