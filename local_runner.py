@@ -45,7 +45,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42, help="seed of every random choice")
     p.add_argument("--tuner", default="hyperband",
                    help="hyperparameter search: random, hyperband, bayesian or none")
-    p.add_argument("--trials", type=int, default=None, help="tuner trials (default: 12; "
+    p.add_argument("--trials", type=int, default=None, help="tuner trials (default: 10; "
                    "2 with --quick)")
     p.add_argument("--epochs", type=int, default=None, help="teacher training epochs "
                    "(default: the tuned or built-in value)")

@@ -45,7 +45,7 @@ class PipelineConfig:
     verbose: bool = True
     # Tuner
     tuner: str = "hyperband"
-    trials: int = 12
+    trials: int = 10
     tuner_max_epochs: int = 9
     search_space: Optional[Dict[str, object]] = None  # None: modules.tuner.DEFAULT_SEARCH_SPACE
     # Teacher (Trainer): ModelConfig fields fixed on the command line, e.g. epochs, precision

@@ -1,7 +1,6 @@
 """modules.blessing.decide: every criterion, the first baseline and the noise tolerance."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
-import pytest
 
 from modules import blessing
 

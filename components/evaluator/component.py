@@ -5,7 +5,9 @@ Candidates: the teacher, the student from scratch, the distilled student, the pr
 `modules.evaluation` (metrics, sizes, latency); TFMA adds per-slice metrics of the SavedModels.
 The deployable candidate (the `deploy_mode` TFLite model with its pruned SavedModel) is blessed
 by `modules.blessing.decide`, against the teacher and the last blessed model of this pipeline
-(`baseline`, resolved by TFX's LatestBlessedModelStrategy and re-evaluated on this eval split).
+(`baseline`, resolved by TFX's LatestBlessedModelStrategy and re-evaluated on this eval split;
+when the baseline is the candidate itself, the evaluation that blessed it, kept in the work
+dir, is reused).
 """
 import json
 from typing import Any, Dict, Optional, Sequence

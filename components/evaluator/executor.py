@@ -1,7 +1,7 @@
 """Evaluator executor: measure every candidate, slice with TFMA, decide the blessing."""
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_executor
@@ -14,10 +14,32 @@ from modules.settings import RunSettings
 
 TFLITE_FILE = "model.tflite"
 CANDIDATE_MODELS = ("teacher", "student_scratch", "student", "pruned")  # SavedModel inputs
+EVALUATION_FILE = "evaluation.json"
 
 
 def _tflite_path(quantized_uri: str, mode: str) -> str:
     return os.path.join(quantized_uri, mode, TFLITE_FILE)
+
+
+def _evaluation_cache(settings: RunSettings, quantized_id: int) -> Optional[str]:
+    """Where the evaluation that decided a candidate's blessing is kept between runs: a rerun
+    whose candidate is that very model (all its training cached) reuses it."""
+    folder = settings.work_subdir("evaluator", quantized_id)
+    return os.path.join(folder, EVALUATION_FILE) if folder else None
+
+
+def _previous_evaluation(input_dict, settings: RunSettings,
+                         candidate_id: int) -> Optional[Dict[str, Any]]:
+    """The evaluation that blessed the candidate itself in an earlier run, if it did."""
+    if not input_dict.get("baseline"):
+        return None
+    if artifact_utils.get_single_instance(input_dict["baseline"]).id != candidate_id:
+        return None
+    path = _evaluation_cache(settings, candidate_id)
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -25,9 +47,27 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
         settings = RunSettings.from_custom_config(json.loads(exec_properties["custom_config"]))
+        quantized = artifact_utils.get_single_instance(input_dict["quantized"])
+        report = _previous_evaluation(input_dict, settings, quantized.id)
+        if report is not None:
+            report["reasons"][-1] = ("ok: this is the model an earlier run blessed, unchanged "
+                                     "(its evaluation is reused)")
+            report["baseline"] = {"artifact_id": quantized.id, "uri": quantized.uri,
+                                  "is_candidate": True}
+        else:
+            report = self._evaluate(input_dict, output_dict, settings, exec_properties,
+                                    quantized)
+            if report["blessed"] and _evaluation_cache(settings, quantized.id):
+                export.write_json(_evaluation_cache(settings, quantized.id), report)
+        self._write_blessing(output_dict, quantized, report)
+        write_report(output_dict["evaluation"][0], report)
+        print("evaluator: " + ("BLESSED" if report["blessed"] else "NOT blessed") + "; "
+              + "; ".join(report["reasons"]), flush=True)
+
+    def _evaluate(self, input_dict, output_dict, settings, exec_properties,
+                  quantized) -> Dict[str, Any]:
         deploy_mode = exec_properties["deploy_mode"]
         uris = {name: artifact_utils.get_single_uri(input_dict[name]) for name in CANDIDATE_MODELS}
-        quantized = artifact_utils.get_single_instance(input_dict["quantized"])
         modes = export.read_info(quantized.uri)["modes"]
         if deploy_mode not in modes:
             raise ValueError(f"deploy mode '{deploy_mode}' was not produced by the Quantizer "
@@ -38,12 +78,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         prepared = training.prepare_like(models["teacher"],
                                          [data.split_pattern(examples_uri, "train")],
                                          [eval_pattern])
+        pruned_params = models["pruned"].core.count_params()
 
         def measure_tflite(path: str) -> Dict[str, float]:
             predict, single = evaluation.tflite_predictor(quantization.TFLiteModel.from_file(path))
             return evaluation.evaluate_candidate(predict, single, prepared.x_eval,
-                                                 prepared.y_eval, path,
-                                                 params=models["pruned"].core.count_params())
+                                                 prepared.y_eval, path, params=pruned_params)
 
         candidates: Dict[str, Dict[str, Any]] = {}
         for name, model in models.items():
@@ -56,6 +96,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         for mode in modes:
             candidates[mode] = measure_tflite(_tflite_path(quantized.uri, mode))
             candidates[mode]["nonzero_params"] = candidates["pruned"]["nonzero_params"]
+        del models  # TFMA loads its own copies
+        memory.release()
 
         baseline = None
         if input_dict.get("baseline"):
@@ -69,11 +111,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             candidates[deploy_mode]["auc"], candidates["teacher"]["auc"],
             baseline["auc"] if baseline else None, min_auc=exec_properties["min_auc"],
             max_auc_drop=exec_properties["max_auc_drop"])
-        if baseline and baseline["is_candidate"]:  # a rerun whose training was all cached
-            reasons[-1] += " (it is this very model, blessed by an earlier run)"
 
-        del models  # TFMA loads its own copies
-        memory.release()
         slices = {}
         slice_features = [f for f in json.loads(exec_properties["slice_features"])
                           if f in {c.name for c in prepared.columns}]
@@ -85,23 +123,25 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 {name: os.path.join(uri, export.SERVING_DIR) for name, uri in uris.items()},
                 labeled, settings.label, slice_features, tfma_dir,
                 beam_args=self._beam_pipeline_args)
+        return {"candidates": candidates, "deployable": deploy_mode, "blessed": blessed,
+                "reasons": reasons, "baseline": baseline, "slices": slices,
+                "thresholds": {"min_auc": exec_properties["min_auc"],
+                               "max_auc_drop": exec_properties["max_auc_drop"],
+                               "noise_tolerance": blessing.NOISE_TOLERANCE},
+                "rows": prepared.row_counts}
 
-        blessing_artifact = artifact_utils.get_single_instance(output_dict["blessing"])
-        blessing_artifact.set_int_custom_property("blessed", int(blessed))
-        blessing_artifact.set_int_custom_property("current_model_id", quantized.id)
-        blessing_artifact.set_string_custom_property("current_model", quantized.uri)
-        if baseline:
-            blessing_artifact.set_int_custom_property("baseline_model_id", baseline["artifact_id"])
-        os.makedirs(blessing_artifact.uri, exist_ok=True)
-        with open(os.path.join(blessing_artifact.uri, "BLESSED" if blessed else "NOT_BLESSED"),
+    @staticmethod
+    def _write_blessing(output_dict, quantized, report: Dict[str, Any]) -> None:
+        """A ModelBlessing as TFX's Evaluator writes it, so LatestBlessedModelStrategy finds
+        the blessed deployable model (`current_model_id`)."""
+        artifact = artifact_utils.get_single_instance(output_dict["blessing"])
+        artifact.set_int_custom_property("blessed", int(report["blessed"]))
+        artifact.set_int_custom_property("current_model_id", quantized.id)
+        artifact.set_string_custom_property("current_model", quantized.uri)
+        if report["baseline"]:
+            artifact.set_int_custom_property("baseline_model_id",
+                                             report["baseline"]["artifact_id"])
+        os.makedirs(artifact.uri, exist_ok=True)
+        with open(os.path.join(artifact.uri, "BLESSED" if report["blessed"] else "NOT_BLESSED"),
                   "w") as f:
-            f.write("\n".join(reasons) + "\n")
-        write_report(output_dict["evaluation"][0], {
-            "candidates": candidates, "deployable": deploy_mode, "blessed": blessed,
-            "reasons": reasons, "baseline": baseline, "slices": slices,
-            "thresholds": {"min_auc": exec_properties["min_auc"],
-                           "max_auc_drop": exec_properties["max_auc_drop"],
-                           "noise_tolerance": blessing.NOISE_TOLERANCE},
-            "rows": prepared.row_counts})
-        print("evaluator: " + ("BLESSED" if blessed else "NOT blessed") + "; "
-              + "; ".join(reasons), flush=True)
+            f.write("\n".join(report["reasons"]) + "\n")

@@ -1,0 +1,66 @@
+"""The run report: the terminal table and an HTML page that a real browser renders."""
+import shutil
+import subprocess
+
+import pytest
+
+from pipeline import report
+
+CANDIDATE = {"auc": 0.95, "accuracy": 0.9, "precision": 0.7, "recall": 0.9, "log_loss": 0.23,
+             "params": 5714, "size_bytes": 8064, "gzip_bytes": 2901, "latency_ms_p50": 0.012}
+
+
+def summary():
+    candidates = {name: dict(CANDIDATE, gzip_bytes=CANDIDATE["gzip_bytes"] * (i + 1))
+                  for i, name in enumerate(("teacher", "student_scratch", "student", "pruned",
+                                            "int8"))}
+    return {
+        "candidates": candidates, "deployable": "int8", "blessed": False,
+        "reasons": ["ok: AUC 0.95 >= --min-auc 0.9", "FAILED: AUC <b>worse</b>"],
+        "pushed_to": None, "timings_s": {"Trainer": 12.0, "Pusher": 0.0},
+        "states": {"Trainer": "complete", "Pusher": "cached"}, "baseline": None,
+        "slices": {"teacher": {"overall": {"examples": 3000, "auc": 0.95, "accuracy": 0.9},
+                               "payment_type=Cash": {"examples": 10, "auc": None}}},
+        "rows": {"train_rows": 12000, "eval_rows": 3000}, "sparsity": None,
+        "histories": {"teacher": {"val_auc": [0.9, 0.95], "loss": [0.4, 0.3]}},
+        "tuner_trials": [{"trial_id": "0", "score": 0.94, "epochs_trained": 1},
+                         {"trial_id": "1", "score": 0.95, "epochs_trained": 3}],
+    }
+
+
+def test_terminal_table_lists_every_candidate_and_the_verdict():
+    text = report.terminal_text(summary())
+    for name in ("teacher", "student_scratch", "student", "pruned", "int8"):
+        assert name in text
+    assert "NOT blessed" in text and "Pushed to: nothing pushed" in text
+    assert "Pusher 0.0s (cached)" in text
+
+
+def test_html_escapes_text_and_embeds_three_plots():
+    page = report.render_html(summary())
+    assert "<b>worse</b>" not in page and "&lt;b&gt;worse&lt;/b&gt;" in page
+    assert page.count("data:image/png;base64") == 3
+
+
+def test_html_renders_in_headless_chromium_without_errors(tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    page = tmp_path / "index.html"
+    page.write_text(report.render_html(summary()).replace(
+        "</body>", "<script>window.onload=function(){var bad=[].filter.call("
+        "document.images,function(i){return !(i.complete&&i.naturalWidth>0)});"
+        "document.title='images:'+document.images.length+' broken:'+bad.length;}</script>"
+        "</body>"))
+    result = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "<title>images:3 broken:0</title>" in result.stdout, result.stdout[:500]
+    assert "Run report" in result.stdout and "student_scratch" in result.stdout
+    console_errors = [line for line in result.stderr.splitlines()
+                      if "CONSOLE" in line and ("Error" in line or "Uncaught" in line)]
+    assert not console_errors, console_errors
