@@ -128,3 +128,37 @@ def test_beam_dag_runner_runs_the_same_pipeline(first_run, tmp_path):
     states = latest_states(str(tmp_path / "beam"))
     assert set(states.values()) == {"complete"} and COMPONENTS - {"Tuner"} == set(states)
     assert len(versions(str(tmp_path / "beam"))) == 1
+
+
+def _only(pattern):
+    [path] = glob.glob(pattern)
+    return path
+
+
+def test_trainer_retrains_with_the_tuners_best_hyperparameters(first_run):
+    _, output, _ = first_run
+    root = os.path.join(output, "pipeline_root")
+    best = json.load(open(_only(os.path.join(root, "Tuner", "best_hyperparameters", "*",
+                                             "best_hyperparameters.txt"))))["values"]
+    teacher = json.load(open(_only(os.path.join(root, "Trainer", "model", "*",
+                                                "model_info.json"))))
+    assert teacher["tuned"] is True
+    for name in ("num_layers", "units", "learning_rate", "dropout", "activation", "batch_size",
+                 "constant_epochs", "cross_rank"):
+        assert teacher["hyperparameters"][name] == best[name], name
+    trials = json.load(open(_only(os.path.join(root, "Tuner", "tuner_results", "*",
+                                               "trials.json"))))
+    assert trials and all("epochs_trained" in t for t in trials)
+
+
+def test_distiller_outputs_student_control_and_their_comparison(first_run):
+    _, output, _ = first_run
+    root = os.path.join(output, "pipeline_root", "Distiller")
+    for key in ("student", "student_scratch"):
+        folder = _only(os.path.join(root, key, "*"))
+        assert os.path.isdir(os.path.join(folder, "Format-Serving"))
+        info = json.load(open(os.path.join(folder, "model_info.json")))
+        assert info["role"] == key and info["hyperparameters"]["num_layers"] == 1
+    metrics = json.load(open(_only(os.path.join(root, "metrics", "*", "report.json"))))
+    assert metrics["param_ratio"] >= 20
+    assert {"teacher_val_auc", "distilled_val_auc", "scratch_val_auc"} <= set(metrics)

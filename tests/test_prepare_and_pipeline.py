@@ -1,0 +1,101 @@
+"""Loading the splits as the Trainer does, and the DAG that create_pipeline builds."""
+import os
+
+import modules  # noqa: F401  (must precede tensorflow)
+
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from modules import training
+from pipeline.configs import PipelineConfig
+from pipeline.pipeline import create_components, create_pipeline
+
+
+def _example(fare, company, label):
+    feature = {"company": tf.train.Feature(bytes_list=tf.train.BytesList(
+        value=[company.encode()] if company is not None else [])),
+        "fare": tf.train.Feature(float_list=tf.train.FloatList(
+            value=[fare] if fare is not None else [])),
+        "label": tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[label.encode()] if label else []))}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _write(path, rows):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for row in rows:
+            writer.write(_example(*row))
+    return path
+
+
+def test_rows_without_label_and_unseen_eval_classes_are_dropped_and_counted(tmp_path):
+    train = [(float(i), "Ünïcode cab" if i % 2 else "Flash", "yes" if i % 3 else "no")
+             for i in range(60)] + [(1.0, "Flash", "")] * 4
+    evaluation = [(2.0, "Flash", "yes"), (3.0, None, "no"), (None, "Flash", "maybe"),
+                  (4.0, "Flash", "maybe"), (5.0, "Flash", "")]
+    train_file = _write(str(tmp_path / "Split-train" / "data.gz"), train)
+    eval_file = _write(str(tmp_path / "Split-eval" / "data.gz"), evaluation)
+    schema = schema_pb2.Schema()
+    for name, kind in (("company", schema_pb2.BYTES), ("fare", schema_pb2.FLOAT),
+                       ("label", schema_pb2.BYTES)):
+        schema.feature.add(name=name, type=kind)
+    schema_path = tmp_path / "schema.pbtxt"
+    schema_path.write_text(str(schema))
+    prepared = training.prepare_data([train_file], [eval_file], str(schema_path), "label")
+    assert prepared.classes == ["no", "yes"]
+    assert prepared.row_counts == {"train_rows": 60, "eval_rows": 2,
+                                   "dropped_missing_label": 5, "dropped_unseen_class": 2}
+    assert prepared.x_eval.shape == (2, prepared.preprocessor.output_dim)
+    company = [s for s in prepared.preprocessor.layout() if s["feature"] == "company"][0]
+    assert "Ünïcode cab" in company["vocabulary"]
+
+
+def _config(tmp_path, **overrides):
+    values = dict(pipeline_root=str(tmp_path / "root"), data_root=str(tmp_path),
+                  data_pattern="data.csv", serving_dir=str(tmp_path / "serving"),
+                  work_dir=str(tmp_path / "work"),
+                  metadata_path=str(tmp_path / "metadata.sqlite"))
+    values.update(overrides)
+    return PipelineConfig(**values)
+
+
+def test_create_pipeline_wires_every_component(tmp_path):
+    components = {c.id: c for c in create_pipeline(_config(tmp_path)).components}
+    assert sorted(components) == sorted([
+        "CsvExampleGen", "StatisticsGen", "SchemaGen", "DataValidator", "Tuner", "Trainer",
+        "Distiller", "Pruner", "Quantizer", "latest_blessed_model_resolver", "Evaluator",
+        "Pusher"])
+    upstream = {name: {n.id for n in c.upstream_nodes} for name, c in components.items()}
+    assert upstream["Trainer"] == {"CsvExampleGen", "SchemaGen", "DataValidator", "Tuner"}
+    assert upstream["Distiller"] == {"CsvExampleGen", "Trainer", "Tuner"}
+    assert upstream["Pruner"] == {"CsvExampleGen", "Distiller", "Trainer"}
+    assert upstream["Evaluator"] >= {"Trainer", "Distiller", "Pruner", "Quantizer",
+                                     "latest_blessed_model_resolver"}
+    assert upstream["Pusher"] >= {"Evaluator", "Quantizer", "Pruner"}
+    trainer_hp = components["Trainer"].inputs["hyperparameters"]
+    assert trainer_hp.producer_component_id == "Tuner"
+
+
+def test_curated_schema_swaps_in_import_schema_gen_and_fails_on_anomalies(tmp_path):
+    components = {c.id: c for c in create_components(_config(tmp_path, schema_path="/s.pbtxt"))}
+    assert type(components["ImportSchemaGen"]).__name__ == "ImportSchemaGen"
+    assert components["DataValidator"].exec_properties["fail_on_anomalies"] == 1
+    components = {c.id: c for c in create_components(_config(tmp_path))}
+    assert components["DataValidator"].exec_properties["fail_on_anomalies"] == 0
+
+
+def test_no_tuner_leaves_the_trainer_on_default_hyperparameters(tmp_path):
+    components = {c.id: c for c in create_components(_config(tmp_path, tuner="none"))}
+    assert "Tuner" not in components
+    assert "hyperparameters" not in components["Trainer"].inputs
+
+
+def test_caching_flag_and_beam_args_reach_the_pipeline(tmp_path):
+    beam_args = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    dag = create_pipeline(_config(tmp_path, enable_cache=False, beam_args=beam_args))
+    assert dag.enable_cache is False
+    assert dag.beam_pipeline_args == list(beam_args)
+    assert create_pipeline(_config(tmp_path)).enable_cache is True
+    assert dag.metadata_connection_config.sqlite.filename_uri == str(
+        tmp_path / "metadata.sqlite")
