@@ -61,9 +61,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="hyperparameter search: random, hyperband, bayesian or none "
                    "(default: %(default)s)")
     p.add_argument("--trials", type=int, default=None,
-                   help="tuner trials (default: 12; 2 with --quick)")
+                   help="tuner trials (default: 10; 2 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help="a small preset (few trials and epochs) for smoke runs")
+    p.add_argument("--no-baseline-resolver", action="store_true",
+                   help="leave out the TFX Resolver that finds the last blessed model (the "
+                   "open-source Kubeflow Pipelines backend cannot run resolvers; Vertex AI "
+                   "Pipelines can); blessing then rests on --min-auc style thresholds alone")
     p.add_argument("--seed", type=int, default=42, help="seed of every random choice "
                    "(default: %(default)s)")
     return p.parse_args(argv)
@@ -116,7 +120,8 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         work_dir=posixpath.join(root, "work"), metadata_path=None,  # the cluster's MLMD
         label=args.label, drop=drop,
         beam_args=tuple(configs.DEFAULT_BEAM_ARGS) + tuple(args.beam_arg),
-        seed=args.seed, strategy=args.strategy, tuner=args.tuner, **overrides)
+        seed=args.seed, strategy=args.strategy, tuner=args.tuner,
+        resolve_baseline=not args.no_baseline_resolver, **overrides)
 
 
 def compile_pipeline(config: configs.PipelineConfig, image: str, output_dir: str) -> List[str]:

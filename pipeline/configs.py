@@ -61,6 +61,9 @@ class PipelineConfig:
     prune_epochs: int = 6
     quantization_modes: Tuple[str, ...] = ("dynamic", "float16", "int8")
     # Evaluator and Pusher
+    # Compare with the last blessed model (TFX Resolver). The open-source Kubeflow Pipelines
+    # backend cannot run resolvers: there the thresholds alone decide.
+    resolve_baseline: bool = True
     min_auc: float = 0.9
     max_auc_drop: float = 0.005
     deploy_mode: str = "int8"  # the TFLite model that is blessed and pushed

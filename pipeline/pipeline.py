@@ -79,17 +79,18 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
     quantizer = Quantizer(
         model=pruner.outputs["pruned_model"], examples=example_gen.outputs["examples"],
         custom_config=custom_config, modes=config.quantization_modes)
-    # The last blessed deployable model of this pipeline, from ML Metadata.
-    baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    resolver = None
+    if config.resolve_baseline:  # the last blessed deployable model, from ML Metadata
+        resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id("latest_blessed_model_resolver")
     evaluator = Evaluator(
         teacher=trainer.outputs["model"], student_scratch=distiller.outputs["student_scratch"],
         student=distiller.outputs["student"], pruned=pruner.outputs["pruned_model"],
         quantized=quantizer.outputs["quantized_model"], examples=example_gen.outputs["examples"],
-        baseline=baseline.outputs["model"], custom_config=custom_config,
+        baseline=resolver.outputs["model"] if resolver else None, custom_config=custom_config,
         min_auc=config.min_auc, max_auc_drop=config.max_auc_drop,
         deploy_mode=config.deploy_mode, slice_features=config.slice_features)
     pusher = Pusher(
@@ -97,7 +98,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         teacher=trainer.outputs["model"], examples=example_gen.outputs["examples"],
         blessing=evaluator.outputs["blessing"], evaluation=evaluator.outputs["evaluation"],
         serving_dir=config.serving_dir, deploy_mode=config.deploy_mode)
-    components += [trainer, distiller, pruner, quantizer, baseline, evaluator, pusher]
+    components += [trainer, distiller, pruner, quantizer, *([resolver] if resolver else []),
+                   evaluator, pusher]
     return components
 
 

@@ -162,3 +162,19 @@ def test_distiller_outputs_student_control_and_their_comparison(first_run):
     metrics = json.load(open(_only(os.path.join(root, "metrics", "*", "report.json"))))
     assert metrics["param_ratio"] >= 20
     assert {"teacher_val_auc", "distilled_val_auc", "scratch_val_auc"} <= set(metrics)
+
+
+def test_multi_class_string_label(first_run, tmp_path):
+    """A text label with several classes: macro metrics, every candidate, a pushed model."""
+    csv, _, _ = first_run
+    output = tmp_path / "out"
+    result = run_cli("--data", csv, "--label", "payment_type", "--drop", "tips,big_tipper",
+                     "--output", str(output), "--quick", "--tuner", "none", "--min-auc", "0.5",
+                     "--max-auc-drop", "0.2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.load(open(os.path.join(output, "report", "summary.json")))
+    assert 0.5 < summary["candidates"]["int8"]["auc"] <= 1.0
+    [version] = versions(str(output))
+    contract = json.load(open(os.path.join(version, "contract.json")))
+    assert len(contract["classes"]) > 2 and "Cash" in contract["classes"]
+    assert contract["output"]["shape"][-1] == len(contract["classes"])
