@@ -5,7 +5,7 @@ batch size, in one process. Each repetition trains a fresh model for a few epoch
 (order alternating) and times the epochs after the first (the first includes tracing).
 Prints the medians as its last line: {"loop_examples_per_s", "fit_examples_per_s", "ratio"}.
 
-    python benchmarks/train_loop.py [--repeats 5] [--epochs 4]
+    python benchmarks/train_loop.py [--repeats 8] [--epochs 5]
 """
 import argparse
 import time
@@ -42,8 +42,8 @@ def steady_examples_per_s(timer, examples):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=5)
     args = p.parse_args()
     prepared = prepared_default_data()
     config = ModelConfig()
