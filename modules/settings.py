@@ -25,6 +25,11 @@ class RunSettings:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in custom_config.items() if k in names})
 
+    @classmethod
+    def from_exec_properties(cls, exec_properties: Dict[str, Any]) -> "RunSettings":
+        """From a custom component's `custom_config` execution property (JSON text)."""
+        return cls.from_custom_config(json.loads(exec_properties["custom_config"]))
+
     def to_custom_config(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 

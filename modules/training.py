@@ -43,11 +43,12 @@ def prepare_data(train_files: Sequence[str], eval_files: Sequence[str], schema_p
                     data.label_column(schema, label))
 
 
-def prepare_like(model, train_files: Sequence[str], eval_files: Sequence[str]) -> PreparedData:
-    """Loads the splits exactly as `model` (an `export.ExportedModel`) was trained: its
-    columns, label, classes and fitted preprocessing."""
-    return _prepare(train_files, eval_files, model.columns, model.label, model.preprocessor,
-                    model.classes)
+def prepare_like(model, examples_uri: str) -> PreparedData:
+    """Loads the train and eval splits of an Examples artifact exactly as `model` (an
+    `export.ExportedModel`) was trained: its columns, label, classes and preprocessing."""
+    return _prepare([data.split_pattern(examples_uri, "train")],
+                    [data.split_pattern(examples_uri, "eval")], model.columns, model.label,
+                    model.preprocessor, model.classes)
 
 
 def _prepare(train_files, eval_files, columns, label_column,

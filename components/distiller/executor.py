@@ -8,7 +8,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.artifacts import write_report
-from modules import data, distillation, export, training
+from modules import distillation, export, training
 from modules.errors import UserError
 from modules.model import ModelConfig, build_core
 from modules.settings import RunSettings
@@ -29,7 +29,7 @@ class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
-        settings = RunSettings.from_custom_config(json.loads(exec_properties["custom_config"]))
+        settings = RunSettings.from_exec_properties(exec_properties)
         alpha, temperature = exec_properties["alpha"], exec_properties["temperature"]
         distillation.check_distillation_params(alpha, temperature)
         teacher_uri = artifact_utils.get_single_uri(input_dict["teacher"])
@@ -44,8 +44,7 @@ class Executor(base_executor.BaseExecutor):
                                 exec_properties["student_layers"],
                                 exec_properties["student_units"], exec_properties["epochs"])
         examples_uri = artifact_utils.get_single_uri(input_dict["examples"])
-        prepared = training.prepare_like(teacher, [data.split_pattern(examples_uri, "train")],
-                                         [data.split_pattern(examples_uri, "eval")])
+        prepared = training.prepare_like(teacher, examples_uri)
         teacher_params = teacher.core.count_params()
         student_params = build_core(prepared.x_train.shape[1], prepared.num_classes,
                                     config).count_params()

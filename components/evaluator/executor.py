@@ -46,7 +46,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
-        settings = RunSettings.from_custom_config(json.loads(exec_properties["custom_config"]))
+        settings = RunSettings.from_exec_properties(exec_properties)
         quantized = artifact_utils.get_single_instance(input_dict["quantized"])
         report = _previous_evaluation(input_dict, settings, quantized.id)
         if report is not None:
@@ -75,9 +75,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         models = {name: export.load_model(uri) for name, uri in uris.items()}
         examples_uri = artifact_utils.get_single_uri(input_dict["examples"])
         eval_pattern = data.split_pattern(examples_uri, "eval")
-        prepared = training.prepare_like(models["teacher"],
-                                         [data.split_pattern(examples_uri, "train")],
-                                         [eval_pattern])
+        prepared = training.prepare_like(models["teacher"], examples_uri)
         pruned_params = models["pruned"].core.count_params()
 
         def measure_tflite(path: str) -> Dict[str, float]:

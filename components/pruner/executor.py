@@ -1,5 +1,4 @@
 """Pruner executor: prune while fine-tuning, strip the wrappers, export, report sparsity."""
-import json
 import os
 from typing import Any, Dict, List
 
@@ -8,7 +7,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.artifacts import write_report
-from modules import data, distillation, export, pruning, training
+from modules import distillation, export, pruning, training
 from modules.model import ModelConfig
 from modules.settings import RunSettings
 
@@ -17,14 +16,13 @@ class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
-        settings = RunSettings.from_custom_config(json.loads(exec_properties["custom_config"]))
+        settings = RunSettings.from_exec_properties(exec_properties)
         target = exec_properties["target_sparsity"]
         pruning.check_sparsity(target)
         source_uri = artifact_utils.get_single_uri(input_dict["model"])
         source = export.load_model(source_uri)
         examples_uri = artifact_utils.get_single_uri(input_dict["examples"])
-        prepared = training.prepare_like(source, [data.split_pattern(examples_uri, "train")],
-                                         [data.split_pattern(examples_uri, "eval")])
+        prepared = training.prepare_like(source, examples_uri)
         config = ModelConfig.from_dict(source.info.get("hyperparameters"))
         loss_fn, targets = None, None
         if input_dict.get("teacher"):

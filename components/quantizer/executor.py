@@ -43,13 +43,12 @@ class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
-        settings = RunSettings.from_custom_config(json.loads(exec_properties["custom_config"]))
+        settings = RunSettings.from_exec_properties(exec_properties)
         modes = quantization.check_modes(json.loads(exec_properties["modes"]))
         source_uri = artifact_utils.get_single_uri(input_dict["model"])
         source = export.load_model(source_uri)
         examples_uri = artifact_utils.get_single_uri(input_dict["examples"])
-        prepared = training.prepare_like(source, [data.split_pattern(examples_uri, "train")],
-                                         [data.split_pattern(examples_uri, "eval")])
+        prepared = training.prepare_like(source, examples_uri)
         output_uri = artifact_utils.get_single_uri(output_dict["quantized_model"])
         report = {}
         for mode in modes:
