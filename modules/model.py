@@ -97,3 +97,16 @@ def build_core(input_dim: int, num_classes: int, config: ModelConfig, seed=None,
                                     kernel_initializer=tf.keras.initializers.GlorotUniform(seed)))
     return model
 
+
+def to_float32(model: tf.keras.Model) -> tf.keras.Model:
+    """The same model computing in float32: mixed precision is for training; TFLite and int8
+    calibration want float32 graphs. Variables are float32 under mixed policies already."""
+    if all(layer.compute_dtype in (None, "float32") for layer in model.layers):
+        return model
+
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = tf.keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -23,6 +23,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from modules.layers import DenseBlock
+from modules.model import to_float32
 
 MODES = ("dynamic", "float16", "int8", "qat", "pqat")
 INTEGER_MODES = ("int8", "qat", "pqat")
@@ -79,7 +80,7 @@ def fold_to_dense(core: tf.keras.Model) -> tf.keras.Model:
 
 def quantize_aware(core: tf.keras.Model, preserve_sparsity: bool) -> tf.keras.Model:
     """A QAT model (fake-quantized weights and activations) to fine-tune with the loop."""
-    folded = fold_to_dense(core)
+    folded = fold_to_dense(to_float32(core))
     if not preserve_sparsity:
         return tfmot.quantization.keras.quantize_model(folded)
     from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (  # noqa: E501
@@ -94,7 +95,7 @@ def convert(model: tf.keras.Model, mode: str,
             representative: Optional[np.ndarray] = None) -> bytes:
     """TFLite flatbuffer of `model` (features -> logits) with a softmax appended."""
     check_modes([mode])
-    converter = tf.lite.TFLiteConverter.from_keras_model(with_probabilities(model))
+    converter = tf.lite.TFLiteConverter.from_keras_model(with_probabilities(to_float32(model)))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
