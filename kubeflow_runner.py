@@ -6,7 +6,7 @@
     python kubeflow_runner.py --help
 
 Writes pipeline.json (a PipelineJob) and pipeline.yaml (its PipelineSpec, for upload in the
-Kubeflow Pipelines UI) into --output-dir. See docs/kubeflow.md.
+Kubeflow Pipelines UI) into --output-dir. See "Running on Kubeflow Pipelines" in README.md.
 """
 import argparse
 import os
@@ -161,7 +161,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if config.strategy == "multi_worker":
         print("note: --strategy multi_worker: the training tasks fail unless their pods get "
-              "TF_CONFIG (see docs/kubeflow.md)", file=sys.stderr)
+              "TF_CONFIG (see 'Running on Kubeflow Pipelines' in README.md)", file=sys.stderr)
     json_path, yaml_path = compile_pipeline(config, args.image, args.output_dir)
     print(f"Wrote {json_path} (PipelineJob) and {yaml_path} (upload in the Kubeflow "
           f"Pipelines UI); image {args.image}, pipeline root {config.pipeline_root}")

@@ -1,9 +1,10 @@
 """Artifact types of our components that TFX has no standard type for."""
-import json
 import os
 from typing import Any
 
 from tfx.types.artifact import Artifact
+
+from modules import fileio
 
 REPORT_FILE = "report.json"
 
@@ -15,12 +16,9 @@ class JsonReport(Artifact):
 
 def write_report(artifact: Artifact, payload: Any) -> str:
     path = os.path.join(artifact.uri, REPORT_FILE)
-    os.makedirs(artifact.uri, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=1, default=float)
+    fileio.write_json(path, payload)
     return path
 
 
 def read_report(uri: str) -> Any:
-    with open(os.path.join(uri, REPORT_FILE)) as f:
-        return json.load(f)
+    return fileio.read_json(os.path.join(uri, REPORT_FILE))

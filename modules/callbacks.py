@@ -9,6 +9,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from modules import fileio
+
 
 def current_learning_rate(optimizer) -> float:
     learning_rate = optimizer.learning_rate
@@ -38,13 +40,13 @@ class MetricsLogger(tf.keras.callbacks.Callback):
         self._writer = None
 
     def on_train_begin(self, logs=None):
-        os.makedirs(os.path.dirname(self.jsonl_path) or ".", exist_ok=True)
+        fileio.makedirs(os.path.dirname(self.jsonl_path) or ".")
         if self.tensorboard_dir:
             self._writer = tf.summary.create_file_writer(self.tensorboard_dir)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        with open(self.jsonl_path, "a") as f:
+        with fileio.GFile(self.jsonl_path, "a") as f:
             f.write(json.dumps({"epoch": epoch + 1, **logs}) + "\n")
         if self._writer is not None:
             with self._writer.as_default(step=epoch + 1):

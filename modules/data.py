@@ -7,7 +7,6 @@ Canonical raw form of a feature, whatever its CSV looked like:
 The label is always a string (its class name); rows without a label are dropped and counted.
 """
 import dataclasses
-import glob
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -16,6 +15,8 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from tfx.utils import io_utils
+
+from modules import fileio
 
 NUMERIC = "numeric"
 TEXT = "text"
@@ -44,7 +45,7 @@ class Split:
 
 
 def load_schema(schema_path: str) -> schema_pb2.Schema:
-    if os.path.isdir(schema_path):
+    if fileio.isdir(schema_path):
         schema_path = io_utils.get_only_uri_in_dir(schema_path)
     return io_utils.parse_pbtxt_file(schema_path, schema_pb2.Schema())
 
@@ -109,7 +110,7 @@ def split_pattern(examples_uri: str, split: str) -> str:
 def load_split(patterns: Sequence[str], columns: Sequence[FeatureColumn], label: FeatureColumn,
                batch_size: int = 8192) -> Split:
     """Reads a whole split into memory (the data sets this project targets fit easily)."""
-    files = sorted(f for pattern in patterns for f in glob.glob(pattern))
+    files = sorted(f for pattern in patterns for f in fileio.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no examples match {', '.join(patterns)}")
     dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP")
@@ -134,10 +135,10 @@ def write_labeled_examples(patterns: Sequence[str], label: FeatureColumn,
                            classes: Sequence[str], path: str) -> int:
     """Copies the examples whose label is one of `classes` to a GZIP TFRecord file (for tools,
     like TFMA, that cannot skip rows without a label); returns how many were kept."""
-    files = sorted(f for pattern in patterns for f in glob.glob(pattern))
+    files = sorted(f for pattern in patterns for f in fileio.glob(pattern))
     known = tf.constant(list(classes))
     kept = 0
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fileio.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
             labels = parse_examples(batch, [], label)[label.name]

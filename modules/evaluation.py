@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn import metrics as skm
 
+from modules import fileio
 from modules.quantization import TFLiteModel
 
 
@@ -51,17 +52,21 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> Dic
 
 
 def size_on_disk(path: str) -> Dict[str, int]:
-    """Bytes of a file or folder, and its gzip-compressed bytes (level 9)."""
-    if os.path.isdir(path):
+    """Bytes of a file or folder, and its gzip-compressed bytes (level 9; a folder is packed
+    as an uncompressed tar of its files first)."""
+    if fileio.isdir(path):
         buffer = io.BytesIO()
+        raw_bytes = 0
         with tarfile.open(fileobj=buffer, mode="w") as tar:
-            tar.add(path, arcname=os.path.basename(path))
-        raw_bytes = sum(os.path.getsize(os.path.join(root, name))
-                        for root, _, names in os.walk(path) for name in names)
+            for file_path in fileio.walk_files(path):
+                content = fileio.read_bytes(file_path)
+                member = tarfile.TarInfo(os.path.relpath(file_path, os.path.dirname(path)))
+                member.size = len(content)
+                tar.addfile(member, io.BytesIO(content))
+                raw_bytes += len(content)
         content = buffer.getvalue()
     else:
-        with open(path, "rb") as f:
-            content = f.read()
+        content = fileio.read_bytes(path)
         raw_bytes = len(content)
     return {"size_bytes": int(raw_bytes), "gzip_bytes": len(gzip.compress(content, 9))}
 

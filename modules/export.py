@@ -12,13 +12,12 @@ Layout of a Model artifact (every model the pipeline produces has it):
                        metrics and whatever the producing component adds.
 """
 import dataclasses
-import json
 import os
 from typing import Any, Dict, List, Sequence
 
 import tensorflow as tf
 
-from modules import data
+from modules import data, fileio
 from modules.layers import DenseBlock, FeatureCross  # noqa: F401  (registers custom layers)
 from modules.preprocessing import FeaturePreprocessor
 
@@ -77,8 +76,8 @@ def export_model(artifact_uri: str, core: tf.keras.Model, preprocessor: FeatureP
     tf.saved_model.save(module, serving_dir, signatures={
         "serving_default": serve_examples, "serving_raw": serve_raw})
     core.save(os.path.join(artifact_uri, CORE_FILE))
-    write_json(os.path.join(artifact_uri, PREPROCESSOR_FILE), preprocessor.get_config())
-    write_json(os.path.join(artifact_uri, INFO_FILE), {
+    fileio.write_json(os.path.join(artifact_uri, PREPROCESSOR_FILE), preprocessor.get_config())
+    fileio.write_json(os.path.join(artifact_uri, INFO_FILE), {
         **info, "label": dataclasses.asdict(label), "classes": list(classes),
         "columns": [dataclasses.asdict(c) for c in columns], "params": core.count_params()})
     return serving_dir
@@ -87,8 +86,8 @@ def export_model(artifact_uri: str, core: tf.keras.Model, preprocessor: FeatureP
 def load_model(artifact_uri: str, compile: bool = False) -> ExportedModel:
     """Loads what `export_model` wrote, for further training or evaluation."""
     info = read_info(artifact_uri)
-    with open(os.path.join(artifact_uri, PREPROCESSOR_FILE)) as f:
-        preprocessor = FeaturePreprocessor.from_config(json.load(f))
+    preprocessor = FeaturePreprocessor.from_config(
+        fileio.read_json(os.path.join(artifact_uri, PREPROCESSOR_FILE)))
     core = tf.keras.models.load_model(os.path.join(artifact_uri, CORE_FILE), compile=compile)
     columns = [data.FeatureColumn(**c) for c in info["columns"]]
     return ExportedModel(core, preprocessor, columns, data.FeatureColumn(**info["label"]),
@@ -96,11 +95,4 @@ def load_model(artifact_uri: str, compile: bool = False) -> ExportedModel:
 
 
 def read_info(artifact_uri: str) -> Dict[str, Any]:
-    with open(os.path.join(artifact_uri, INFO_FILE)) as f:
-        return json.load(f)
-
-
-def write_json(path: str, payload: Any) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=1, default=float)
+    return fileio.read_json(os.path.join(artifact_uri, INFO_FILE))

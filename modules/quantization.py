@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
+from modules import fileio
 from modules.layers import DenseBlock
 from modules.model import to_float32
 
@@ -152,8 +153,7 @@ class TFLiteModel:
 
     @classmethod
     def from_file(cls, path: str, num_threads: int = 1) -> "TFLiteModel":
-        with open(path, "rb") as f:
-            return cls(f.read(), num_threads)
+        return cls(fileio.read_bytes(path), num_threads)
 
     def contract(self) -> Dict[str, TensorContract]:
         def describe(detail):

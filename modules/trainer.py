@@ -1,11 +1,10 @@
 """The TFX Trainer's run_fn: trains the teacher with the project's loop and exports it."""
 import os
-import shutil
 
 import keras_tuner
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from modules import export, training
+from modules import export, fileio, training
 from modules.model import ModelConfig, build_core
 from modules.settings import RunSettings
 
@@ -40,4 +39,4 @@ def run_fn(fn_args: FnArgs) -> None:
                             "best_epoch": result.best_epoch, "history": result.history,
                             "eval_metrics": result.eval_metrics, "rows": prepared.row_counts})
     if checkpoint_dir:  # the finished model is in the artifact; a rerun starts afresh
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        fileio.rmtree(checkpoint_dir)

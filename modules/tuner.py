@@ -17,7 +17,7 @@ import tensorflow as tf
 from tfx.components.tuner.component import TunerFnResult
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from modules import memory, training
+from modules import fileio, memory, training
 from modules.model import ModelConfig, build_core
 from modules.settings import RunSettings
 
@@ -212,6 +212,5 @@ def trials_table(tuner: keras_tuner.Tuner) -> list:
 
 def write_trials_table(tuner: keras_tuner.Tuner, directory: str) -> str:
     path = os.path.join(directory, "trials.json")
-    with open(path, "w") as f:
-        json.dump(trials_table(tuner), f, indent=1, default=str)
+    fileio.write_bytes(path, json.dumps(trials_table(tuner), indent=1, default=str).encode())
     return path

@@ -1,13 +1,11 @@
 """modules.preprocessing: the FeaturePreprocessor learned from the training split."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
-import json
-
 import numpy as np
 import pytest
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from modules import data, export
+from modules import data, fileio
 from modules.preprocessing import FeaturePreprocessor, fit_preprocessor, transform
 
 COLUMNS = [data.FeatureColumn("num", data.NUMERIC, schema_pb2.FLOAT),
@@ -152,9 +150,8 @@ def test_json_round_trip_gives_identical_outputs(fitted, tmp_path):
     """What export writes (preprocessor.json) and load_model reads back."""
     split, preprocessor = fitted
     path = str(tmp_path / "preprocessor.json")
-    export.write_json(path, preprocessor.get_config())
-    with open(path) as f:
-        clone = FeaturePreprocessor.from_config(json.load(f))
+    fileio.write_json(path, preprocessor.get_config())
+    clone = FeaturePreprocessor.from_config(fileio.read_json(path))
     np.testing.assert_array_equal(transform(clone, split), transform(preprocessor, split))
 
 

@@ -1,5 +1,4 @@
 """Distiller executor: loads the teacher, trains student and control, exports both."""
-import json
 import os
 from typing import Any, Dict, List
 
@@ -8,7 +7,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.artifacts import write_report
-from modules import distillation, export, training
+from modules import distillation, export, fileio, training
 from modules.errors import UserError
 from modules.model import ModelConfig, build_core
 from modules.settings import RunSettings
@@ -38,8 +37,7 @@ class Executor(base_executor.BaseExecutor):
         if input_dict.get("hyperparameters"):
             path = os.path.join(artifact_utils.get_single_uri(input_dict["hyperparameters"]),
                                 "best_hyperparameters.txt")
-            with open(path) as f:
-                tuned = hyperparameter_values(json.load(f))
+            tuned = hyperparameter_values(fileio.read_json(path))
         config = student_config(tuned, settings.model_overrides,
                                 exec_properties["student_layers"],
                                 exec_properties["student_units"], exec_properties["epochs"])

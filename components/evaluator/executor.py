@@ -8,8 +8,8 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from components.artifacts import write_report
-from modules import (blessing, data, evaluation, export, memory, quantization, sliced_metrics,
-                     training)
+from modules import (blessing, data, evaluation, export, fileio, memory, quantization,
+                     sliced_metrics, training)
 from modules.settings import RunSettings
 
 TFLITE_FILE = "model.tflite"
@@ -36,10 +36,9 @@ def _previous_evaluation(input_dict, settings: RunSettings,
     if artifact_utils.get_single_instance(input_dict["baseline"]).id != candidate_id:
         return None
     path = _evaluation_cache(settings, candidate_id)
-    if not path or not os.path.exists(path):
+    if not path or not fileio.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    return fileio.read_json(path)
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -58,7 +57,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             report = self._evaluate(input_dict, output_dict, settings, exec_properties,
                                     quantized)
             if report["blessed"] and _evaluation_cache(settings, quantized.id):
-                export.write_json(_evaluation_cache(settings, quantized.id), report)
+                fileio.write_json(_evaluation_cache(settings, quantized.id), report)
         self._write_blessing(output_dict, quantized, report)
         write_report(output_dict["evaluation"][0], report)
         print("evaluator: " + ("BLESSED" if report["blessed"] else "NOT blessed") + "; "
@@ -101,7 +100,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if input_dict.get("baseline"):
             baseline_artifact = artifact_utils.get_single_instance(input_dict["baseline"])
             path = _tflite_path(baseline_artifact.uri, deploy_mode)
-            if os.path.exists(path):
+            if fileio.exists(path):
                 baseline = {"artifact_id": baseline_artifact.id, "uri": baseline_artifact.uri,
                             "is_candidate": baseline_artifact.id == quantized.id,
                             **measure_tflite(path)}
@@ -139,7 +138,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if report["baseline"]:
             artifact.set_int_custom_property("baseline_model_id",
                                              report["baseline"]["artifact_id"])
-        os.makedirs(artifact.uri, exist_ok=True)
-        with open(os.path.join(artifact.uri, "BLESSED" if report["blessed"] else "NOT_BLESSED"),
-                  "w") as f:
-            f.write("\n".join(report["reasons"]) + "\n")
+        fileio.write_text(os.path.join(artifact.uri,
+                                       "BLESSED" if report["blessed"] else "NOT_BLESSED"),
+                          "\n".join(report["reasons"]) + "\n")

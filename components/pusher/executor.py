@@ -1,18 +1,16 @@
 """Pusher executor: assemble the version in a temporary folder, then rename it into place."""
 import datetime
-import glob
-import json
 import os
-import shutil
 import time
 from typing import Any, Dict, List, Optional
 
+import tensorflow as tf
 from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.artifacts import read_report
-from modules import export
+from modules import export, fileio
 
 TEMP_PREFIX = ".incomplete-"
 
@@ -20,24 +18,23 @@ TEMP_PREFIX = ".incomplete-"
 def free_version(serving_dir: str) -> str:
     """A new version name: the Unix time in seconds, bumped while a folder has it."""
     version = int(time.time())
-    while os.path.exists(os.path.join(serving_dir, str(version))):
+    while fileio.exists(os.path.join(serving_dir, str(version))):
         version += 1
     return str(version)
 
 
 def remove_incomplete(serving_dir: str) -> None:
     """Temporary folders left by a push that crashed are never versions; remove them."""
-    for path in glob.glob(os.path.join(serving_dir, TEMP_PREFIX + "*")):
-        shutil.rmtree(path, ignore_errors=True)
+    for path in fileio.glob(os.path.join(serving_dir, TEMP_PREFIX + "*")):
+        fileio.rmtree(path)
 
 
 def already_pushed(serving_dir: str, quantized_artifact_id: int) -> Optional[str]:
     """The version folder that already holds this deployable model, if any."""
-    for card_path in sorted(glob.glob(os.path.join(serving_dir, "*", "model_card.json"))):
+    for card_path in fileio.glob(os.path.join(serving_dir, "*", "model_card.json")):
         try:
-            with open(card_path) as f:
-                lineage = json.load(f).get("lineage", {})
-        except (OSError, ValueError):
+            lineage = fileio.read_json(card_path).get("lineage", {})
+        except (OSError, ValueError, tf.errors.OpError):
             continue
         if lineage.get("quantized_artifact_id") == quantized_artifact_id:
             return os.path.dirname(card_path)
@@ -46,20 +43,20 @@ def already_pushed(serving_dir: str, quantized_artifact_id: int) -> Optional[str
 
 def push_atomically(serving_dir: str, write_version) -> str:
     """Calls write_version(temp_folder, version), then renames it to the version folder."""
-    os.makedirs(serving_dir, exist_ok=True)
+    fileio.makedirs(serving_dir)
     remove_incomplete(serving_dir)
     version = free_version(serving_dir)
     temp = os.path.join(serving_dir, f"{TEMP_PREFIX}{version}-{os.getpid()}")
     try:
-        os.makedirs(temp)
+        fileio.makedirs(temp)
         write_version(temp, version)
         target = os.path.join(serving_dir, version)
-        if os.path.exists(target):  # someone took the name meanwhile: never overwrite
+        if fileio.exists(target):  # someone took the name meanwhile: never overwrite
             raise FileExistsError(f"{target} appeared during the push")
-        os.rename(temp, target)
+        fileio.rename(temp, target)
         return target
     finally:
-        shutil.rmtree(temp, ignore_errors=True)
+        fileio.rmtree(temp)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -88,12 +85,12 @@ class Executor(base_executor.BaseExecutor):
         card = self._model_card(artifacts, evaluation, mode)
 
         def write_version(folder: str, version: str) -> None:
-            shutil.copytree(os.path.join(artifacts["pruned"].uri, export.SERVING_DIR),
+            fileio.copytree(os.path.join(artifacts["pruned"].uri, export.SERVING_DIR),
                             os.path.join(folder, "saved_model"))
             for name in ("model.tflite", "contract.json"):
-                shutil.copy2(os.path.join(artifacts["quantized"].uri, mode, name),
-                             os.path.join(folder, name))
-            export.write_json(os.path.join(folder, "model_card.json"),
+                fileio.copy(os.path.join(artifacts["quantized"].uri, mode, name),
+                            os.path.join(folder, name))
+            fileio.write_json(os.path.join(folder, "model_card.json"),
                               {**card, "version": version})
 
         target = push_atomically(exec_properties["serving_dir"], write_version)

@@ -9,7 +9,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.artifacts import write_report
-from modules import data, evaluation, export, quantization, training
+from modules import data, evaluation, export, fileio, quantization, training
 from modules.model import ModelConfig
 from modules.settings import RunSettings
 
@@ -59,12 +59,10 @@ class Executor(base_executor.BaseExecutor):
                               if mode in quantization.INTEGER_MODES else None)
             content = quantization.convert(model, mode, representative)
             folder = os.path.join(output_uri, mode)
-            os.makedirs(folder, exist_ok=True)
             path = os.path.join(folder, TFLITE_FILE)
-            with open(path, "wb") as f:
-                f.write(content)
+            fileio.write_bytes(path, content)
             tflite = quantization.TFLiteModel(content)
-            export.write_json(os.path.join(folder, CONTRACT_FILE),
+            fileio.write_json(os.path.join(folder, CONTRACT_FILE),
                               input_contract(tflite, source, mode))
             predict, single = evaluation.tflite_predictor(tflite)
             report[mode] = evaluation.evaluate_candidate(
@@ -72,7 +70,7 @@ class Executor(base_executor.BaseExecutor):
                 params=evaluation.nonzero_params(source.core.get_weights()))
             print(f"quantizer: {mode}: auc {report[mode]['auc']:.4f}, "
                   f"{report[mode]['size_bytes']} bytes", flush=True)
-        export.write_json(os.path.join(output_uri, export.INFO_FILE), {
+        fileio.write_json(os.path.join(output_uri, export.INFO_FILE), {
             "role": "tflite", "modes": modes, "source_uri": source_uri,
             "classes": source.classes, "metrics": report})
         write_report(output_dict["metrics"][0], report)
