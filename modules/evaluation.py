@@ -58,9 +58,9 @@ def size_on_disk(path: str) -> Dict[str, int]:
         buffer = io.BytesIO()
         raw_bytes = 0
         with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for file_path in fileio.walk_files(path):
-                content = fileio.read_bytes(file_path)
-                member = tarfile.TarInfo(os.path.relpath(file_path, os.path.dirname(path)))
+            for name in fileio.walk_files(path):
+                content = fileio.read_bytes(os.path.join(path, name))
+                member = tarfile.TarInfo(os.path.join(os.path.basename(path), name))
                 member.size = len(content)
                 tar.addfile(member, io.BytesIO(content))
                 raw_bytes += len(content)

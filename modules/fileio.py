@@ -31,11 +31,12 @@ def rmtree(path: str) -> None:
 
 
 def walk_files(folder: str) -> Iterator[str]:
-    """Every file below `folder`, in a stable order."""
+    """The path of every file below `folder`, relative to it, in a stable order."""
+    prefix = len(folder.rstrip("/")) + 1
     for root, dirs, names in gfile.walk(folder):
         dirs.sort()
         for name in sorted(names):
-            yield os.path.join(root, name)
+            yield os.path.join(root, name)[prefix:]
 
 
 def copy(src: str, dst: str) -> None:
@@ -48,9 +49,8 @@ def copytree(src: str, dst: str) -> None:
     if gfile.exists(dst):
         raise FileExistsError(dst)
     makedirs(dst)
-    prefix = src.rstrip("/")
-    for path in walk_files(src):
-        copy(path, dst.rstrip("/") + path[len(prefix):])
+    for name in walk_files(src):
+        copy(os.path.join(src, name), os.path.join(dst, name))
 
 
 def rename(src: str, dst: str) -> None:
@@ -75,8 +75,9 @@ def read_json(path: str) -> Any:
         return json.load(f)
 
 
-def write_json(path: str, payload: Any) -> None:
-    write_bytes(path, json.dumps(payload, indent=1, default=float).encode("utf-8"))
+def write_json(path: str, payload: Any, default=float) -> None:
+    """`default` converts what JSON has no type for (numpy scalars, by default)."""
+    write_bytes(path, json.dumps(payload, indent=1, default=default).encode("utf-8"))
 
 
 def write_text(path: str, text: str) -> None:

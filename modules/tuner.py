@@ -7,7 +7,6 @@ returns the best validation ROC AUC. Under Hyperband a trial that continues anot
 (`tuner/trial_id`) restores that trial's last checkpoint (weights and optimizer) and trains only
 from `tuner/initial_epoch` to `tuner/epochs`.
 """
-import json
 import os
 import time
 from typing import Any, Dict, Optional
@@ -212,5 +211,5 @@ def trials_table(tuner: keras_tuner.Tuner) -> list:
 
 def write_trials_table(tuner: keras_tuner.Tuner, directory: str) -> str:
     path = os.path.join(directory, "trials.json")
-    fileio.write_bytes(path, json.dumps(trials_table(tuner), indent=1, default=str).encode())
+    fileio.write_json(path, trials_table(tuner), default=str)
     return path
