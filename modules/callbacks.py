@@ -4,7 +4,7 @@ Each one reacts only to the hooks it overrides.
 """
 import json
 import os
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -60,37 +60,58 @@ class MetricsLogger(tf.keras.callbacks.Callback):
 
 
 class EarlyStopping(tf.keras.callbacks.Callback):
-    """Stops when `monitor` has not improved by `min_delta` for `patience` epochs, then puts
-    back the weights of the best epoch (`best_epoch`, 1-based)."""
+    """Stops when no metric in `monitor` has improved by `min_delta` for `patience` epochs,
+    then puts back the weights of the epoch best on the first metric (`best_epoch`, 1-based).
 
-    def __init__(self, monitor: str = "val_auc", mode: str = "max", patience: int = 4,
+    `monitor` is a metric name or a sequence of them; `mode` ("min" or "max", one per metric
+    or one for all) defaults to "min" for losses and "max" otherwise. Watching the validation
+    loss and ROC AUC together keeps training while either still improves.
+    """
+
+    def __init__(self, monitor: Union[str, Sequence[str]] = "val_auc",
+                 mode: Union[None, str, Sequence[str]] = None, patience: int = 4,
                  min_delta: float = 0.0, restore_best_weights: bool = True):
         super().__init__()
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        self.monitor, self.mode, self.patience = monitor, mode, patience
+        self.monitors = [monitor] if isinstance(monitor, str) else list(monitor)
+        if mode is None or isinstance(mode, str):
+            modes = [mode or ("min" if m.endswith("loss") else "max") for m in self.monitors]
+        else:
+            modes = list(mode)
+        if len(modes) != len(self.monitors) or any(m not in ("min", "max") for m in modes):
+            raise ValueError(f"mode must be 'min' or 'max' for each monitored metric, got {mode!r}")
+        self.monitor, self.mode = self.monitors[0], modes[0]
+        self.modes, self.patience = modes, patience
         self.min_delta, self.restore_best_weights = min_delta, restore_best_weights
 
-    def _improved(self, value: float) -> bool:
-        if self.best is None:
+    def _improved(self, value: float, best: Optional[float], mode: str) -> bool:
+        if best is None:
             return True
-        if self.mode == "max":
-            return value > self.best + self.min_delta
-        return value < self.best - self.min_delta
+        if mode == "max":
+            return value > best + self.min_delta
+        return value < best - self.min_delta
 
     def on_train_begin(self, logs=None):
         self.best, self.best_epoch, self.best_weights, self.wait = None, None, None, 0
+        self.bests = [None] * len(self.monitors)
         self.stopped_epoch = None
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is None:
-            raise KeyError(f"early stopping monitors '{self.monitor}', which the logs lack "
-                           f"(have: {', '.join(sorted(logs or {}))})")
-        if self._improved(float(value)):
-            self.best, self.best_epoch, self.wait = float(value), epoch + 1, 0
+        values = []
+        for name in self.monitors:
+            if (logs or {}).get(name) is None:
+                raise KeyError(f"early stopping monitors '{name}', which the logs lack "
+                               f"(have: {', '.join(sorted(logs or {}))})")
+            values.append(float(logs[name]))
+        improved = [self._improved(v, b, m) for v, b, m in zip(values, self.bests, self.modes)]
+        for i, better in enumerate(improved):
+            if better:
+                self.bests[i] = values[i]
+        if improved[0]:
+            self.best, self.best_epoch = values[0], epoch + 1
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
+        if any(improved):
+            self.wait = 0
             return
         self.wait += 1
         if self.wait >= self.patience:

@@ -61,6 +61,10 @@ class DenseBlock(tf.keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
         self.bias = self.add_weight("bias", shape=(self.units,), initializer="zeros")
         super().build(input_shape)
 
+    def pre_norm(self, inputs):
+        """x @ kernel + bias in float32: what batch normalization normalizes."""
+        return tf.matmul(tf.cast(inputs, self.kernel.dtype), self.kernel) + self.bias
+
     def call(self, inputs, training=None):
         outputs = tf.matmul(inputs, self.kernel) + self.bias
         if self.norm is not None:

@@ -25,12 +25,18 @@ def cross_entropy(targets: Dict[str, tf.Tensor], logits: tf.Tensor) -> tf.Tensor
                                                           tf.cast(logits, tf.float32))
 
 
-def make_dataset(features: np.ndarray, targets: Dict[str, np.ndarray], batch_size: int,
-                 shuffle: bool, seed: Optional[int] = None) -> tf.data.Dataset:
-    """(features, {"label": ..., ...}) batches from in-memory arrays, reshuffled every epoch."""
-    dataset = tf.data.Dataset.from_tensor_slices((features, targets))
+def make_dataset(features: np.ndarray, targets: Optional[Dict[str, np.ndarray]],
+                 batch_size: int, shuffle: bool, seed: Optional[int] = None,
+                 repeat: int = 1) -> tf.data.Dataset:
+    """(features, {"label": ..., ...}) batches from in-memory arrays, reshuffled every epoch
+    (features alone when `targets` is None). With `repeat`, one iteration (an epoch) makes
+    that many passes over the rows, each in a new order."""
+    dataset = tf.data.Dataset.from_tensor_slices(
+        features if targets is None else (features, targets))
     if shuffle:
         dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+    if repeat > 1:
+        dataset = dataset.repeat(repeat)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

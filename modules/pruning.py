@@ -77,7 +77,8 @@ def prune(core: tf.keras.Model, prepared: training.PreparedData, config: ModelCo
 
     def build():  # runs in the strategy's scope: the schedule counts global steps
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        steps_per_epoch = max(1, math.ceil(len(prepared.x_train) / (config.batch_size * replicas)))
+        steps_per_epoch = training.budget(len(prepared.x_train), config.batch_size,
+                                          replicas).steps_per_epoch
         clone = tf.keras.models.clone_model(core)
         clone.set_weights(weights)
         return make_prunable(clone, pruning_schedule(target_sparsity, steps_per_epoch, epochs))

@@ -8,8 +8,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from modules import batchnorm, data, loop
 from modules import callbacks as cb
-from modules import data, loop
 from modules.model import ModelConfig
 from modules.preprocessing import FeaturePreprocessor, fit_preprocessor, transform
 from modules.schedules import ConstantThenExponentialDecay
@@ -96,6 +96,38 @@ def make_strategy(name: str = "none") -> tf.distribute.Strategy:
     return _STRATEGIES[name]
 
 
+# Training budgets that fit the data. On a small split a batch is at most 1/8 of the rows (not
+# below 16), and an epoch repeats the split until it makes at least MIN_STEPS_PER_EPOCH
+# optimizer steps: epoch counts (training, tuning budgets, patience, the learning-rate
+# schedule) then mean enough optimizer steps whatever the number of rows. Large splits are
+# unaffected: one epoch is one pass.
+MIN_BATCH_SIZE = 16
+MIN_BATCHES_PER_PASS = 8
+MIN_STEPS_PER_EPOCH = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How `rows` training rows are batched into epochs."""
+    batch_size: int  # per replica
+    global_batch_size: int
+    passes_per_epoch: int  # passes over the training split per epoch
+    steps_per_epoch: int
+
+
+def budget(rows: int, batch_size: int, replicas: int = 1) -> Budget:
+    """The batch size capped by the number of rows, and the passes an epoch needs to make
+    MIN_STEPS_PER_EPOCH steps."""
+    cap = max(MIN_BATCH_SIZE, rows // (MIN_BATCHES_PER_PASS * replicas))
+    per_replica = max(1, min(batch_size, cap))
+    global_batch = per_replica * replicas
+    passes = max(1, math.ceil(MIN_STEPS_PER_EPOCH * global_batch / max(1, rows)))
+    if math.ceil(rows / global_batch) >= MIN_STEPS_PER_EPOCH:
+        passes = 1
+    return Budget(per_replica, global_batch, passes,
+                  max(1, math.ceil(rows * passes / global_batch)))
+
+
 def make_optimizer(config: ModelConfig, steps_per_epoch: int):
     schedule = ConstantThenExponentialDecay(config.learning_rate, steps_per_epoch,
                                             config.constant_epochs, config.decay_rate)
@@ -119,6 +151,7 @@ class TrainResult:
     epochs_trained: int
     best_epoch: Optional[int]
     eval_metrics: Dict[str, float]
+    budget: Budget
 
 
 def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedData,
@@ -127,7 +160,8 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                 extra_targets: Optional[Dict[str, Dict[str, np.ndarray]]] = None,
                 strategy: str = "none", run_dir: Optional[str] = None,
                 checkpoint_dir: Optional[str] = None, initial_epoch: int = 0,
-                epochs: Optional[int] = None, monitor: str = "val_auc",
+                epochs: Optional[int] = None,
+                monitor: Sequence[str] = ("val_loss", "val_auc"),
                 early_stopping: bool = True,
                 balance_classes: bool = False,
                 extra_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
@@ -136,8 +170,12 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     """Builds the model and optimizer in the strategy's scope and trains it with the loop.
 
     `extra_targets` adds arrays next to the labels ({"train": {...}, "eval": {...}}), e.g.
-    cached teacher logits for distillation. With `early_stopping`, training stops when
-    `monitor` stalls and keeps the best epoch's weights. `run_dir` receives metrics.jsonl and TensorBoard
+    cached teacher logits for distillation. The batch size and the epoch follow `budget`.
+    With `early_stopping`, training stops when none of the metrics in `monitor` has improved
+    for `config.early_stopping_patience` epochs, and keeps the weights of the epoch best on
+    the first (by default the validation loss, a proper score: AUC alone ranks well while
+    probabilities drift). Batch normalization statistics are recalibrated on the training
+    split at the end (`modules.batchnorm`). `run_dir` receives metrics.jsonl and TensorBoard
     logs; `checkpoint_dir` makes the training resumable. `restore_model` may load weights into
     the freshly built model before training (a Hyperband trial continuing another).
     `steps_per_execution` train steps run per tf.function call; pruning needs 1, so that its
@@ -145,20 +183,21 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     """
     tf.keras.utils.set_random_seed(seed)
     distribution = make_strategy(strategy)
-    batch_size = config.batch_size * distribution.num_replicas_in_sync
-    steps_per_epoch = max(1, math.ceil(len(prepared.x_train) / batch_size))
+    plan = budget(len(prepared.x_train), config.batch_size, distribution.num_replicas_in_sync)
     with distribution.scope():
         model = build_model()
-        optimizer = make_optimizer(config, steps_per_epoch)
+        batchnorm.set_momentum(model, batchnorm.momentum_for(plan.steps_per_epoch))
+        optimizer = make_optimizer(config, plan.steps_per_epoch)
         model.optimizer = optimizer
         if restore_model is not None:
             restore_model(model)
     extra = extra_targets or {}
     train = loop.make_dataset(prepared.x_train, {"label": prepared.y_train, **extra.get("train", {})},
-                              batch_size, shuffle=True, seed=seed)
+                              plan.global_batch_size, shuffle=True, seed=seed,
+                              repeat=plan.passes_per_epoch)
     evaluation = loop.make_dataset(prepared.x_eval, {"label": prepared.y_eval,
                                                      **extra.get("eval", {})},
-                                   batch_size, shuffle=False)
+                                   plan.global_batch_size, shuffle=False)
     weights = class_weights(prepared.y_train, prepared.num_classes) if balance_classes else None
     training_loop = loop.TrainingLoop(model, optimizer, loss_fn, prepared.num_classes,
                                       strategy=distribution, clip_norm=config.clip_norm,
@@ -170,9 +209,7 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                                           os.path.join(run_dir, "tensorboard")))
     stopper = None
     if early_stopping:
-        stopper = cb.EarlyStopping(monitor=monitor,
-                                   mode="min" if monitor.endswith("loss") else "max",
-                                   patience=config.early_stopping_patience)
+        stopper = cb.EarlyStopping(monitor=monitor, patience=config.early_stopping_patience)
         callbacks.append(stopper)
     if checkpoint_dir:
         callbacks.append(cb.TrainingCheckpoint(checkpoint_dir))
@@ -180,7 +217,10 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     history = training_loop.fit(train, evaluation, epochs=epochs or config.epochs,
                                 initial_epoch=initial_epoch, callbacks=callbacks,
                                 verbose=verbose)
+    with distribution.scope():
+        batchnorm.recalibrate(model, loop.make_dataset(prepared.x_train, None,
+                                                       plan.global_batch_size, shuffle=False))
     return TrainResult(model, history, training_loop.epochs_trained,
                        stopper.best_epoch if stopper else None,
-                       training_loop.evaluate(evaluation))
+                       training_loop.evaluate(evaluation), plan)
 

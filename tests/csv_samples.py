@@ -26,3 +26,29 @@ def write_csv(path, header, rows):
 def small_taxi_csv(directory, rows=2500):
     header, data = taxi_rows(rows)
     return write_csv(os.path.join(directory, "taxi_small.csv"), header, data)
+
+
+SKLEARN_SETS = {  # name: (loader name in sklearn.datasets, label column)
+    "iris": ("load_iris", "species"),
+    "wine": ("load_wine", "cultivar"),
+    "breast_cancer": ("load_breast_cancer", "diagnosis"),
+}
+
+
+def sklearn_csv(name, directory, missing_fraction=0.02, seed=0):
+    """One of scikit-learn's bundled data sets (no download) as a CSV a user might bring:
+    the label as class-name strings, and `missing_fraction` of the feature cells left empty.
+    Returns (path, label column)."""
+    import numpy as np
+    from sklearn import datasets
+
+    loader, label = SKLEARN_SETS[name]
+    bunch = getattr(datasets, loader)()
+    rng = np.random.default_rng(seed)
+    names = [str(n).replace(" ", "_").replace("(", "").replace(")", "").replace("/", "_")
+             for n in bunch.feature_names]
+    rows = []
+    for features, target in zip(bunch.data, bunch.target):
+        cells = ["" if rng.random() < missing_fraction else repr(float(v)) for v in features]
+        rows.append(cells + [str(bunch.target_names[target])])
+    return write_csv(os.path.join(directory, f"{name}.csv"), names + [label], rows), label

@@ -28,14 +28,32 @@ def test_mirrored_strategy_on_two_replicas_matches_single_device(mirrored_traini
     assert abs(mirrored["val_accuracy"] - single["val_accuracy"]) <= 0.02
 
 
-def test_train_model_steps_per_epoch_follow_the_global_batch(prepared):
-    """With one replica the global batch is config.batch_size: ceil(480 / 100) = 5 steps per
-    epoch, for the optimizer and for the learning-rate schedule alike."""
+def test_train_model_steps_per_epoch_follow_the_budget(prepared):
+    """480 training rows: a batch of 100 is capped at 480 // 8 = 60 rows, 8 steps a pass, so
+    an epoch repeats the split 4 times to make 32 optimizer steps; the learning-rate schedule
+    counts the same epochs."""
     config = small_config(batch_size=100, epochs=1)
     result = training.train_model(lambda: build_core(20, 2, config, seed=0), prepared, config,
                                   early_stopping=False, verbose=False)
-    assert result.model.optimizer._learning_rate.steps_per_epoch == 5
-    assert int(result.model.optimizer.iterations.numpy()) == 5
+    assert result.budget == training.Budget(batch_size=60, global_batch_size=60,
+                                            passes_per_epoch=4, steps_per_epoch=32)
+    assert result.model.optimizer._learning_rate.steps_per_epoch == 32
+    assert int(result.model.optimizer.iterations.numpy()) == 32
+
+
+@pytest.mark.parametrize("rows, batch, replicas, expected", [
+    (12000, 256, 1, (256, 256, 1, 47)),  # a large split: the requested batch, one pass
+    (12000, 256, 2, (256, 512, 2, 47)),  # global batch = replicas x batch
+    (455, 512, 1, (56, 56, 4, 33)),  # small: capped at rows // 8, repeated to >= 32 steps
+    (120, 256, 1, (16, 16, 5, 38)),  # tiny: never below 16 rows a batch
+    (10, 256, 1, (16, 16, 52, 33)),
+])
+def test_budget_caps_the_batch_by_the_rows_and_makes_enough_steps(rows, batch, replicas,
+                                                                   expected):
+    plan = training.budget(rows, batch, replicas)
+    assert (plan.batch_size, plan.global_batch_size, plan.passes_per_epoch,
+            plan.steps_per_epoch) == expected
+    assert plan.steps_per_epoch >= training.MIN_STEPS_PER_EPOCH
 
 
 def test_make_strategy_rejects_unknown_names_and_multi_worker_without_tf_config(monkeypatch):

@@ -22,7 +22,7 @@ SPACE = {
     "batch_size": 64,
 }
 SETTINGS = RunSettings(label="label", seed=0, verbose=False)
-STEPS = 8  # ceil(480 / 64)
+STEPS = training.budget(480, 64).steps_per_epoch  # 32: batch capped at 60, 4 passes
 
 
 class TrainModelSpy:
