@@ -55,12 +55,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    "none, mirrored or multi_worker (reads TF_CONFIG)")
     p.add_argument("--search-space", metavar="JSON_FILE", help="replaces the tuner's search "
                    "space; see modules/tuner.py DEFAULT_SEARCH_SPACE for the format")
-    p.add_argument("--student-layers", type=int, default=1, help="student depth (DenseBlocks)")
-    p.add_argument("--student-units", type=int, default=16, help="student width")
-    p.add_argument("--alpha", type=float, default=0.3, help="distillation: weight of the "
-                   "label cross-entropy; 1 - alpha weighs the teacher's soft targets")
-    p.add_argument("--temperature", type=float, default=4.0,
-                   help="distillation temperature T (> 0) that softens the logits")
+    p.add_argument("--student-layers", type=int, default=None,
+                   help="student depth (DenseBlocks); default: the size search picks the "
+                        "smallest student within half the blessing budget of the teacher")
+    p.add_argument("--student-units", type=int, default=None,
+                   help="student width; default: searched with the depth")
+    p.add_argument("--alpha", type=float, default=None, help="distillation: weight of the "
+                   "label cross-entropy, 1 - alpha weighs the teacher's soft targets; "
+                   "default: chosen on the eval split from a small grid")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="distillation temperature T (> 0) that softens the logits; default: "
+                        "chosen with alpha")
     p.add_argument("--sparsity", type=float, default=0.8,
                    help="pruning target: fraction of the student's weights set to zero, [0, 1)")
     p.add_argument("--quantize", default="dynamic,float16,int8", metavar="MODE[,MODE...]",
@@ -71,6 +76,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="the deployable model is blessed only with at least this ROC AUC")
     p.add_argument("--max-auc-drop", type=float, default=0.005,
                    help="... and at most this much below the teacher's ROC AUC")
+    p.add_argument("--max-accuracy-drop", type=float, default=0.01,
+                   help="... and at most this much below the teacher's accuracy")
     p.add_argument("--explain", metavar="VERSION_DIR", help="print, from ML Metadata, the data, "
                    "hyperparameters and component runs that produced a pushed model, then exit")
     return p.parse_args(argv)
@@ -120,13 +127,16 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         student_layers=args.student_layers, student_units=args.student_units, alpha=args.alpha,
         temperature=args.temperature, sparsity=args.sparsity, quantization_modes=modes,
         deploy_mode=args.deploy_mode, min_auc=args.min_auc, max_auc_drop=args.max_auc_drop,
+        max_accuracy_drop=args.max_accuracy_drop,
         **overrides)
 
 
 def _check_compression(args: argparse.Namespace, modes) -> None:
     from modules import distillation, pruning, quantization
 
-    checks = [(lambda: distillation.check_distillation_params(args.alpha, args.temperature),
+    checks = [(lambda: distillation.check_distillation_params(
+                   0.5 if args.alpha is None else args.alpha,
+                   1.0 if args.temperature is None else args.temperature),
                "--alpha/--temperature"),
               (lambda: pruning.check_sparsity(args.sparsity), "--sparsity"),
               (lambda: quantization.check_modes(modes), "--quantize")]
@@ -135,13 +145,15 @@ def _check_compression(args: argparse.Namespace, modes) -> None:
             check()
         except ValueError as e:
             raise UserInputError(f"{flag}: {e}") from None
-    if args.student_layers < 1 or args.student_units < 1:
+    if any(value is not None and value < 1 for value in (args.student_layers,
+                                                         args.student_units)):
         raise UserInputError("--student-layers and --student-units must be at least 1")
     if args.deploy_mode not in modes:
         raise UserInputError(f"--deploy-mode {args.deploy_mode}: not among --quantize "
                              f"({', '.join(modes)}); add it there")
-    if not 0.0 <= args.min_auc <= 1.0 or args.max_auc_drop < 0.0:
-        raise UserInputError("--min-auc must be in [0, 1] and --max-auc-drop >= 0")
+    if not 0.0 <= args.min_auc <= 1.0 or args.max_auc_drop < 0.0 or args.max_accuracy_drop < 0:
+        raise UserInputError("--min-auc must be in [0, 1], --max-auc-drop and "
+                             "--max-accuracy-drop >= 0")
 
 
 def _read_search_space(path: Optional[str]) -> Optional[dict]:

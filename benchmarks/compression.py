@@ -1,7 +1,7 @@
 """Size, speed and quality of the compressed models against the teacher, on the default data.
 
-Runs the pipeline's own steps in one process: teacher (Trainer defaults), distilled student
-(Distiller defaults), pruned student (Pruner defaults: 80% sparsity, distilling while it
+Runs the pipeline's own steps in one process: teacher (Trainer defaults), the student the
+Distiller would choose (size search, alpha/temperature grid, scratch control), pruned student (Pruner defaults: 80% sparsity, distilling while it
 fine-tunes) and the int8 TFLite model (Quantizer). Every model is measured by
 `modules.evaluation.evaluate_candidate`, the Evaluator's path: ROC AUC on the eval split,
 bytes on disk and gzip bytes (SavedModel folders tarred, .tflite files as they are), and
@@ -19,7 +19,6 @@ import tempfile
 
 from common import mean, prepared_default_data, print_result
 
-from components.distiller.executor import student_config
 from modules import distillation, evaluation, export, pruning, quantization, training
 from modules.model import ModelConfig, build_core
 
@@ -42,16 +41,20 @@ def main():
             teacher = training.train_model(
                 lambda: build_core(dim, classes, teacher_config, seed=seed, name="teacher"),
                 prepared, teacher_config, seed=seed, verbose=False).model
-            config = student_config({"batch_size": teacher_config.batch_size,
-                                     "activation": teacher_config.activation}, {}, 1, 16, 20)
-            student = distillation.train_students(prepared, teacher, config, alpha=0.3,
-                                                  temperature=4.0, seed=seed,
-                                                  verbose=False).distilled.model
+            config = distillation.student_config({"batch_size": teacher_config.batch_size,
+                                                  "activation": teacher_config.activation},
+                                                 {}, 20)
+            search = distillation.search_student(prepared, teacher, config, seed=seed,
+                                                 max_auc_drop=0.005, max_accuracy_drop=0.01)
+            selected = search.selected
+            student = distillation.rebuild(selected, prepared, config)
+            distilling = ({"loss_fn": distillation.distillation_loss(selected.alpha,
+                                                                     selected.temperature),
+                           "extra_targets": distillation.teacher_targets(teacher, prepared)}
+                          if selected.origin == "distilled" else {})
             pruned, _ = pruning.prune(
                 student, prepared, config, target_sparsity=args.sparsity,
-                epochs=args.prune_epochs, seed=seed,
-                loss_fn=distillation.distillation_loss(0.3, 4.0),
-                extra_targets=distillation.teacher_targets(teacher, prepared), verbose=False)
+                epochs=args.prune_epochs, seed=seed, verbose=False, **distilling)
             results = {}
             for name, model in (("teacher", teacher), ("distilled", student),
                                 ("pruned", pruned)):
@@ -70,7 +73,9 @@ def main():
             results["int8"] = evaluation.evaluate_candidate(
                 predict, single, prepared.x_eval, prepared.y_eval, path, pruned.count_params())
             results["sparsity"] = pruning.sparsity_report(pruned)["pruned_weights_sparsity"]
-            print("seed", seed, {m: {k: round(results[m][k], 5) for k in KEYS} for m in MODELS},
+            results["student"] = selected.row()
+            print("seed", seed, selected.size, selected.origin,
+                  {m: {k: round(results[m][k], 5) for k in KEYS} for m in MODELS},
                   f"sparsity {results['sparsity']:.3f}", flush=True)
             per_seed.append(results)
     summary = {m: {k: mean([r[m][k] for r in per_seed]) for k in KEYS} for m in MODELS}
@@ -81,6 +86,7 @@ def main():
     summary["teacher_minus_int8_auc"] = summary["teacher"]["auc"] - summary["int8"]["auc"]
     summary["sparsity"] = mean([r["sparsity"] for r in per_seed])
     summary["seeds"] = args.seeds
+    summary["students"] = [f"{r['student']['size']} {r['student']['origin']}" for r in per_seed]
     print_result(summary)
 
 

@@ -1,18 +1,19 @@
 """Teacher vs student from scratch vs distilled student, over seeds, on the default data.
 
-Each seed trains the teacher (the Trainer's default configuration), then the distilled student
-and the control (same architecture, budget and seed, labels only) exactly as the Distiller
-does. Prints per-seed values, then as its last line the means:
-{"teacher_auc", "scratch_auc", "distilled_auc", "param_ratio", ...}.
+Each seed trains the teacher (the Trainer's default configuration), then runs the Distiller's
+search (`modules.distillation.search_student`) at one fixed student size: every
+alpha/temperature of the grid (or the one given) and the control (same architecture, budget
+and seed, labels only). Prints per-seed values, then as its last line the means:
+{"teacher_auc", "scratch_auc", "distilled_auc" (the best grid point on the eval split),
+ "param_ratio", ...}.
 
-    python benchmarks/distillation.py [--seeds 3] [--student-units 16] [--alpha 0.3] [--temperature 4]
+    python benchmarks/distillation.py [--seeds 3] [--student-units 16] [--alpha A --temperature T]
 """
 import argparse
 
 from common import mean, prepared_default_data, print_result
 
-from components.distiller.executor import student_config
-from modules import distillation, evaluation, training
+from modules import distillation, training
 from modules.model import ModelConfig, build_core
 
 
@@ -21,40 +22,40 @@ def main():
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--student-layers", type=int, default=1)
     p.add_argument("--student-units", type=int, default=16)
-    p.add_argument("--alpha", type=float, default=0.3)
-    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--alpha", type=float, default=None)
+    p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--epochs", type=int, default=20)
     args = p.parse_args()
     prepared = prepared_default_data()
     dim, classes = prepared.x_train.shape[1], prepared.num_classes
     teacher_config = ModelConfig()
+    grid = distillation.filter_choices(distillation.DISTILLATION_GRID, args.alpha,
+                                       args.temperature)
     rows = []
     for seed in range(args.seeds):
         teacher = training.train_model(
             lambda: build_core(dim, classes, teacher_config, seed=seed, name="teacher"),
             prepared, teacher_config, seed=seed, verbose=False).model
-        config = student_config({"batch_size": teacher_config.batch_size,
-                                 "activation": teacher_config.activation}, {},
-                                args.student_layers, args.student_units, args.epochs)
-        students = distillation.train_students(prepared, teacher, config, alpha=args.alpha,
-                                               temperature=args.temperature, seed=seed,
-                                               verbose=False)
-
-        def auc(model):
-            predict, _ = evaluation.keras_predictor(model)
-            return evaluation.classification_metrics(prepared.y_eval,
-                                                     predict(prepared.x_eval))["auc"]
-
-        row = {"seed": seed, "teacher_auc": auc(teacher),
-               "scratch_auc": auc(students.scratch.model),
-               "distilled_auc": auc(students.distilled.model),
-               "teacher_params": teacher.count_params(),
-               "student_params": students.distilled.model.count_params()}
+        config = distillation.student_config({"batch_size": teacher_config.batch_size,
+                                              "activation": teacher_config.activation},
+                                             {}, args.epochs)
+        search = distillation.search_student(
+            prepared, teacher, config, seed=seed, sizes=[(args.student_layers,
+                                                          args.student_units)],
+            grid=grid, max_auc_drop=0.005, max_accuracy_drop=0.01)
+        best = max(search.grid, key=distillation.rank)
+        row = {"seed": seed, "teacher_auc": search.teacher_metrics["auc"],
+               "scratch_auc": search.scratch.metrics["auc"],
+               "distilled_auc": best.metrics["auc"],
+               "teacher_accuracy": search.teacher_metrics["accuracy"],
+               "scratch_accuracy": search.scratch.metrics["accuracy"],
+               "distilled_accuracy": best.metrics["accuracy"],
+               "teacher_params": teacher.count_params(), "student_params": best.params}
         row["param_ratio"] = row["teacher_params"] / row["student_params"]
-        print("seed", row, flush=True)
+        print("seed", row, "best alpha/T", (best.alpha, best.temperature), flush=True)
         rows.append(row)
     result = {key: mean([r[key] for r in rows]) for key in rows[0] if key != "seed"}
-    result.update({"seeds": args.seeds, "alpha": args.alpha, "temperature": args.temperature,
+    result.update({"seeds": args.seeds, "grid": grid,
                    "student": f"{args.student_layers}x{args.student_units}",
                    "distilled_minus_scratch": result["distilled_auc"] - result["scratch_auc"],
                    "teacher_minus_distilled": result["teacher_auc"] - result["distilled_auc"]})

@@ -1,20 +1,40 @@
-"""Knowledge distillation: a small student learns from the teacher's softened logits.
+"""Knowledge distillation into the smallest student the accuracy budget allows.
 
 Loss per example (Hinton et al. 2015):
     alpha * CE(label, student) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
 The T^2 factor keeps the soft term's gradients on the scale of the hard term's as T grows.
 Teacher logits are computed once per example and cached next to the labels, so the teacher
 never runs inside the training loop and none of its weights can change.
+
+`search_student` sizes the student to the task: it tries sizes from tiny upwards
+(`STUDENT_SIZES`) and keeps the first whose eval-split scores stay within half of the
+blessing budget of the teacher (accuracy and ROC AUC drops), leaving the other half to
+pruning and quantization. At that size it picks alpha and temperature from a small grid and
+trains the same student from scratch on the labels alone as the control; the student handed on
+is the best of them, so distillation never ships worse than its control.
 """
 import dataclasses
-from typing import Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from modules import training
+from modules import evaluation, memory, training
 from modules.loop import LossFn
 from modules.model import ModelConfig, build_core
+
+# (layers, units), smallest first: the size search stops at the first that fits the budget.
+STUDENT_SIZES: Tuple[Tuple[int, int], ...] = (
+    (1, 4), (1, 8), (1, 16), (2, 16), (1, 32), (2, 32), (1, 64), (2, 64))
+# (alpha, temperature); the first is the one the size search uses.
+DISTILLATION_GRID: Tuple[Tuple[float, float], ...] = ((0.3, 4.0), (0.1, 2.0), (0.1, 8.0),
+                                                      (0.6, 2.0))
+# The share of each blessing budget a student may use: the rest is left for pruning and
+# quantization.
+SEARCH_BUDGET_SHARE = 0.5
+# The student keeps the teacher's batch size and activation, not its shape, regularization
+# or learning rate: a model this small underfits rather than overfits, and learns fast.
+STUDENT_FIXED = {"cross_rank": 0, "dropout": 0.0, "learning_rate": 3e-3}
 
 
 def check_distillation_params(alpha: float, temperature: float) -> None:
@@ -50,31 +70,159 @@ def teacher_targets(teacher: tf.keras.Model, prepared: training.PreparedData) ->
             "eval": {"teacher_logits": teacher_logits(teacher, prepared.x_eval)}}
 
 
+def student_config(tuned: Dict[str, Any], overrides: Dict[str, Any], epochs: int) -> ModelConfig:
+    """The students' training configuration (their size is set per candidate)."""
+    return ModelConfig.from_dict(tuned, **{**overrides, **STUDENT_FIXED, "epochs": epochs})
+
+
+def filter_choices(choices: Sequence[Tuple], *fixed: Optional[float]) -> List[Tuple]:
+    """The entries of `choices` that agree with every fixed (not None) position; where a
+    fixed value is in none of them, that value with each distinct value of the others."""
+    kept = [c for c in choices if all(f is None or c[i] == f for i, f in enumerate(fixed))]
+    if kept:
+        return kept
+    columns = [sorted({c[i] for c in choices}, key=[c[i] for c in choices].index)
+               if f is None else [f] for i, f in enumerate(fixed)]
+    combos: List[Tuple] = [()]
+    for column in columns:
+        combos = [combo + (value,) for combo in combos for value in column]
+    return combos
+
+
+def headroom(metrics: Dict[str, float], teacher: Dict[str, float], max_auc_drop: float,
+             max_accuracy_drop: float) -> float:
+    """The share of the blessing budget a model leaves on its tighter criterion: 1 when it
+    matches the teacher's accuracy and AUC, 0 at the edge of the budget, negative beyond."""
+    def share(drop, budget):
+        return (budget - drop) / budget if budget > 0 else (0.0 if drop <= 0 else -np.inf)
+
+    return float(min(share(teacher["auc"] - metrics["auc"], max_auc_drop),
+                     share(teacher["accuracy"] - metrics["accuracy"], max_accuracy_drop)))
+
+
 @dataclasses.dataclass
-class StudentResult:
-    distilled: training.TrainResult
-    scratch: training.TrainResult
-    config: ModelConfig
+class Candidate:
+    """One trained student: its size, how it learned, and its scores on the eval split."""
+    layers: int
+    units: int
+    params: int
+    origin: str  # "distilled" or "scratch"
+    alpha: Optional[float]
+    temperature: Optional[float]
+    metrics: Dict[str, float]  # auc, accuracy, log_loss, ... (modules.evaluation)
+    headroom: float
+    epochs_trained: int
+    history: Dict[str, list]
+    weights: List[np.ndarray] = dataclasses.field(repr=False)
+
+    @property
+    def size(self) -> str:
+        return f"{self.layers}x{self.units}"
+
+    def row(self) -> Dict[str, Any]:
+        """What the report shows."""
+        return {"size": self.size, "layers": self.layers, "units": self.units,
+                "params": self.params, "origin": self.origin, "alpha": self.alpha,
+                "temperature": self.temperature, "headroom": self.headroom,
+                "epochs_trained": self.epochs_trained,
+                **{f"val_{k}": self.metrics[k] for k in ("accuracy", "auc", "log_loss")}}
 
 
-def train_students(prepared: training.PreparedData, teacher: tf.keras.Model,
-                   config: ModelConfig, *, alpha: float, temperature: float, seed: int,
-                   strategy: str = "none", run_dirs: Optional[Dict[str, str]] = None,
-                   verbose: bool = True) -> StudentResult:
-    """Trains the distilled student and its control: the same architecture, budget and seed
-    trained on the labels alone, so the gain from distillation is measured, not assumed."""
-    logits = teacher_targets(teacher, prepared)
-    run_dirs = run_dirs or {}
+def rank(candidate: Candidate) -> Tuple[float, float]:
+    """Better students first: more budget left, then a lower log loss."""
+    return candidate.headroom, -candidate.metrics["log_loss"]
 
-    def build():
-        return build_core(prepared.x_train.shape[1], prepared.num_classes, config, seed=seed,
-                          name="student")
 
-    distilled = training.train_model(
-        build, prepared, config, seed=seed, loss_fn=distillation_loss(alpha, temperature),
-        extra_targets=logits, strategy=strategy, run_dir=run_dirs.get("student"),
-        verbose=verbose)
-    scratch = training.train_model(
-        build, prepared, config, seed=seed, strategy=strategy,
-        run_dir=run_dirs.get("student_scratch"), verbose=verbose)
-    return StudentResult(distilled, scratch, config)
+@dataclasses.dataclass
+class StudentSearch:
+    teacher_metrics: Dict[str, float]
+    sizes: List[Candidate]  # distilled at the first grid point, smallest first
+    grid: List[Candidate]  # every alpha/temperature at the chosen size
+    scratch: Candidate  # the control: the chosen size on the labels alone
+    selected: Candidate  # the best of grid and scratch: what the Pruner starts from
+    budget_share: float
+
+    def report(self) -> Dict[str, Any]:
+        distilled = max(self.grid, key=rank)
+        return {
+            "teacher": self.teacher_metrics, "budget_share": self.budget_share,
+            "sizes": [c.row() for c in self.sizes], "grid": [c.row() for c in self.grid],
+            "scratch": self.scratch.row(), "selected": self.selected.row(),
+            "size_within_budget": self.sizes[-1].headroom >= self.budget_share,
+            "distilled_minus_scratch": {
+                k: distilled.metrics[k] - self.scratch.metrics[k] for k in ("accuracy", "auc")},
+            "winner": self.selected.origin}
+
+
+def score(model: tf.keras.Model, prepared: training.PreparedData) -> Dict[str, float]:
+    """The Evaluator's metrics of a Keras core on the eval split."""
+    predict, _ = evaluation.keras_predictor(model)
+    return evaluation.classification_metrics(prepared.y_eval, predict(prepared.x_eval))
+
+
+def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
+                   config: ModelConfig, *, max_auc_drop: float, max_accuracy_drop: float,
+                   seed: int, sizes: Sequence[Tuple[int, int]] = STUDENT_SIZES,
+                   grid: Sequence[Tuple[float, float]] = DISTILLATION_GRID,
+                   budget_share: float = SEARCH_BUDGET_SHARE, strategy: str = "none",
+                   run_dir: Optional[Callable[[str], str]] = None,
+                   verbose: bool = False) -> StudentSearch:
+    """The smallest student within `budget_share` of the blessing budget, its best alpha and
+    temperature, and its scratch control; see the module docstring. `config` is the students'
+    training configuration; `run_dir(name)` gives each candidate's log folder."""
+    for alpha, temperature in grid:
+        check_distillation_params(alpha, temperature)
+    targets = teacher_targets(teacher, prepared)
+    teacher_metrics = score(teacher, prepared)
+    dim, classes = prepared.x_train.shape[1], prepared.num_classes
+
+    def train(layers: int, units: int, alpha: Optional[float] = None,
+              temperature: Optional[float] = None) -> Candidate:
+        memory.release()  # the previous candidate's graphs
+        sized = dataclasses.replace(config, num_layers=layers, units=units)
+        distilled = alpha is not None
+        name = (f"{layers}x{units}_alpha{alpha:g}_t{temperature:g}" if distilled
+                else f"{layers}x{units}_scratch")
+        result = training.train_model(
+            lambda: build_core(dim, classes, sized, seed=seed, name="student"), prepared, sized,
+            seed=seed, strategy=strategy, verbose=verbose,
+            run_dir=run_dir(name) if run_dir else None,
+            **({"loss_fn": distillation_loss(alpha, temperature), "extra_targets": targets}
+               if distilled else {}))
+        metrics = score(result.model, prepared)
+        candidate = Candidate(layers, units, result.model.count_params(),
+                              "distilled" if distilled else "scratch", alpha, temperature,
+                              metrics, headroom(metrics, teacher_metrics, max_auc_drop,
+                                                max_accuracy_drop),
+                              result.epochs_trained, result.history, result.model.get_weights())
+        print(f"distiller: {name}: accuracy {metrics['accuracy']:.4f}, AUC "
+              f"{metrics['auc']:.4f}, budget left {candidate.headroom:+.2f}", flush=True)
+        return candidate
+
+    tried = []
+    for layers, units in sizes:
+        tried.append(train(layers, units, *grid[0]))
+        if tried[-1].headroom >= budget_share:
+            break
+    chosen = tried[-1] if tried[-1].headroom >= budget_share else max(tried, key=rank)
+    grid_candidates = [chosen] + [train(chosen.layers, chosen.units, a, t) for a, t in grid[1:]]
+    scratch = train(chosen.layers, chosen.units)
+    selected = max(grid_candidates + [scratch], key=rank)  # ties: distilled first
+    return StudentSearch(teacher_metrics, tried, grid_candidates, scratch, selected,
+                         budget_share)
+
+
+def student_params(size: Tuple[int, int], prepared: training.PreparedData,
+                   config: ModelConfig) -> int:
+    """Parameters of a student of `size` (layers, units) on this data."""
+    sized = dataclasses.replace(config, num_layers=size[0], units=size[1])
+    return build_core(prepared.x_train.shape[1], prepared.num_classes, sized).count_params()
+
+
+def rebuild(candidate: Candidate, prepared: training.PreparedData,
+            config: ModelConfig) -> tf.keras.Model:
+    """The candidate's trained model, from its weights."""
+    sized = dataclasses.replace(config, num_layers=candidate.layers, units=candidate.units)
+    model = build_core(prepared.x_train.shape[1], prepared.num_classes, sized, name="student")
+    model.set_weights(candidate.weights)
+    return model

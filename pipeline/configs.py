@@ -51,10 +51,11 @@ class PipelineConfig:
     # Teacher (Trainer): ModelConfig fields fixed on the command line, e.g. epochs, precision
     model_overrides: Dict[str, object] = dataclasses.field(default_factory=dict)
     # Distiller
-    student_layers: int = 1
-    student_units: int = 16
-    alpha: float = 0.3
-    temperature: float = 4.0
+    # None: searched (modules.distillation STUDENT_SIZES and DISTILLATION_GRID)
+    student_layers: Optional[int] = None
+    student_units: Optional[int] = None
+    alpha: Optional[float] = None
+    temperature: Optional[float] = None
     distill_epochs: int = 20
     # Pruner and Quantizer
     sparsity: float = 0.8
@@ -66,6 +67,7 @@ class PipelineConfig:
     resolve_baseline: bool = True
     min_auc: float = 0.9
     max_auc_drop: float = 0.005
+    max_accuracy_drop: float = 0.01
     deploy_mode: str = "int8"  # the TFLite model that is blessed and pushed
     slice_features: Tuple[str, ...] = ("payment_type",)  # TFMA slices, where the column exists
 

@@ -7,7 +7,7 @@ from pipeline import metadata
 # Execution properties worth showing per component; the rest is wiring.
 _SHOWN = ("input_base", "input_config", "custom_config", "alpha", "temperature",
           "student_layers", "student_units", "epochs", "target_sparsity", "modes",
-          "min_auc", "max_auc_drop", "deploy_mode", "serving_dir")
+          "min_auc", "max_auc_drop", "max_accuracy_drop", "deploy_mode", "serving_dir")
 
 
 def explain(metadata_path: str, version_dir: str) -> Optional[str]:

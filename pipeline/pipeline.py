@@ -70,12 +70,12 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         teacher=trainer.outputs["model"], examples=example_gen.outputs["examples"],
         hyperparameters=hyperparameters, custom_config=custom_config, alpha=config.alpha,
         temperature=config.temperature, student_layers=config.student_layers,
-        student_units=config.student_units, epochs=config.distill_epochs)
+        student_units=config.student_units, epochs=config.distill_epochs,
+        max_auc_drop=config.max_auc_drop, max_accuracy_drop=config.max_accuracy_drop)
     pruner = Pruner(
         model=distiller.outputs["student"], examples=example_gen.outputs["examples"],
         teacher=trainer.outputs["model"], custom_config=custom_config,
-        target_sparsity=config.sparsity, epochs=config.prune_epochs, alpha=config.alpha,
-        temperature=config.temperature)
+        target_sparsity=config.sparsity, epochs=config.prune_epochs)
     quantizer = Quantizer(
         model=pruner.outputs["pruned_model"], examples=example_gen.outputs["examples"],
         custom_config=custom_config, modes=config.quantization_modes)
@@ -92,6 +92,7 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         quantized=quantizer.outputs["quantized_model"], examples=example_gen.outputs["examples"],
         baseline=resolver.outputs["model"] if resolver else None, custom_config=custom_config,
         min_auc=config.min_auc, max_auc_drop=config.max_auc_drop,
+        max_accuracy_drop=config.max_accuracy_drop,
         deploy_mode=config.deploy_mode, slice_features=config.slice_features)
     pusher = Pusher(
         quantized=quantizer.outputs["quantized_model"], pruned=pruner.outputs["pruned_model"],

@@ -75,6 +75,9 @@ def build_summary(records: List[metadata.ExecutionRecord]) -> Dict[str, Any]:
                                                 or "", "trials.json")) or [],
         "sparsity": _read_json(os.path.join(_output_uri(by_id.get("Pruner"), "sparsity") or "",
                                             "report.json")),
+        "distillation": _read_json(os.path.join(_output_uri(by_id.get("Distiller"), "metrics")
+                                                or "", "report.json")),
+        "majority_class": evaluation.get("majority_class"),
     }
 
 
@@ -90,8 +93,38 @@ def candidate_table(summary: Dict[str, Any]) -> str:
                     disable_numparse=True)
 
 
+def _learned(row: Dict[str, Any]) -> str:
+    if row["origin"] == "scratch":
+        return "from scratch"
+    return f"distilled, alpha {row['alpha']:g}, T {row['temperature']:g}"
+
+
+def distillation_lines(distillation: Optional[Dict[str, Any]]) -> List[str]:
+    """The student search and the distilled-or-scratch decision, in words."""
+    if not distillation or "selected" not in distillation:
+        return []
+    share = distillation["budget_share"]
+    tried = ", ".join(f"{row['size']} {row['headroom']:+.2f}" for row in distillation["sizes"])
+    selected = distillation["selected"]
+    verdict = ("the first within" if distillation["size_within_budget"]
+               else "none within; kept the best of")
+    lines = [f"Student size search (budget left, need >= {share:.2f}): {tried}: {verdict} "
+             f"{share:.0%} of the blessing budget -> {selected['size']} "
+             f"({selected['params']} parameters, {distillation['param_ratio']:.0f}x fewer than "
+             f"the teacher)"]
+    scratch = distillation["scratch"]
+    best = max(distillation["grid"], key=lambda r: (r["headroom"], -r["val_log_loss"]))
+    winner, loser = (best, scratch) if selected["origin"] == "distilled" else (scratch, best)
+    lines.append(f"Student: {_learned(winner)} beat {_learned(loser)}"
+                 f"{' (the control)' if loser is scratch else ''}: eval accuracy "
+                 f"{winner['val_accuracy'] - loser['val_accuracy']:+.4f}, AUC "
+                 f"{winner['val_auc'] - loser['val_auc']:+.4f}; the Pruner starts from it")
+    return lines
+
+
 def terminal_text(summary: Dict[str, Any]) -> str:
     lines = [candidate_table(summary), ""]
+    lines += distillation_lines(summary.get("distillation"))
     verdict = "blessed" if summary["blessed"] else "NOT blessed"
     lines.append(f"Deployable candidate ({summary['deployable']}): {verdict}")
     lines += [f"  - {reason}" for reason in summary["reasons"]]
@@ -187,6 +220,7 @@ def render_html(summary: Dict[str, Any]) -> str:
         f"<p>Pushed to: <code>{html.escape(summary['pushed_to'] or 'nothing pushed')}</code></p>",
         "<h2>Candidates (eval split)</h2>",
         _table_html(["candidate"] + [h for _, h, _ in TABLE_COLUMNS], candidates),
+        *_distillation_html(summary.get("distillation")),
         "<h2>Plots</h2>", *_plots(summary),
         "<h2>Slices (TFMA)</h2>",
         _table_html(["model", "slice", "examples", "AUC", "accuracy"], slices),
@@ -195,6 +229,23 @@ def render_html(summary: Dict[str, Any]) -> str:
                     [[k, v, summary["states"].get(k)] for k, v in summary["timings_s"].items()]),
         "</body></html>"]
     return "".join(parts)
+
+
+def _distillation_html(distillation: Optional[Dict[str, Any]]) -> List[str]:
+    if not distillation or "selected" not in distillation:
+        return []
+    rows = [[stage, r["size"], r["params"], _learned(r), _fmt(r["val_accuracy"]),
+             _fmt(r["val_auc"]), f"{r['headroom']:+.2f}",
+             "selected" if r == distillation["selected"] else ""]
+            for stage, group in (("size search", distillation["sizes"]),
+                                 ("alpha/T grid", distillation["grid"]),
+                                 ("control", [distillation["scratch"]]))
+            for r in group]
+    return ["<h2>Student search</h2>",
+            "".join(f"<p>{html.escape(line)}</p>"
+                    for line in distillation_lines(distillation)),
+            _table_html(["stage", "size", "params", "learned", "accuracy", "AUC",
+                         "budget left", ""], rows)]
 
 
 def _fmt(value) -> str:

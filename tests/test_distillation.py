@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import small_config
-from modules import distillation
+from modules import distillation, training
 from modules.model import build_core
 
 
@@ -80,28 +80,70 @@ def test_bad_alpha_or_temperature_raise(alpha, temperature, message):
         distillation.distillation_loss(alpha, temperature)
 
 
-def test_train_students_leaves_teacher_unchanged_and_returns_matching_students(prepared):
-    teacher_config = small_config(num_layers=2, units=32, epochs=1)
-    teacher = build_core(20, 2, teacher_config, seed=7)
-    teacher_weights = [w.copy() for w in teacher.get_weights()]
-    student_config = small_config(units=8, epochs=2)
+@pytest.fixture(scope="module")
+def trained_teacher(prepared):
+    config = small_config(num_layers=2, units=32, epochs=4)
+    return training.train_model(lambda: build_core(20, 2, config, seed=7), prepared, config,
+                                seed=7, verbose=False).model
 
-    result = distillation.train_students(prepared, teacher, student_config, alpha=0.5,
-                                         temperature=2.0, seed=0, verbose=False)
 
-    for before, after in zip(teacher_weights, teacher.get_weights()):
+def search(prepared, teacher, **kwargs):
+    return distillation.search_student(
+        prepared, teacher, small_config(epochs=2), seed=0,
+        sizes=kwargs.pop("sizes", ((1, 2), (1, 4), (1, 8))),
+        grid=kwargs.pop("grid", ((0.3, 4.0), (0.1, 2.0))), **kwargs)
+
+
+def test_search_stops_at_the_first_size_within_its_share_of_the_budget(prepared,
+                                                                       trained_teacher):
+    teacher_weights = [w.copy() for w in trained_teacher.get_weights()]
+    result = search(prepared, trained_teacher, max_auc_drop=0.5, max_accuracy_drop=0.5)
+    for before, after in zip(teacher_weights, trained_teacher.get_weights()):
         np.testing.assert_array_equal(before, after)
-    distilled, scratch = result.distilled.model, result.scratch.model
-    assert result.config == student_config
-    assert [type(l).__name__ for l in distilled.layers] == [type(l).__name__
-                                                           for l in scratch.layers]
-    assert [w.shape for w in distilled.get_weights()] == [w.shape for w in scratch.get_weights()]
-    assert distilled.get_layer("block_0").units == 8
-    assert distilled.count_params() < teacher.count_params()
-    # Same seed and architecture, different loss: the students end up different.
-    assert any(not np.allclose(a, b) for a, b in zip(distilled.get_weights(),
-                                                     scratch.get_weights()))
-    assert result.distilled.epochs_trained >= 1 and result.scratch.epochs_trained >= 1
+    # Any student keeps half of so generous a budget: the smallest is taken.
+    assert [c.size for c in result.sizes] == ["1x2"]
+    assert [(c.alpha, c.temperature) for c in result.grid] == [(0.3, 4.0), (0.1, 2.0)]
+    assert {c.size for c in result.grid} == {result.scratch.size} == {"1x2"}
+    assert result.scratch.origin == "scratch" and result.scratch.alpha is None
+    assert result.selected is max(result.grid + [result.scratch], key=distillation.rank)
+    report = result.report()
+    assert report["winner"] == result.selected.origin and report["size_within_budget"]
+    assert set(report["distilled_minus_scratch"]) == {"accuracy", "auc"}
+
+
+def test_without_a_size_within_budget_every_size_is_tried_and_the_best_kept(prepared,
+                                                                           trained_teacher):
+    result = search(prepared, trained_teacher, sizes=((1, 2), (1, 4)), grid=((0.3, 4.0),),
+                    max_auc_drop=0.01, max_accuracy_drop=0.01,
+                    budget_share=float("inf"))  # no student can leave more than all of it
+    assert [c.size for c in result.sizes] == ["1x2", "1x4"]
+    assert result.grid[0] is max(result.sizes, key=distillation.rank)
+    assert not result.report()["size_within_budget"]
+    model = distillation.rebuild(result.selected, prepared, small_config(epochs=2))
+    np.testing.assert_allclose(distillation.score(model, prepared)["accuracy"],
+                               result.selected.metrics["accuracy"])
+
+
+def test_headroom_is_the_share_of_the_tighter_budget_left():
+    teacher = {"auc": 0.95, "accuracy": 0.90}
+    assert distillation.headroom(teacher, teacher, 0.005, 0.01) == pytest.approx(1.0)
+    # AUC uses 40% of its budget, accuracy 50% of its: 0.5 left on the tighter one.
+    assert distillation.headroom({"auc": 0.948, "accuracy": 0.895}, teacher, 0.005,
+                                 0.01) == pytest.approx(0.5)
+    assert distillation.headroom({"auc": 0.96, "accuracy": 0.88}, teacher, 0.005,
+                                 0.01) == pytest.approx(-1.0)
+
+
+def test_fixed_flags_narrow_the_choices():
+    sizes = distillation.STUDENT_SIZES
+    assert distillation.filter_choices(sizes, None, None) == list(sizes)
+    assert distillation.filter_choices(sizes, 1, 16) == [(1, 16)]
+    assert distillation.filter_choices(sizes, None, 16) == [(1, 16), (2, 16)]
+    assert distillation.filter_choices(sizes, 3, 24) == [(3, 24)]  # outside the ladder
+    assert distillation.filter_choices(sizes, 3, None)[:2] == [(3, 4), (3, 8)]
+    grid = distillation.DISTILLATION_GRID
+    assert distillation.filter_choices(grid, 0.1, None) == [(0.1, 2.0), (0.1, 8.0)]
+    assert distillation.filter_choices(grid, 0.5, 3.0) == [(0.5, 3.0)]
 
 
 def test_teacher_targets_cache_logits_for_both_splits(prepared):

@@ -1,4 +1,4 @@
-"""Distiller executor: loads the teacher, trains student and control, exports both."""
+"""Distiller executor: loads the teacher, searches the student, exports it and its control."""
 import os
 from typing import Any, Dict, List
 
@@ -9,19 +9,8 @@ from tfx.types import artifact_utils
 from components.artifacts import write_report
 from modules import distillation, export, fileio, training
 from modules.errors import UserError
-from modules.model import ModelConfig, build_core
 from modules.settings import RunSettings
 from modules.trainer import hyperparameter_values
-
-# The student keeps the teacher's batch size and activation, not its shape, regularization
-# or learning rate: a model this small underfits rather than overfits, and learns fast.
-STUDENT_FIXED = {"cross_rank": 0, "dropout": 0.0, "learning_rate": 3e-3}
-
-
-def student_config(tuned: Dict[str, Any], overrides: Dict[str, Any], layers: int, units: int,
-                   epochs: int) -> ModelConfig:
-    return ModelConfig.from_dict(tuned, **{**overrides, **STUDENT_FIXED, "num_layers": layers,
-                                           "units": units, "epochs": epochs})
 
 
 class Executor(base_executor.BaseExecutor):
@@ -29,8 +18,13 @@ class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
         settings = RunSettings.from_exec_properties(exec_properties)
-        alpha, temperature = exec_properties["alpha"], exec_properties["temperature"]
-        distillation.check_distillation_params(alpha, temperature)
+        # Values fixed on the command line narrow the searches; unset ones are searched.
+        grid = distillation.filter_choices(distillation.DISTILLATION_GRID,
+                                           exec_properties.get("alpha"),
+                                           exec_properties.get("temperature"))
+        sizes = distillation.filter_choices(distillation.STUDENT_SIZES,
+                                            exec_properties.get("student_layers"),
+                                            exec_properties.get("student_units"))
         teacher_uri = artifact_utils.get_single_uri(input_dict["teacher"])
         teacher = export.load_model(teacher_uri)
         tuned = {}
@@ -38,40 +32,43 @@ class Executor(base_executor.BaseExecutor):
             path = os.path.join(artifact_utils.get_single_uri(input_dict["hyperparameters"]),
                                 "best_hyperparameters.txt")
             tuned = hyperparameter_values(fileio.read_json(path))
-        config = student_config(tuned, settings.model_overrides,
-                                exec_properties["student_layers"],
-                                exec_properties["student_units"], exec_properties["epochs"])
+        config = distillation.student_config(tuned, settings.model_overrides,
+                                             exec_properties["epochs"])
         examples_uri = artifact_utils.get_single_uri(input_dict["examples"])
         prepared = training.prepare_like(teacher, examples_uri)
         teacher_params = teacher.core.count_params()
-        student_params = build_core(prepared.x_train.shape[1], prepared.num_classes,
-                                    config).count_params()
-        if student_params >= teacher_params:
-            raise UserError(f"the student ({student_params} parameters) is not smaller than "
-                            f"the teacher ({teacher_params}); lower --student-layers or "
+        sizes = [size for size in sizes if distillation.student_params(
+            size, prepared, config) < teacher_params]
+        if not sizes:
+            raise UserError(f"no student size asked for is smaller than the teacher "
+                            f"({teacher_params} parameters); lower --student-layers or "
                             f"--student-units")
-        outputs = {key: artifact_utils.get_single_uri(output_dict[key])
-                   for key in ("student", "student_scratch")}
-        result = distillation.train_students(
-            prepared, teacher.core, config, alpha=alpha, temperature=temperature,
-            seed=settings.seed, strategy=settings.strategy,
-            run_dirs={k: os.path.join(uri, "logs") for k, uri in outputs.items()},
-            verbose=settings.verbose)
-        common = {"hyperparameters": config.to_dict(), "seed": settings.seed,
-                  "rows": prepared.row_counts, "teacher_uri": teacher_uri}
-        for key, trained in (("student", result.distilled), ("student_scratch", result.scratch)):
-            extra = {"alpha": alpha, "temperature": temperature} if key == "student" else {}
-            export.export_model(outputs[key], trained.model, prepared.preprocessor,
-                                prepared.columns, prepared.label, prepared.classes, {
-                                    **common, **extra, "role": key,
-                                    "epochs_trained": trained.epochs_trained,
-                                    "best_epoch": trained.best_epoch,
-                                    "history": trained.history,
-                                    "eval_metrics": trained.eval_metrics})
-        write_report(output_dict["metrics"][0], {
-            "alpha": alpha, "temperature": temperature, "student": config.to_dict(),
-            "teacher_params": teacher_params, "student_params": student_params,
-            "param_ratio": teacher_params / student_params,
-            "teacher_val_auc": teacher.info.get("eval_metrics", {}).get("val_auc"),
-            "distilled_val_auc": result.distilled.eval_metrics["val_auc"],
-            "scratch_val_auc": result.scratch.eval_metrics["val_auc"]})
+        metrics_uri = artifact_utils.get_single_uri(output_dict["metrics"])
+        search = distillation.search_student(
+            prepared, teacher.core, config, sizes=sizes, grid=grid,
+            max_auc_drop=exec_properties["max_auc_drop"],
+            max_accuracy_drop=exec_properties["max_accuracy_drop"], seed=settings.seed,
+            strategy=settings.strategy, verbose=settings.verbose,
+            run_dir=lambda name: os.path.join(metrics_uri, "candidates", name))
+        common = {"seed": settings.seed, "rows": prepared.row_counts, "teacher_uri": teacher_uri}
+        for key, candidate in (("student", search.selected), ("student_scratch", search.scratch)):
+            sized = config.to_dict()
+            sized.update(num_layers=candidate.layers, units=candidate.units)
+            export.export_model(
+                artifact_utils.get_single_uri(output_dict[key]),
+                distillation.rebuild(candidate, prepared, config), prepared.preprocessor,
+                prepared.columns, prepared.label, prepared.classes, {
+                    **common, "role": key, "hyperparameters": sized,
+                    "origin": candidate.origin, "alpha": candidate.alpha,
+                    "temperature": candidate.temperature,
+                    "epochs_trained": candidate.epochs_trained, "history": candidate.history,
+                    "eval_metrics": candidate.metrics})
+        report = search.report()
+        report.update(teacher_params=teacher_params,
+                      student_params=search.selected.params,
+                      param_ratio=teacher_params / search.selected.params)
+        write_report(output_dict["metrics"][0], report)
+        print(f"distiller: student {search.selected.size} ({search.selected.origin}"
+              + (f", alpha {search.selected.alpha:g}, T {search.selected.temperature:g}"
+                 if search.selected.origin == "distilled" else "")
+              + f"), {report['param_ratio']:.0f}x fewer parameters than the teacher", flush=True)

@@ -26,6 +26,7 @@ class EvaluatorSpec(types.ComponentSpec):
     PARAMETERS = {
         "min_auc": ExecutionParameter(type=float),
         "max_auc_drop": ExecutionParameter(type=float),
+        "max_accuracy_drop": ExecutionParameter(type=float),
         "deploy_mode": ExecutionParameter(type=str),
         "slice_features": ExecutionParameter(type=str),  # JSON list
         "custom_config": ExecutionParameter(type=str),
@@ -50,12 +51,14 @@ class Evaluator(base_beam_component.BaseBeamComponent):
                  student: types.BaseChannel, pruned: types.BaseChannel,
                  quantized: types.BaseChannel, examples: types.BaseChannel,
                  custom_config: Dict[str, Any], baseline: Optional[types.BaseChannel] = None,
-                 min_auc: float = 0.9, max_auc_drop: float = 0.005, deploy_mode: str = "int8",
+                 min_auc: float = 0.9, max_auc_drop: float = 0.005,
+                 max_accuracy_drop: float = 0.01, deploy_mode: str = "int8",
                  slice_features: Sequence[str] = ("payment_type",)):
         super().__init__(spec=EvaluatorSpec(
             teacher=teacher, student_scratch=student_scratch, student=student, pruned=pruned,
             quantized=quantized, examples=examples, baseline=baseline,
-            min_auc=float(min_auc), max_auc_drop=float(max_auc_drop), deploy_mode=deploy_mode,
+            min_auc=float(min_auc), max_auc_drop=float(max_auc_drop),
+            max_accuracy_drop=float(max_accuracy_drop), deploy_mode=deploy_mode,
             slice_features=json.dumps(list(slice_features)),
             custom_config=json.dumps(custom_config, sort_keys=True),
             evaluation=types.Channel(type=JsonReport),

@@ -104,10 +104,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 baseline = {"artifact_id": baseline_artifact.id, "uri": baseline_artifact.uri,
                             "is_candidate": baseline_artifact.id == quantized.id,
                             **measure_tflite(path)}
+        majority_class, majority_accuracy = blessing.majority_rate(prepared.y_train,
+                                                                   prepared.y_eval)
         blessed, reasons = blessing.decide(
-            candidates[deploy_mode]["auc"], candidates["teacher"]["auc"],
-            baseline["auc"] if baseline else None, min_auc=exec_properties["min_auc"],
-            max_auc_drop=exec_properties["max_auc_drop"])
+            candidates[deploy_mode], candidates["teacher"], baseline,
+            majority_accuracy=majority_accuracy, num_classes=prepared.num_classes,
+            min_auc=exec_properties["min_auc"], max_auc_drop=exec_properties["max_auc_drop"],
+            max_accuracy_drop=exec_properties["max_accuracy_drop"])
 
         slices = {}
         slice_features = [f for f in json.loads(exec_properties["slice_features"])
@@ -124,7 +127,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 "reasons": reasons, "baseline": baseline, "slices": slices,
                 "thresholds": {"min_auc": exec_properties["min_auc"],
                                "max_auc_drop": exec_properties["max_auc_drop"],
+                               "max_accuracy_drop": exec_properties["max_accuracy_drop"],
                                "noise_tolerance": blessing.NOISE_TOLERANCE},
+                "majority_class": {"class": prepared.classes[majority_class],
+                                   "eval_accuracy": majority_accuracy},
+                "classes": prepared.classes, "auc_name": blessing.auc_name(prepared.num_classes),
                 "rows": prepared.row_counts}
 
     @staticmethod

@@ -1,7 +1,8 @@
 """Pruner: magnitude pruning (Model Optimization Toolkit) of a model, fine-tuned with our loop.
 
-Inputs: the `model` to prune (the distilled student), the Examples and, optionally, the
-`teacher`: fine-tuning then keeps distilling from it (alpha, temperature). Outputs: the pruned
+Inputs: the `model` to prune (the Distiller's student), the Examples and, optionally, the
+`teacher`: when the student was distilled, fine-tuning keeps distilling from it with the
+student's own alpha and temperature (from its model_info.json). Outputs: the pruned
 `model` (stripped of pruning wrappers, same serving signatures) and a per-layer `sparsity`
 report.
 """
@@ -21,8 +22,6 @@ class PrunerSpec(types.ComponentSpec):
     PARAMETERS = {
         "target_sparsity": ExecutionParameter(type=float),
         "epochs": ExecutionParameter(type=int),
-        "alpha": ExecutionParameter(type=float),
-        "temperature": ExecutionParameter(type=float),
         "custom_config": ExecutionParameter(type=str),
     }
     INPUTS = {
@@ -42,12 +41,10 @@ class Pruner(base_component.BaseComponent):
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
                  custom_config: Dict[str, Any], teacher: Optional[types.BaseChannel] = None, *,
-                 target_sparsity: float = 0.8, epochs: int = 6, alpha: float = 0.3,
-                 temperature: float = 4.0):
+                 target_sparsity: float = 0.8, epochs: int = 6):
         super().__init__(spec=PrunerSpec(
             model=model, examples=examples, teacher=teacher,
-            target_sparsity=float(target_sparsity), epochs=int(epochs), alpha=float(alpha),
-            temperature=float(temperature), custom_config=json.dumps(custom_config,
-                                                                     sort_keys=True),
+            target_sparsity=float(target_sparsity), epochs=int(epochs),
+            custom_config=json.dumps(custom_config, sort_keys=True),
             pruned_model=types.Channel(type=standard_artifacts.Model),
             sparsity=types.Channel(type=JsonReport)))

@@ -25,10 +25,10 @@ class Executor(base_executor.BaseExecutor):
         prepared = training.prepare_like(source, examples_uri)
         config = ModelConfig.from_dict(source.info.get("hyperparameters"))
         loss_fn, targets = None, None
-        if input_dict.get("teacher"):
+        if input_dict.get("teacher") and source.info.get("origin", "distilled") == "distilled":
             teacher = export.load_model(artifact_utils.get_single_uri(input_dict["teacher"]))
-            loss_fn = distillation.distillation_loss(exec_properties["alpha"],
-                                                     exec_properties["temperature"])
+            loss_fn = distillation.distillation_loss(source.info["alpha"],
+                                                     source.info["temperature"])
             targets = distillation.teacher_targets(teacher.core, prepared)
         output_uri = artifact_utils.get_single_uri(output_dict["pruned_model"])
         stripped, result = pruning.prune(
@@ -42,7 +42,8 @@ class Executor(base_executor.BaseExecutor):
         export.export_model(output_uri, stripped, prepared.preprocessor, prepared.columns,
                             prepared.label, prepared.classes, {
                                 **{k: v for k, v in source.info.items()
-                                   if k in ("hyperparameters", "seed", "rows")},
+                                   if k in ("hyperparameters", "seed", "rows", "origin",
+                                            "alpha", "temperature")},
                                 "role": "pruned", "source_uri": source_uri,
                                 "sparsity": report, "history": result.history,
                                 "eval_metrics": result.eval_metrics})
