@@ -24,6 +24,20 @@ def majority_rate(train_labels, eval_labels) -> Tuple[int, float]:
     return majority, rate
 
 
+def budget_left(metrics: Dict[str, float], teacher: Dict[str, float], max_auc_drop: float,
+                max_accuracy_drop: float) -> float:
+    """The share of the blessing budget a model leaves on its tighter criterion: 1 when it
+    matches the teacher's accuracy and AUC, 0 at the edge of the budget, negative beyond.
+    The compression steps use it to stay within the budget the Evaluator will apply."""
+    def share(drop, budget):
+        if budget > 0:
+            return (budget - drop) / budget
+        return 1.0 if drop <= 0 else float("-inf")
+
+    return float(min(share(teacher["auc"] - metrics["auc"], max_auc_drop),
+                     share(teacher["accuracy"] - metrics["accuracy"], max_accuracy_drop)))
+
+
 def decide(candidate: Dict[str, float], teacher: Dict[str, float],
            baseline: Optional[Dict[str, float]], *, majority_accuracy: float,
            num_classes: int, min_auc: float, max_auc_drop: float, max_accuracy_drop: float,

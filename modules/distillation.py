@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from modules import evaluation, memory, training
+from modules import blessing, evaluation, memory, training
 from modules.loop import LossFn
 from modules.model import ModelConfig, build_core
 
@@ -89,17 +89,6 @@ def filter_choices(choices: Sequence[Tuple], *fixed: Optional[float]) -> List[Tu
     return combos
 
 
-def headroom(metrics: Dict[str, float], teacher: Dict[str, float], max_auc_drop: float,
-             max_accuracy_drop: float) -> float:
-    """The share of the blessing budget a model leaves on its tighter criterion: 1 when it
-    matches the teacher's accuracy and AUC, 0 at the edge of the budget, negative beyond."""
-    def share(drop, budget):
-        return (budget - drop) / budget if budget > 0 else (0.0 if drop <= 0 else -np.inf)
-
-    return float(min(share(teacher["auc"] - metrics["auc"], max_auc_drop),
-                     share(teacher["accuracy"] - metrics["accuracy"], max_accuracy_drop)))
-
-
 @dataclasses.dataclass
 class Candidate:
     """One trained student: its size, how it learned, and its scores on the eval split."""
@@ -110,7 +99,7 @@ class Candidate:
     alpha: Optional[float]
     temperature: Optional[float]
     metrics: Dict[str, float]  # auc, accuracy, log_loss, ... (modules.evaluation)
-    headroom: float
+    budget_left: float
     epochs_trained: int
     history: Dict[str, list]
     weights: List[np.ndarray] = dataclasses.field(repr=False)
@@ -123,14 +112,14 @@ class Candidate:
         """What the report shows."""
         return {"size": self.size, "layers": self.layers, "units": self.units,
                 "params": self.params, "origin": self.origin, "alpha": self.alpha,
-                "temperature": self.temperature, "headroom": self.headroom,
+                "temperature": self.temperature, "budget_left": self.budget_left,
                 "epochs_trained": self.epochs_trained,
                 **{f"val_{k}": self.metrics[k] for k in ("accuracy", "auc", "log_loss")}}
 
 
 def rank(candidate: Candidate) -> Tuple[float, float]:
     """Better students first: more budget left, then a lower log loss."""
-    return candidate.headroom, -candidate.metrics["log_loss"]
+    return candidate.budget_left, -candidate.metrics["log_loss"]
 
 
 @dataclasses.dataclass
@@ -148,16 +137,10 @@ class StudentSearch:
             "teacher": self.teacher_metrics, "budget_share": self.budget_share,
             "sizes": [c.row() for c in self.sizes], "grid": [c.row() for c in self.grid],
             "scratch": self.scratch.row(), "selected": self.selected.row(),
-            "size_within_budget": self.sizes[-1].headroom >= self.budget_share,
+            "size_within_budget": self.sizes[-1].budget_left >= self.budget_share,
             "distilled_minus_scratch": {
                 k: distilled.metrics[k] - self.scratch.metrics[k] for k in ("accuracy", "auc")},
             "winner": self.selected.origin}
-
-
-def score(model: tf.keras.Model, prepared: training.PreparedData) -> Dict[str, float]:
-    """The Evaluator's metrics of a Keras core on the eval split."""
-    predict, _ = evaluation.keras_predictor(model)
-    return evaluation.classification_metrics(prepared.y_eval, predict(prepared.x_eval))
 
 
 def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
@@ -173,7 +156,7 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
     for alpha, temperature in grid:
         check_distillation_params(alpha, temperature)
     targets = teacher_targets(teacher, prepared)
-    teacher_metrics = score(teacher, prepared)
+    teacher_metrics = evaluation.keras_metrics(teacher, prepared.x_eval, prepared.y_eval)
     dim, classes = prepared.x_train.shape[1], prepared.num_classes
 
     def train(layers: int, units: int, alpha: Optional[float] = None,
@@ -189,22 +172,22 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
             run_dir=run_dir(name) if run_dir else None,
             **({"loss_fn": distillation_loss(alpha, temperature), "extra_targets": targets}
                if distilled else {}))
-        metrics = score(result.model, prepared)
+        metrics = evaluation.keras_metrics(result.model, prepared.x_eval, prepared.y_eval)
         candidate = Candidate(layers, units, result.model.count_params(),
                               "distilled" if distilled else "scratch", alpha, temperature,
-                              metrics, headroom(metrics, teacher_metrics, max_auc_drop,
-                                                max_accuracy_drop),
+                              metrics, blessing.budget_left(metrics, teacher_metrics,
+                                                            max_auc_drop, max_accuracy_drop),
                               result.epochs_trained, result.history, result.model.get_weights())
         print(f"distiller: {name}: accuracy {metrics['accuracy']:.4f}, AUC "
-              f"{metrics['auc']:.4f}, budget left {candidate.headroom:+.2f}", flush=True)
+              f"{metrics['auc']:.4f}, budget left {candidate.budget_left:+.2f}", flush=True)
         return candidate
 
     tried = []
     for layers, units in sizes:
         tried.append(train(layers, units, *grid[0]))
-        if tried[-1].headroom >= budget_share:
+        if tried[-1].budget_left >= budget_share:
             break
-    chosen = tried[-1] if tried[-1].headroom >= budget_share else max(tried, key=rank)
+    chosen = tried[-1] if tried[-1].budget_left >= budget_share else max(tried, key=rank)
     grid_candidates = [chosen] + [train(chosen.layers, chosen.units, a, t) for a, t in grid[1:]]
     scratch = train(chosen.layers, chosen.units)
     selected = max(grid_candidates + [scratch], key=rank)  # ties: distilled first

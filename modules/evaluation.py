@@ -98,6 +98,12 @@ def keras_predictor(core: tf.keras.Model):
     return predict, single
 
 
+def keras_metrics(core: tf.keras.Model, x: np.ndarray, y: np.ndarray) -> Dict[str, float]:
+    """`classification_metrics` of a Keras core (inference mode) on (x, y)."""
+    predict, _ = keras_predictor(core)
+    return classification_metrics(y, predict(x))
+
+
 def tflite_predictor(model: TFLiteModel):
     def single(example: np.ndarray) -> Callable[[], object]:
         row = example[None, :]

@@ -1,24 +1,34 @@
 """Magnitude pruning with the Model Optimization Toolkit, fine-tuned with the project's loop.
 
+`prune_within_budget` prunes to the target sparsity, and steps down (`SPARSITY_STEPS`) while
+the pruned model would take more than its share of the blessing budget: a student of a few
+hundred weights on a few hundred rows may not survive 80% sparsity, and an unprunable model is
+better shipped dense than not at all.
+
 `prune_low_magnitude` wraps the prunable layers: our DenseBlock and FeatureCross (they
 implement `PrunableLayer`), not the small logits layer, whose few weights all matter. The
 wrapper advances its own `pruning_step` on every training call and applies the schedule's
 mask; `UpdatePruningStep` (a stock callback, driven by our loop like any other) initializes
 the step and enforces the masks at each epoch end, as it does for `model.fit`.
 """
+import dataclasses
 import math
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from modules import training
+from modules import blessing, evaluation, memory, training
 from modules.layers import DenseBlock, FeatureCross
 from modules.loop import LossFn, cross_entropy
 from modules.model import ModelConfig
 
 PRUNED_LAYERS = (DenseBlock, FeatureCross)
+# Fractions of the target sparsity tried in turn; 0 keeps the model dense and untouched.
+SPARSITY_STEPS = (1.0, 0.75, 0.5, 0.25, 0.0)
+# The share of the blessing budget the pruned model must leave (the rest is quantization's).
+PRUNE_BUDGET_SHARE = 0.25
 
 
 def check_sparsity(target_sparsity: float) -> None:
@@ -88,3 +98,54 @@ def prune(core: tf.keras.Model, prepared: training.PreparedData, config: ModelCo
         strategy=strategy, run_dir=run_dir, epochs=epochs, early_stopping=False,
         extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=verbose)
     return tfmot.sparsity.keras.strip_pruning(result.model), result
+
+
+@dataclasses.dataclass
+class PruneAttempt:
+    sparsity: float
+    metrics: Dict[str, float]  # on the eval split (modules.evaluation)
+    budget_left: float
+
+    def row(self) -> Dict[str, Any]:
+        return {"sparsity": self.sparsity, "budget_left": self.budget_left,
+                **{f"val_{k}": self.metrics[k] for k in ("accuracy", "auc", "log_loss")}}
+
+
+@dataclasses.dataclass
+class PruneOutcome:
+    model: tf.keras.Model  # stripped of pruning wrappers
+    result: Optional[training.TrainResult]  # None when the model was kept dense
+    attempts: List[PruneAttempt]
+    chosen: PruneAttempt
+
+
+def prune_within_budget(core: tf.keras.Model, prepared: training.PreparedData,
+                        config: ModelConfig, *, target_sparsity: float,
+                        teacher_metrics: Dict[str, float], max_auc_drop: float,
+                        max_accuracy_drop: float, budget_share: float = PRUNE_BUDGET_SHARE,
+                        **prune_kwargs) -> PruneOutcome:
+    """Prunes at the target sparsity, then at lower ones (SPARSITY_STEPS), until the pruned
+    model leaves `budget_share` of the blessing budget against the teacher; if none does, the
+    attempt that leaves the most (ties: the sparser)."""
+    check_sparsity(target_sparsity)
+    ladder = sorted({round(target_sparsity * step, 4) for step in SPARSITY_STEPS}, reverse=True)
+    attempts: List[PruneAttempt] = []
+    best = None
+    for sparsity in ladder:
+        memory.release()
+        if sparsity > 0:
+            model, result = prune(core, prepared, config, target_sparsity=sparsity,
+                                  **prune_kwargs)
+        else:
+            model, result = core, None
+        metrics = evaluation.keras_metrics(model, prepared.x_eval, prepared.y_eval)
+        attempt = PruneAttempt(sparsity, metrics, blessing.budget_left(
+            metrics, teacher_metrics, max_auc_drop, max_accuracy_drop))
+        attempts.append(attempt)
+        print(f"pruner: sparsity {sparsity:.2f}: accuracy {metrics['accuracy']:.4f}, AUC "
+              f"{metrics['auc']:.4f}, budget left {attempt.budget_left:+.2f}", flush=True)
+        if best is None or attempt.budget_left > best.chosen.budget_left:
+            best = PruneOutcome(model, result, attempts, attempt)
+        if attempt.budget_left >= budget_share:
+            return PruneOutcome(model, result, attempts, attempt)
+    return best

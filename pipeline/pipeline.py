@@ -75,7 +75,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
     pruner = Pruner(
         model=distiller.outputs["student"], examples=example_gen.outputs["examples"],
         teacher=trainer.outputs["model"], custom_config=custom_config,
-        target_sparsity=config.sparsity, epochs=config.prune_epochs)
+        target_sparsity=config.sparsity, epochs=config.prune_epochs,
+        max_auc_drop=config.max_auc_drop, max_accuracy_drop=config.max_accuracy_drop)
     quantizer = Quantizer(
         model=pruner.outputs["pruned_model"], examples=example_gen.outputs["examples"],
         custom_config=custom_config, modes=config.quantization_modes)

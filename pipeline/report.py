@@ -104,7 +104,7 @@ def distillation_lines(distillation: Optional[Dict[str, Any]]) -> List[str]:
     if not distillation or "selected" not in distillation:
         return []
     share = distillation["budget_share"]
-    tried = ", ".join(f"{row['size']} {row['headroom']:+.2f}" for row in distillation["sizes"])
+    tried = ", ".join(f"{row['size']} {row['budget_left']:+.2f}" for row in distillation["sizes"])
     selected = distillation["selected"]
     verdict = ("the first within" if distillation["size_within_budget"]
                else "none within; kept the best of")
@@ -113,7 +113,7 @@ def distillation_lines(distillation: Optional[Dict[str, Any]]) -> List[str]:
              f"({selected['params']} parameters, {distillation['param_ratio']:.0f}x fewer than "
              f"the teacher)"]
     scratch = distillation["scratch"]
-    best = max(distillation["grid"], key=lambda r: (r["headroom"], -r["val_log_loss"]))
+    best = max(distillation["grid"], key=lambda r: (r["budget_left"], -r["val_log_loss"]))
     winner, loser = (best, scratch) if selected["origin"] == "distilled" else (scratch, best)
     lines.append(f"Student: {_learned(winner)} beat {_learned(loser)}"
                  f"{' (the control)' if loser is scratch else ''}: eval accuracy "
@@ -122,9 +122,23 @@ def distillation_lines(distillation: Optional[Dict[str, Any]]) -> List[str]:
     return lines
 
 
+def pruning_lines(sparsity: Optional[Dict[str, Any]]) -> List[str]:
+    """The sparsities tried and the one kept."""
+    if not sparsity or not sparsity.get("attempts"):
+        return []
+    tried = ", ".join(f"{a['sparsity']:.2f} {a['budget_left']:+.2f}"
+                      for a in sparsity["attempts"])
+    kept = sparsity["sparsity"]
+    return [f"Pruning (budget left per sparsity): {tried} -> "
+            + (f"sparsity {kept:.2f}" if kept else "kept dense")
+            + ("" if kept == sparsity["target_sparsity"] else
+               f" (target {sparsity['target_sparsity']:.2f} took too much of the budget)")]
+
+
 def terminal_text(summary: Dict[str, Any]) -> str:
     lines = [candidate_table(summary), ""]
     lines += distillation_lines(summary.get("distillation"))
+    lines += pruning_lines(summary.get("sparsity"))
     verdict = "blessed" if summary["blessed"] else "NOT blessed"
     lines.append(f"Deployable candidate ({summary['deployable']}): {verdict}")
     lines += [f"  - {reason}" for reason in summary["reasons"]]
@@ -220,7 +234,7 @@ def render_html(summary: Dict[str, Any]) -> str:
         f"<p>Pushed to: <code>{html.escape(summary['pushed_to'] or 'nothing pushed')}</code></p>",
         "<h2>Candidates (eval split)</h2>",
         _table_html(["candidate"] + [h for _, h, _ in TABLE_COLUMNS], candidates),
-        *_distillation_html(summary.get("distillation")),
+        *_distillation_html(summary.get("distillation"), summary.get("sparsity")),
         "<h2>Plots</h2>", *_plots(summary),
         "<h2>Slices (TFMA)</h2>",
         _table_html(["model", "slice", "examples", "AUC", "accuracy"], slices),
@@ -231,11 +245,12 @@ def render_html(summary: Dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _distillation_html(distillation: Optional[Dict[str, Any]]) -> List[str]:
+def _distillation_html(distillation: Optional[Dict[str, Any]],
+                       sparsity: Optional[Dict[str, Any]]) -> List[str]:
     if not distillation or "selected" not in distillation:
         return []
     rows = [[stage, r["size"], r["params"], _learned(r), _fmt(r["val_accuracy"]),
-             _fmt(r["val_auc"]), f"{r['headroom']:+.2f}",
+             _fmt(r["val_auc"]), f"{r['budget_left']:+.2f}",
              "selected" if r == distillation["selected"] else ""]
             for stage, group in (("size search", distillation["sizes"]),
                                  ("alpha/T grid", distillation["grid"]),
@@ -243,7 +258,8 @@ def _distillation_html(distillation: Optional[Dict[str, Any]]) -> List[str]:
             for r in group]
     return ["<h2>Student search</h2>",
             "".join(f"<p>{html.escape(line)}</p>"
-                    for line in distillation_lines(distillation)),
+                    for line in distillation_lines(distillation)
+                    + pruning_lines(sparsity)),
             _table_html(["stage", "size", "params", "learned", "accuracy", "AUC",
                          "budget left", ""], rows)]
 

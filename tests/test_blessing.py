@@ -2,6 +2,8 @@
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 
+import pytest
+
 from modules import blessing
 
 
@@ -95,3 +97,14 @@ def test_every_failed_criterion_is_reported():
 def test_majority_rate_is_the_training_majority_scored_on_eval():
     assert blessing.majority_rate([0, 1, 1, 1], [0, 0, 1, 0]) == (1, 0.25)
     assert blessing.majority_rate([2, 2, 0, 0], [0, 2]) == (0, 0.5)  # ties: lowest class id
+
+
+def test_budget_left_is_the_share_of_the_tighter_budget():
+    teacher = {"auc": 0.95, "accuracy": 0.90}
+    assert blessing.budget_left(teacher, teacher, 0.005, 0.01) == pytest.approx(1.0)
+    # AUC uses 40% of its budget, accuracy 50% of its: 0.5 left on the tighter one.
+    assert blessing.budget_left({"auc": 0.948, "accuracy": 0.895}, teacher, 0.005,
+                                0.01) == pytest.approx(0.5)
+    assert blessing.budget_left({"auc": 0.96, "accuracy": 0.88}, teacher, 0.005,
+                                0.01) == pytest.approx(-1.0)
+    assert blessing.budget_left({"auc": 0.95, "accuracy": 0.9}, teacher, 0.0, 0.0) == 1.0

@@ -135,7 +135,8 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
     PrunerExecutor().Do(
         {"model": [student], "examples": [examples], "teacher": [teacher]},
         {"pruned_model": [pruned], "sparsity": [sparsity]},
-        {"target_sparsity": 0.5, "epochs": 2, "custom_config": custom_config})
+        {"target_sparsity": 0.5, "epochs": 2, "max_auc_drop": 0.5, "max_accuracy_drop": 0.5,
+         "custom_config": custom_config})
 
     quantized = _artifact(standard_artifacts.Model,
                           os.path.join(root, "Quantizer", "model", "9"), 9)
