@@ -24,8 +24,9 @@ from modules.loop import LossFn
 from modules.model import ModelConfig, build_core
 
 # (layers, units), smallest first: the size search stops at the first that fits the budget.
-STUDENT_SIZES: Tuple[Tuple[int, int], ...] = (
-    (1, 4), (1, 8), (1, 16), (2, 16), (1, 32), (2, 32), (1, 64), (2, 64))
+# A second layer is tried where it adds capacity at a size's cost (2x32 is about 1x40).
+STUDENT_SIZES: Tuple[Tuple[int, int], ...] = ((1, 4), (1, 8), (1, 16), (1, 32), (2, 32),
+                                              (1, 64))
 # (alpha, temperature); the first is the one the size search uses.
 DISTILLATION_GRID: Tuple[Tuple[float, float], ...] = ((0.3, 4.0), (0.1, 2.0), (0.1, 8.0),
                                                       (0.6, 2.0))

@@ -129,7 +129,7 @@ def test_fixed_flags_narrow_the_choices():
     sizes = distillation.STUDENT_SIZES
     assert distillation.filter_choices(sizes, None, None) == list(sizes)
     assert distillation.filter_choices(sizes, 1, 16) == [(1, 16)]
-    assert distillation.filter_choices(sizes, None, 16) == [(1, 16), (2, 16)]
+    assert distillation.filter_choices(sizes, None, 32) == [(1, 32), (2, 32)]
     assert distillation.filter_choices(sizes, 3, 24) == [(3, 24)]  # outside the ladder
     assert distillation.filter_choices(sizes, 3, None)[:2] == [(3, 4), (3, 8)]
     grid = distillation.DISTILLATION_GRID
