@@ -66,7 +66,8 @@ def recalibrate(model: tf.keras.Model, features: tf.data.Dataset) -> int:
             z = tf.cast(block.pre_norm(x), tf.float64)
             return tf.reduce_sum(z, 0), tf.reduce_sum(tf.square(z), 0), tf.shape(z)[0]
 
-        moments = tf.function(moments, input_signature=[features.element_spec])
+        moments = tf.function(moments, input_signature=[features.element_spec],
+                              autograph=False)
 
         total = total_squares = None
         count = 0

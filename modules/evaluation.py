@@ -12,6 +12,7 @@ function from preprocessed feature vectors to class probabilities, and measured 
   model, one call of its compiled inference function. Preprocessing, identical for all
   candidates, is not timed.
 """
+import functools
 import gzip
 import io
 import os
@@ -83,9 +84,15 @@ def latency_ms(call: Callable[[], object], warmup: int = 50, repeats: int = 300)
             "latency_ms_p90": float(np.percentile(times, 90))}
 
 
+def _probabilities(core: tf.keras.Model, x: tf.Tensor) -> tf.Tensor:
+    return tf.nn.softmax(tf.cast(core(x, training=False), tf.float32))
+
+
 def keras_predictor(core: tf.keras.Model):
     """(batch predict fn, single-example timed call) for a Keras core producing logits."""
-    infer = tf.function(lambda x: tf.nn.softmax(tf.cast(core(x, training=False), tf.float32)))
+    infer = tf.function(functools.partial(_probabilities, core), autograph=False,
+                        input_signature=[tf.TensorSpec([None, *core.input_shape[1:]],
+                                                       tf.float32)])
 
     def predict(x: np.ndarray) -> np.ndarray:
         return np.concatenate([infer(tf.constant(x[i:i + 4096])).numpy()

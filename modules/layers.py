@@ -65,6 +65,10 @@ class DenseBlock(tf.keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
         """x @ kernel + bias in float32: what batch normalization normalizes."""
         return tf.matmul(tf.cast(inputs, self.kernel.dtype), self.kernel) + self.bias
 
+    # Not converted by AutoGraph (no tensor-dependent Python control flow): converting the
+    # layers anew for every model cost seconds per model. The wrapper hides the signature
+    # from Keras, which then passes `training` to every call.
+    @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
         outputs = tf.matmul(inputs, self.kernel) + self.bias
         if self.norm is not None:
@@ -109,7 +113,8 @@ class FeatureCross(tf.keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
         self.bias = self.add_weight("bias", shape=(dim,), initializer="zeros")
         super().build(input_shape)
 
-    def call(self, inputs):
+    @tf.autograph.experimental.do_not_convert
+    def call(self, inputs, training=None):  # the same in training and inference
         crossed = tf.matmul(tf.matmul(inputs, self.down), self.up) + self.bias
         return inputs * crossed + inputs
 

@@ -6,6 +6,7 @@ different loss (distillation) or a wrapped model (pruning) reuses it unchanged. 
 tf_keras callbacks (ours and stock ones) through the standard hooks, and runs under any
 `tf.distribute.Strategy`: the model and optimizer must then be created in `strategy.scope()`.
 """
+import functools
 import math
 from typing import Callable, Dict, Iterable, Optional, Sequence
 
@@ -139,19 +140,16 @@ class TrainingLoop:
         logits = self.model(features, training=False)
         self.val_metrics.update(self._per_example_loss(targets, logits), targets["label"], logits)
 
+    # The steps are compiled without AutoGraph: they hold no Python control flow on tensors
+    # (the step loop is an explicit tf.while_loop), and converting the model's code again
+    # for every new model cost more than the training of a small one.
     def _make_train_fn(self):
-        @tf.function
-        def train_fn(iterator, steps):
-            for _ in tf.range(steps):
-                self.strategy.run(self._train_step, args=next(iterator))
-        return train_fn
+        return tf.function(functools.partial(_repeat, self.strategy, self._train_step),
+                           autograph=False)
 
     def _make_eval_fn(self):
-        @tf.function
-        def eval_fn(iterator, steps):
-            for _ in tf.range(steps):
-                self.strategy.run(self._eval_step, args=next(iterator))
-        return eval_fn
+        return tf.function(functools.partial(_repeat, self.strategy, self._eval_step),
+                           autograph=False)
 
     # -- public API --------------------------------------------------------------------------
     def evaluate(self, dataset: tf.data.Dataset) -> Dict[str, float]:
@@ -217,6 +215,15 @@ class TrainingLoop:
                 break
         callback_list.on_train_end(logs)
         return self.model.history.history if hasattr(self.model, "history") else {}
+
+
+def _repeat(strategy: tf.distribute.Strategy, step: Callable, iterator, steps: tf.Tensor):
+    """Runs `step` on the next `steps` batches of a distributed iterator, in one graph."""
+    def body(i):
+        strategy.run(step, args=next(iterator))
+        return (i + 1,)
+
+    tf.while_loop(lambda i: i < steps, body, (tf.constant(0, steps.dtype),))
 
 
 def _num_batches(dataset: tf.data.Dataset) -> int:

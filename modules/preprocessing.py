@@ -57,7 +57,8 @@ class FeaturePreprocessor(tf.keras.layers.Layer):
     def output_dim(self) -> int:
         return sum(slot["width"] for slot in self.layout())
 
-    def call(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+    @tf.autograph.experimental.do_not_convert  # see modules.layers.DenseBlock.call
+    def call(self, inputs: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
         blocks = []
         if self.numeric:
             x = tf.stack([tf.cast(inputs[s["name"]], tf.float64) for s in self.numeric], axis=1)
