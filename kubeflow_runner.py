@@ -16,7 +16,9 @@ import sys
 from typing import List, Optional
 
 import modules  # noqa: F401  (selects tf_keras before TensorFlow loads)
+from modules import settings
 from pipeline import configs
+from modules.errors import UserError
 from pipeline.inputs import UserInputError
 
 # The taxi CSV, copied into the image by the Dockerfile: the default --data-root.
@@ -27,14 +29,9 @@ _IMAGE = re.compile(rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_NAME}(?:/{_NAME})*"
 _REMOTE = re.compile(r"^(gs|s3)://[^/\s]+(/\S*)?$")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2 (from main), like UserInputError
-        raise UserInputError(message)
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = _Parser(description="Compile the pipeline for Kubeflow Pipelines (KubeflowV2DagRunner) "
-                "into pipeline.json and pipeline.yaml.")
+    p = settings.FlagParser(description="Compile the pipeline for Kubeflow Pipelines "
+                            "(KubeflowV2DagRunner) into pipeline.json and pipeline.yaml.")
     p.add_argument("--image", required=True, help="the pipeline's container image every task "
                    "runs, e.g. REGISTRY/tfx-compress:TAG (build it with `make image`)")
     p.add_argument("--pipeline-root", required=True, help="where the cluster keeps artifacts: "
@@ -54,22 +51,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                    help="passed to Beam in every task, repeatable, e.g. "
                         "--beam-arg=--runner=DataflowRunner --beam-arg=--project=P")
-    p.add_argument("--strategy", default="none", help="tf.distribute strategy of the training "
-                   "components: none, mirrored or multi_worker (needs TF_CONFIG in the pod; "
-                   "default: %(default)s)")
-    p.add_argument("--tuner", default="hyperband",
-                   help="hyperparameter search: random, hyperband, bayesian or none "
-                   "(default: %(default)s)")
-    p.add_argument("--trials", type=int, default=None,
-                   help="tuner trials (default: 10; 2 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help="a small preset (few trials and epochs) for smoke runs")
     p.add_argument("--no-baseline-resolver", action="store_true",
                    help="leave out the TFX Resolver that finds the last blessed model (the "
                    "open-source Kubeflow Pipelines backend cannot run resolvers; Vertex AI "
                    "Pipelines can); blessing then rests on --min-auc style thresholds alone")
-    p.add_argument("--seed", type=int, default=42, help="seed of every random choice "
-                   "(default: %(default)s)")
+    settings.add_stage_flags(p)
     return p.parse_args(argv)
 
 
@@ -90,38 +78,25 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     data_root = _cluster_path("--data-root", args.data_root)
     serving_dir = _cluster_path("--serving-dir",
                                 args.serving_dir or posixpath.join(root, "serving"))
-    if args.tuner not in configs.TUNERS:
-        raise UserInputError(f"--tuner {args.tuner}: unknown tuner; use one of "
-                             f"{', '.join(configs.TUNERS)}")
-    if args.trials is not None and args.trials < 1:
-        raise UserInputError(f"--trials {args.trials}: the tuner needs at least 1 trial")
-    from modules.training import STRATEGIES
-
-    if args.strategy not in STRATEGIES:
-        raise UserInputError(f"--strategy {args.strategy}: unknown strategy; use one of "
-                             f"{', '.join(STRATEGIES)}")
     if not args.label.strip():
         raise UserInputError("--label: empty; name the column to predict")
     if args.drop is None:
         drop = configs.DEFAULT_DROP if data_root == IMAGE_DATA_ROOT else ()
     else:
-        drop = tuple(c.strip() for c in args.drop.split(",") if c.strip())
+        drop = settings.comma_list(args.drop)
     if args.label in drop:
         raise UserInputError(f"--drop {args.label}: that is the label column (--label); "
                              f"remove it from --drop")
     bad = [a for a in args.beam_arg if not a.startswith("--")]
     if bad:
         raise UserInputError(f"--beam-arg {bad[0]}: Beam arguments look like --name=value")
-    overrides = configs.quick_overrides() if args.quick else {}
-    if args.trials is not None:
-        overrides["trials"] = args.trials
+    stages = settings.stages_from_flags(args, quick=args.quick)
     return configs.PipelineConfig(
         pipeline_root=root, data_root=data_root, data_pattern="*.csv", serving_dir=serving_dir,
         work_dir=posixpath.join(root, "work"), metadata_path=None,  # the cluster's MLMD
         label=args.label, drop=drop,
         beam_args=tuple(configs.DEFAULT_BEAM_ARGS) + tuple(args.beam_arg),
-        seed=args.seed, strategy=args.strategy, tuner=args.tuner,
-        resolve_baseline=not args.no_baseline_resolver, **overrides)
+        resolve_baseline=not args.no_baseline_resolver, **stages)
 
 
 def compile_pipeline(config: configs.PipelineConfig, image: str, output_dir: str) -> List[str]:
@@ -156,10 +131,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = parse_args(argv)
         config = build_config(args)
-    except UserInputError as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if config.strategy == "multi_worker":
+    if config.training.strategy == "multi_worker":
         print("note: --strategy multi_worker: the training tasks fail unless their pods get "
               "TF_CONFIG (see 'Running on Kubeflow Pipelines' in README.md)", file=sys.stderr)
     json_path, yaml_path = compile_pipeline(config, args.image, args.output_dir)

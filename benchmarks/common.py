@@ -46,12 +46,23 @@ def _latest(pattern):
     return max(glob.glob(pattern), key=lambda p: int(os.path.basename(p)))
 
 
+def examples_artifact(uri, splits=("train", "eval")):
+    """An Examples artifact at `uri`, as an executor's input_dict holds it."""
+    from tfx.types import artifact_utils, standard_artifacts
+
+    examples = standard_artifacts.Examples()
+    examples.uri = uri
+    examples.split_names = artifact_utils.encode_split_names(list(splits))
+    return [examples]
+
+
 def prepared_default_data():
     from modules import data, training
 
     examples, schema = ingest()
-    return training.prepare_data([data.split_pattern(examples, "train")],
-                                 [data.split_pattern(examples, "eval")], schema,
+    artifact = examples_artifact(examples)
+    return training.prepare_data(data.split_files(artifact, "train"),
+                                 data.split_files(artifact, "eval"), schema,
                                  configs.DEFAULT_LABEL, configs.DEFAULT_DROP)
 
 

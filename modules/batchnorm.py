@@ -14,6 +14,7 @@ statistics). Two remedies, both applied by `modules.training.train_model`:
   variance of each normalized activation over the training split, computed layer by layer
   with the layers below already in inference mode: the statistics the served model sees.
 """
+import functools
 from typing import List, Tuple
 
 import numpy as np
@@ -47,6 +48,14 @@ def set_momentum(model: tf.keras.Model, momentum: float) -> None:
             module.momentum = momentum
 
 
+def _moments(below, block: DenseBlock, x: tf.Tensor):
+    """Sum, sum of squares and count of `block`'s pre-normalization activations."""
+    for layer in below:
+        x = layer(x, training=False)
+    z = tf.cast(block.pre_norm(x), tf.float64)
+    return tf.reduce_sum(z, 0), tf.reduce_sum(tf.square(z), 0), tf.shape(z)[0]
+
+
 def recalibrate(model: tf.keras.Model, features: tf.data.Dataset) -> int:
     """Sets each batch normalization's moving mean and variance to the population statistics
     of its input over `features` (batches of the model's input, e.g. the training split).
@@ -58,17 +67,9 @@ def recalibrate(model: tf.keras.Model, features: tf.data.Dataset) -> int:
     layers = model.layers
     blocks = normalized_blocks(model)
     for position, block in blocks:
-        below = layers[:position]
-
-        def moments(x, below=below, block=block):
-            for layer in below:
-                x = layer(x, training=False)
-            z = tf.cast(block.pre_norm(x), tf.float64)
-            return tf.reduce_sum(z, 0), tf.reduce_sum(tf.square(z), 0), tf.shape(z)[0]
-
-        moments = tf.function(moments, input_signature=[features.element_spec],
-                              autograph=False)
-
+        # One tf.function per block, without AutoGraph (plain Python over the layers).
+        moments = tf.function(functools.partial(_moments, layers[:position], block),
+                              input_signature=[features.element_spec], autograph=False)
         total = total_squares = None
         count = 0
         for x in features:

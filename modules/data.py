@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from tfx import types
+from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from modules import fileio
@@ -102,9 +104,9 @@ def parse_examples(serialized: tf.Tensor, columns: Sequence[FeatureColumn],
     return out
 
 
-def split_pattern(examples_uri: str, split: str) -> str:
+def split_files(examples: Sequence[types.Artifact], split: str) -> List[str]:
     """The file pattern of one split of an Examples artifact (as TFX's fn_args gives it)."""
-    return os.path.join(examples_uri, f"Split-{split}", "*")
+    return [os.path.join(artifact_utils.get_split_uri(list(examples), split), "*")]
 
 
 def load_split(patterns: Sequence[str], columns: Sequence[FeatureColumn], label: FeatureColumn,

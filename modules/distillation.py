@@ -14,6 +14,7 @@ trains the same student from scratch on the labels alone as the control; the stu
 is the best of them, so distillation never ships worse than its control.
 """
 import dataclasses
+import logging
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -22,6 +23,8 @@ import tensorflow as tf
 from modules import blessing, evaluation, memory, training
 from modules.loop import LossFn
 from modules.model import ModelConfig, build_core
+
+log = logging.getLogger(__name__)
 
 # (layers, units), smallest first: the size search stops at the first that fits the budget.
 # A second layer is tried where it adds capacity at a size's cost (2x32 is about 1x40).
@@ -38,16 +41,9 @@ SEARCH_BUDGET_SHARE = 0.5
 STUDENT_FIXED = {"cross_rank": 0, "dropout": 0.0, "learning_rate": 3e-3}
 
 
-def check_distillation_params(alpha: float, temperature: float) -> None:
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"distillation alpha must be in [0, 1], got {alpha}")
-    if not temperature > 0.0:
-        raise ValueError(f"distillation temperature must be > 0, got {temperature}")
-
-
 def distillation_loss(alpha: float, temperature: float) -> LossFn:
-    """Per-example distillation loss; targets hold "label" and "teacher_logits"."""
-    check_distillation_params(alpha, temperature)
+    """Per-example distillation loss; targets hold "label" and "teacher_logits".
+    alpha in [0, 1] and temperature > 0 (modules.settings.Distillation checks them)."""
 
     def loss_fn(targets: Dict[str, tf.Tensor], logits: tf.Tensor) -> tf.Tensor:
         logits = tf.cast(logits, tf.float32)
@@ -62,7 +58,10 @@ def distillation_loss(alpha: float, temperature: float) -> LossFn:
 
 def teacher_logits(teacher: tf.keras.Model, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """The teacher's logits for every row, computed once (inference mode)."""
-    return np.asarray(teacher.predict(x, batch_size=batch_size, verbose=0), np.float32)
+    # Eager calls: a few batches of a small network, no function to trace.
+    return np.concatenate([np.asarray(teacher(x[i:i + batch_size], training=False), np.float32)
+                           for i in range(0, len(x), batch_size)]
+                          or [np.zeros((0, teacher.output_shape[-1]), np.float32)])
 
 
 def teacher_targets(teacher: tf.keras.Model, prepared: training.PreparedData) -> Dict[str, dict]:
@@ -71,9 +70,9 @@ def teacher_targets(teacher: tf.keras.Model, prepared: training.PreparedData) ->
             "eval": {"teacher_logits": teacher_logits(teacher, prepared.x_eval)}}
 
 
-def student_config(tuned: Dict[str, Any], overrides: Dict[str, Any], epochs: int) -> ModelConfig:
+def student_config(tuned: Dict[str, Any], precision: str, epochs: int) -> ModelConfig:
     """The students' training configuration (their size is set per candidate)."""
-    return ModelConfig.from_dict(tuned, **{**overrides, **STUDENT_FIXED, "epochs": epochs})
+    return ModelConfig.from_dict(tuned, **STUDENT_FIXED, precision=precision, epochs=epochs)
 
 
 def filter_choices(choices: Sequence[Tuple], *fixed: Optional[float]) -> List[Tuple]:
@@ -109,10 +108,17 @@ class Candidate:
     def size(self) -> str:
         return f"{self.layers}x{self.units}"
 
+    @property
+    def how(self) -> str:
+        """How it learned, in words."""
+        if self.origin == "scratch":
+            return "from scratch"
+        return f"distilled, alpha {self.alpha:g}, T {self.temperature:g}"
+
     def row(self) -> Dict[str, Any]:
         """What the report shows."""
         return {"size": self.size, "layers": self.layers, "units": self.units,
-                "params": self.params, "origin": self.origin, "alpha": self.alpha,
+                "params": self.params, "origin": self.origin, "how": self.how, "alpha": self.alpha,
                 "temperature": self.temperature, "budget_left": self.budget_left,
                 "epochs_trained": self.epochs_trained,
                 **{f"val_{k}": self.metrics[k] for k in ("accuracy", "auc", "log_loss")}}
@@ -145,19 +151,18 @@ class StudentSearch:
 
 
 def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
-                   config: ModelConfig, *, max_auc_drop: float, max_accuracy_drop: float,
+                   teacher_metrics: Dict[str, float], config: ModelConfig, *,
+                   max_auc_drop: float, max_accuracy_drop: float,
                    seed: int, sizes: Sequence[Tuple[int, int]] = STUDENT_SIZES,
                    grid: Sequence[Tuple[float, float]] = DISTILLATION_GRID,
                    budget_share: float = SEARCH_BUDGET_SHARE, strategy: str = "none",
-                   run_dir: Optional[Callable[[str], str]] = None,
-                   verbose: bool = False) -> StudentSearch:
+                   run_dir: Optional[Callable[[str], str]] = None) -> StudentSearch:
     """The smallest student within `budget_share` of the blessing budget, its best alpha and
     temperature, and its scratch control; see the module docstring. `config` is the students'
-    training configuration; `run_dir(name)` gives each candidate's log folder."""
-    for alpha, temperature in grid:
-        check_distillation_params(alpha, temperature)
+    training configuration; `teacher_metrics` the teacher's `modules.evaluation` metrics on
+    the eval split; `run_dir(name)` gives each candidate's log folder. Candidates train
+    without progress bars: one line each reports them."""
     targets = teacher_targets(teacher, prepared)
-    teacher_metrics = evaluation.keras_metrics(teacher, prepared.x_eval, prepared.y_eval)
     dim, classes = prepared.x_train.shape[1], prepared.num_classes
 
     def train(layers: int, units: int, alpha: Optional[float] = None,
@@ -169,7 +174,7 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
                 else f"{layers}x{units}_scratch")
         result = training.train_model(
             lambda: build_core(dim, classes, sized, seed=seed, name="student"), prepared, sized,
-            seed=seed, strategy=strategy, verbose=verbose,
+            seed=seed, strategy=strategy, verbose=False,
             run_dir=run_dir(name) if run_dir else None,
             **({"loss_fn": distillation_loss(alpha, temperature), "extra_targets": targets}
                if distilled else {}))
@@ -179,8 +184,8 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
                               metrics, blessing.budget_left(metrics, teacher_metrics,
                                                             max_auc_drop, max_accuracy_drop),
                               result.epochs_trained, result.history, result.model.get_weights())
-        print(f"distiller: {name}: accuracy {metrics['accuracy']:.4f}, AUC "
-              f"{metrics['auc']:.4f}, budget left {candidate.budget_left:+.2f}", flush=True)
+        log.info("distiller: %s: accuracy %.4f, AUC %.4f, budget left %+.2f", name,
+                 metrics["accuracy"], metrics["auc"], candidate.budget_left)
         return candidate
 
     tried = []

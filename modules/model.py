@@ -5,8 +5,8 @@ from typing import Any, Dict, Optional
 import tensorflow as tf
 
 from modules import layers
+from modules.settings import PRECISIONS
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclasses.dataclass

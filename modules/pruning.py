@@ -12,6 +12,7 @@ mask; `UpdatePruningStep` (a stock callback, driven by our loop like any other) 
 the step and enforces the masks at each epoch end, as it does for `model.fit`.
 """
 import dataclasses
+import logging
 import math
 from typing import Any, Dict, List, Optional
 
@@ -24,16 +25,13 @@ from modules.layers import DenseBlock, FeatureCross
 from modules.loop import LossFn, cross_entropy
 from modules.model import ModelConfig
 
+log = logging.getLogger(__name__)
+
 PRUNED_LAYERS = (DenseBlock, FeatureCross)
 # Fractions of the target sparsity tried in turn; 0 keeps the model dense and untouched.
 SPARSITY_STEPS = (1.0, 0.75, 0.5, 0.25, 0.0)
 # The share of the blessing budget the pruned model must leave (the rest is quantization's).
 PRUNE_BUDGET_SHARE = 0.25
-
-
-def check_sparsity(target_sparsity: float) -> None:
-    if not 0.0 <= target_sparsity < 1.0:
-        raise ValueError(f"target sparsity must be in [0, 1), got {target_sparsity}")
 
 
 def pruning_schedule(target_sparsity: float, steps_per_epoch: int, epochs: int):
@@ -82,7 +80,6 @@ def prune(core: tf.keras.Model, prepared: training.PreparedData, config: ModelCo
 
     No early stopping: restoring an earlier epoch's weights would restore its lower sparsity.
     """
-    check_sparsity(target_sparsity)
     weights = core.get_weights()
 
     def build():  # runs in the strategy's scope: the schedule counts global steps
@@ -127,7 +124,6 @@ def prune_within_budget(core: tf.keras.Model, prepared: training.PreparedData,
     """Prunes at the target sparsity, then at lower ones (SPARSITY_STEPS), until the pruned
     model leaves `budget_share` of the blessing budget against the teacher; if none does, the
     attempt that leaves the most (ties: the sparser)."""
-    check_sparsity(target_sparsity)
     ladder = sorted({round(target_sparsity * step, 4) for step in SPARSITY_STEPS}, reverse=True)
     attempts: List[PruneAttempt] = []
     best = None
@@ -142,8 +138,8 @@ def prune_within_budget(core: tf.keras.Model, prepared: training.PreparedData,
         attempt = PruneAttempt(sparsity, metrics, blessing.budget_left(
             metrics, teacher_metrics, max_auc_drop, max_accuracy_drop))
         attempts.append(attempt)
-        print(f"pruner: sparsity {sparsity:.2f}: accuracy {metrics['accuracy']:.4f}, AUC "
-              f"{metrics['auc']:.4f}, budget left {attempt.budget_left:+.2f}", flush=True)
+        log.info("pruner: sparsity %.2f: accuracy %.4f, AUC %.4f, budget left %+.2f", sparsity,
+                 metrics["accuracy"], metrics["auc"], attempt.budget_left)
         if best is None or attempt.budget_left > best.chosen.budget_left:
             best = PruneOutcome(model, result, attempts, attempt)
         if attempt.budget_left >= budget_share:

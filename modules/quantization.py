@@ -25,18 +25,10 @@ import tensorflow_model_optimization as tfmot
 from modules import fileio
 from modules.layers import DenseBlock
 from modules.model import to_float32
+from modules.settings import QUANTIZATION_MODES
 
-MODES = ("dynamic", "float16", "int8", "qat", "pqat")
+MODES = QUANTIZATION_MODES  # modules.settings.Quantization checks the modes a user asks for
 INTEGER_MODES = ("int8", "qat", "pqat")
-
-
-def check_modes(modes) -> List[str]:
-    modes = list(modes)
-    unknown = [m for m in modes if m not in MODES]
-    if unknown or not modes:
-        raise ValueError(f"unknown quantization mode(s) {', '.join(unknown) or '(none given)'}; "
-                         f"choose from {', '.join(MODES)}")
-    return modes
 
 
 def with_probabilities(core: tf.keras.Model) -> tf.keras.Model:
@@ -95,7 +87,8 @@ def quantize_aware(core: tf.keras.Model, preserve_sparsity: bool) -> tf.keras.Mo
 def convert(model: tf.keras.Model, mode: str,
             representative: Optional[np.ndarray] = None) -> bytes:
     """TFLite flatbuffer of `model` (features -> logits) with a softmax appended."""
-    check_modes([mode])
+    if mode not in MODES:
+        raise ValueError(f"unknown quantization mode {mode!r}; one of {', '.join(MODES)}")
     converter = tf.lite.TFLiteConverter.from_keras_model(with_probabilities(to_float32(model)))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":

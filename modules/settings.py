@@ -1,37 +1,323 @@
-"""The run settings every training component receives from the pipeline (as custom_config)."""
+"""Every setting of the pipeline, owned by one stage config.
+
+A stage config is a frozen dataclass whose fields are made with `setting(...)`: the default,
+the command-line flag and its help text, the check and the `--quick` value, in one place.
+Both runners build their flags from the stages (`add_flags`, `from_flags`); `create_pipeline`
+hands each component its stage as one execution property (`to_json`), and the executor reads
+it back (`from_json`), checked again by the same code. A new setting is a field here (and a
+line in the README); a new flag is `flag=True` on it.
+
+No TensorFlow here: the runners parse and check flags before anything heavy is imported.
+"""
+import argparse
 import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
+
+from modules.errors import UserError
+
+STRATEGIES = ("none", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+TUNERS = ("random", "hyperband", "bayesian", "none")
+QUANTIZATION_MODES = ("dynamic", "float16", "int8", "qat", "pqat")
 
 
-@dataclasses.dataclass
+class SettingError(UserError):
+    """A setting out of its range: the message names the flag, the value and what to do."""
+
+
+Check = Callable[[Any], Optional[str]]  # the problem with a value, or None
+
+
+def setting(default: Any, help: str, *, flag: Any = False, parse: Optional[Callable] = None,
+            check: Optional[Check] = None, quick: Any = None, metavar: Optional[str] = None):
+    """A stage field. `flag`: True for `--field-name`, a string for another name, False for
+    none. `parse` turns the flag's text into the value; `check` returns what is wrong with a
+    value (None when it is fine); `quick` is the value under --quick (None: the default)."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "flag": flag, "parse": parse, "check": check, "quick": quick,
+        "metavar": metavar})
+
+
+# -- checks and parsers ----------------------------------------------------------------------
+def one_of(choices: Sequence[str]) -> Check:
+    return lambda v: None if v in choices else f"unknown value; use one of {', '.join(choices)}"
+
+
+def at_least(low: float) -> Check:
+    return lambda v: None if v >= low else f"must be at least {low:g}"
+
+
+def between(low: float, high: float, *, high_open: bool = False, low_open: bool = False) -> Check:
+    def check(value):
+        ok_low = value > low if low_open else value >= low
+        ok_high = value < high if high_open else value <= high
+        if ok_low and ok_high:
+            return None
+        return (f"must be in {'(' if low_open else '['}{low:g}, {high:g}"
+                f"{')' if high_open else ']'}")
+    return check
+
+
+def greater_than(low: float) -> Check:
+    return lambda v: None if v > low else f"must be greater than {low:g}"
+
+
+def comma_list(text: str) -> Tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def read_search_space(path: str) -> Dict[str, Any]:
+    """A --search-space JSON file, checked against the model's hyperparameters."""
+    from modules.tuner import check_search_space  # TensorFlow: only when a file is given
+
+    try:
+        with open(path) as f:
+            space = json.load(f)
+        if not isinstance(space, dict):
+            raise ValueError("the file must hold a JSON object")
+        check_search_space(space)
+    except (OSError, ValueError) as e:  # argparse names the flag
+        raise argparse.ArgumentTypeError(f"{path}: {e}") from None
+    return space
+
+
+class FlagParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (SettingError), like every other bad
+    input, instead of printing its usage."""
+
+    def error(self, message: str):
+        raise SettingError(message)
+
+
+# -- the base of every stage -----------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    KEY: ClassVar[str] = ""  # its execution property and JSON key
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            check = field.metadata.get("check")
+            problem = check(value) if check and value is not None else None
+            if problem:
+                raise SettingError(f"{self.name_of(field.name)} {_text(value)}: {problem}")
+        self.check_together()
+
+    def check_together(self) -> None:
+        """Checks across fields; raises SettingError."""
+
+    @classmethod
+    def name_of(cls, name: str) -> str:
+        """The flag of a field, or its name where it has none (in messages)."""
+        field = {f.name: f for f in dataclasses.fields(cls)}[name]
+        flag = field.metadata.get("flag")
+        if flag is True:
+            return "--" + name.replace("_", "-")
+        return flag or f"{cls.KEY}.{name}"
+
+    @classmethod
+    def flagged(cls) -> List[dataclasses.Field]:
+        return [f for f in dataclasses.fields(cls) if f.metadata.get("flag")]
+
+    @classmethod
+    def add_flags(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group(cls.KEY)
+        for field in cls.flagged():
+            meta = field.metadata
+            default = field.default
+            if meta["quick"] is not None:
+                default = f"{_text(default)}; {_text(meta['quick'])} with --quick"
+            group.add_argument(cls.name_of(field.name), dest=f"{cls.KEY}.{field.name}",
+                               type=meta["parse"] or _kind(field), default=None,
+                               metavar=meta["metavar"] or field.name.upper(),
+                               help=f"{meta['help']} (default: {_text(default)})")
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace, quick: bool = False, **fixed) -> "Stage":
+        """The stage from parsed flags: a flag given wins, then `fixed` (a runner's choice),
+        then the --quick value, then the default."""
+        values = {}
+        for field in dataclasses.fields(cls):
+            given = getattr(args, f"{cls.KEY}.{field.name}", None)
+            if given is not None:
+                values[field.name] = given
+            elif field.name in fixed:
+                values[field.name] = fixed[field.name]
+            elif quick and field.metadata.get("quick") is not None:
+                values[field.name] = field.metadata["quick"]
+        return cls(**values)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "Stage":
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(fields[k].default, tuple) else v
+                      for k, v in values.items() if k in fields})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Stage":
+        return cls.from_dict(json.loads(text))
+
+
+def _kind(field: dataclasses.Field):
+    if isinstance(field.default, bool):
+        return None
+    if isinstance(field.default, (int, float, str)):
+        return type(field.default)
+    hint = str(field.type)
+    return float if "float" in hint else int if "int" in hint else str
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value) or "none"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# -- the stages ------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Training(Stage):
+    """What every training step shares: Tuner trials, Trainer, Distiller, Pruner, QAT."""
+    KEY: ClassVar[str] = "training"
+    seed: int = setting(42, "seed of every random choice", flag=True)
+    strategy: str = setting("none", "tf.distribute strategy: none, mirrored or multi_worker "
+                            "(reads TF_CONFIG)", flag=True, check=one_of(STRATEGIES))
+    precision: str = setting("float32", "float32, mixed_float16 or mixed_bfloat16",
+                             flag=True, check=one_of(PRECISIONS))
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning(Stage):
+    """Keras Tuner's search for the teacher's hyperparameters (modules.tuner)."""
+    KEY: ClassVar[str] = "tuning"
+    tuner: str = setting("hyperband", "hyperparameter search: random, hyperband, bayesian or "
+                         "none", flag=True, check=one_of(TUNERS))
+    trials: int = setting(10, "tuner trials", flag=True, check=at_least(1), quick=2)
+    max_epochs: int = setting(9, "epochs of the longest trial (Hyperband's max_epochs)",
+                              check=at_least(1), quick=2)
+    search_space: Optional[Dict[str, Any]] = setting(
+        None, "a JSON file replacing the tuner's search space (format: DEFAULT_SEARCH_SPACE "
+        "in modules/tuner.py)", flag=True, parse=read_search_space, metavar="JSON_FILE")
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher(Stage):
+    """The Trainer: retrains the teacher with the best hyperparameters."""
+    KEY: ClassVar[str] = "teacher"
+    epochs: Optional[int] = setting(None, "teacher training epochs (none: the tuned or "
+                                    "built-in value)", flag=True, check=at_least(1), quick=3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Distillation(Stage):
+    """The Distiller: the smallest student within the budget (modules.distillation)."""
+    KEY: ClassVar[str] = "distillation"
+    student_layers: Optional[int] = setting(
+        None, "student depth (DenseBlocks); none: searched, smallest first", flag=True,
+        check=at_least(1))
+    student_units: Optional[int] = setting(None, "student width; none: searched", flag=True,
+                                           check=at_least(1))
+    alpha: Optional[float] = setting(
+        None, "weight of the label cross-entropy, 1 - alpha weighs the teacher's soft "
+        "targets; none: chosen on the eval split from a small grid", flag=True,
+        check=between(0.0, 1.0))
+    temperature: Optional[float] = setting(
+        None, "temperature T that softens the logits; none: chosen with alpha", flag=True,
+        check=greater_than(0.0))
+    epochs: int = setting(20, "epochs of each student", check=at_least(1), quick=12)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pruning(Stage):
+    """The Pruner (modules.pruning)."""
+    KEY: ClassVar[str] = "pruning"
+    sparsity: float = setting(0.8, "pruning target: fraction of the student's weights set to "
+                              "zero", flag=True, check=between(0.0, 1.0, high_open=True))
+    epochs: int = setting(6, "fine-tuning epochs while pruning", check=at_least(1), quick=4)
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantization(Stage):
+    """The Quantizer (modules.quantization)."""
+    KEY: ClassVar[str] = "quantization"
+    modes: Tuple[str, ...] = setting(
+        ("dynamic", "float16", "int8"), "TFLite models to produce: dynamic, float16, int8, "
+        "qat, pqat", flag="--quantize", parse=comma_list, metavar="MODE[,MODE...]",
+        check=lambda modes: (None if modes and set(modes) <= set(QUANTIZATION_MODES) else
+                             f"unknown mode(s) {', '.join(sorted(set(modes) - set(QUANTIZATION_MODES))) or '(none given)'}; "
+                             f"choose from {', '.join(QUANTIZATION_MODES)}"))
+    deploy_mode: str = setting("int8", "the TFLite model that is blessed and pushed (one of "
+                               "--quantize)", flag=True)
+    qat_epochs: int = setting(2, "fine-tuning epochs of quantization-aware training",
+                              check=at_least(1))
+
+    def check_together(self):
+        if self.deploy_mode not in self.modes:
+            raise SettingError(f"--deploy-mode {self.deploy_mode}: not among --quantize "
+                               f"({', '.join(self.modes)}); add it there")
+
+
+@dataclasses.dataclass(frozen=True)
+class Blessing(Stage):
+    """The Evaluator's blessing (modules.blessing); the Distiller and Pruner compress within
+    the same budget."""
+    KEY: ClassVar[str] = "blessing_thresholds"  # "blessing" is the Evaluator's output
+    min_auc: float = setting(0.9, "the deployable model is blessed only with at least this "
+                             "ROC AUC", flag=True, check=between(0.0, 1.0))
+    max_auc_drop: float = setting(0.005, "... and at most this much below the teacher's ROC "
+                                  "AUC", flag=True, check=at_least(0.0))
+    max_accuracy_drop: float = setting(0.01, "... and at most this much below the teacher's "
+                                       "accuracy", flag=True, check=at_least(0.0))
+    slice_features: Tuple[str, ...] = setting(("payment_type",), "TFMA slices, where the "
+                                              "column exists")
+
+
+STAGES: Tuple[Type[Stage], ...] = (Training, Tuning, Teacher, Distillation, Pruning,
+                                   Quantization, Blessing)
+
+
+def add_stage_flags(parser: argparse.ArgumentParser) -> None:
+    for stage in STAGES:
+        stage.add_flags(parser)
+
+
+def stages_from_flags(args: argparse.Namespace, quick: bool = False) -> Dict[str, Stage]:
+    """{"training": Training(...), "tuning": ..., ...} from parsed flags (the names of
+    PipelineConfig's fields); raises SettingError naming the flag."""
+    return {stage.__name__.lower(): stage.from_flags(args, quick) for stage in STAGES}
+
+
+# -- what every model component is told ------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
 class RunSettings:
+    """The label, dropped columns and training settings, and where resumable state lives:
+    given to every component that trains or evaluates a model (JSON, as execution property
+    or custom_config entry `KEY`)."""
+    KEY: ClassVar[str] = "run_settings"
     label: str
-    drop: List[str] = dataclasses.field(default_factory=list)
-    seed: int = 0
-    strategy: str = "none"  # see modules.training.STRATEGIES
-    # ModelConfig fields set on the command line; they win over tuned and default values.
-    model_overrides: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    # Where resumable state lives across executions (checkpoints, the tuner's trials).
-    work_dir: Optional[str] = None
+    drop: Tuple[str, ...] = ()
+    training: Training = Training()
+    work_dir: Optional[str] = None  # checkpoints and the tuner's trials, kept across runs
     verbose: bool = True
 
-    @classmethod
-    def from_custom_config(cls, custom_config: Optional[Dict[str, Any]]) -> "RunSettings":
-        if not custom_config or "label" not in custom_config:
-            raise ValueError("custom_config must hold the run settings (at least 'label')")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in custom_config.items() if k in names})
+    def to_json(self) -> str:
+        return json.dumps({**dataclasses.asdict(self), "training": self.training.to_dict()},
+                          sort_keys=True)
 
     @classmethod
-    def from_exec_properties(cls, exec_properties: Dict[str, Any]) -> "RunSettings":
-        """From a custom component's `custom_config` execution property (JSON text)."""
-        return cls.from_custom_config(json.loads(exec_properties["custom_config"]))
-
-    def to_custom_config(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+    def from_json(cls, text: str) -> "RunSettings":
+        values = json.loads(text)
+        return cls(label=values["label"], drop=tuple(values.get("drop", ())),
+                   training=Training.from_dict(values.get("training", {})),
+                   work_dir=values.get("work_dir"), verbose=values.get("verbose", True))
 
     def work_subdir(self, component: str, *keys: Any) -> Optional[str]:
         """A directory that is the same whenever `keys` are, so a rerun finds its state."""

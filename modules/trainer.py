@@ -4,9 +4,9 @@ import os
 import keras_tuner
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from modules import export, fileio, training
+from modules import evaluation, export, fileio, training
 from modules.model import ModelConfig, build_core
-from modules.settings import RunSettings
+from modules.settings import RunSettings, Teacher
 
 
 def hyperparameter_values(hyperparameters) -> dict:
@@ -17,26 +17,30 @@ def hyperparameter_values(hyperparameters) -> dict:
 
 
 def run_fn(fn_args: FnArgs) -> None:
-    settings = RunSettings.from_custom_config(fn_args.custom_config)
+    settings = RunSettings.from_json(fn_args.custom_config[RunSettings.KEY])
+    teacher = Teacher.from_json(fn_args.custom_config[Teacher.KEY])
     tuned = hyperparameter_values(fn_args.hyperparameters)
-    config = ModelConfig.from_dict(tuned, **settings.model_overrides)
+    config = ModelConfig.from_dict(tuned, epochs=teacher.epochs,
+                                   precision=settings.training.precision)
     prepared = training.prepare_data(fn_args.train_files, fn_args.eval_files,
                                      fn_args.schema_path, settings.label, settings.drop)
-    checkpoint_dir = settings.work_subdir("trainer", fn_args.train_files, config.to_dict(),
-                                          settings.seed)
+    seed = settings.training.seed
+    checkpoint_dir = settings.work_subdir("trainer", fn_args.train_files, config.to_dict(), seed)
     result = training.train_model(
-        lambda: build_core(prepared.x_train.shape[1], prepared.num_classes, config,
-                           seed=settings.seed, name="teacher"),
-        prepared, config, seed=settings.seed, strategy=settings.strategy,
-        run_dir=fn_args.model_run_dir, checkpoint_dir=checkpoint_dir,
-        verbose=settings.verbose)
+        lambda: build_core(prepared.x_train.shape[1], prepared.num_classes, config, seed=seed,
+                           name="teacher"),
+        prepared, config, seed=seed, strategy=settings.training.strategy,
+        run_dir=fn_args.model_run_dir, checkpoint_dir=checkpoint_dir, verbose=settings.verbose)
     artifact_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     export.export_model(artifact_uri, result.model, prepared.preprocessor, prepared.columns,
                         prepared.label, prepared.classes, {
                             "role": "teacher", "hyperparameters": config.to_dict(),
-                            "tuned": bool(tuned), "seed": settings.seed,
+                            "tuned": bool(tuned), "seed": seed,
                             "epochs_trained": result.epochs_trained,
                             "best_epoch": result.best_epoch, "history": result.history,
-                            "eval_metrics": result.eval_metrics, "rows": prepared.row_counts})
+                            "eval_metrics": result.eval_metrics, "rows": prepared.row_counts,
+                            # measured once here, reused by the Distiller, Pruner, Evaluator
+                            "metrics": evaluation.keras_metrics(result.model, prepared.x_eval,
+                                                                prepared.y_eval)})
     if checkpoint_dir:  # the finished model is in the artifact; a rerun starts afresh
         fileio.rmtree(checkpoint_dir)

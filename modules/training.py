@@ -13,8 +13,8 @@ from modules import callbacks as cb
 from modules.model import ModelConfig
 from modules.preprocessing import FeaturePreprocessor, fit_preprocessor, transform
 from modules.schedules import ConstantThenExponentialDecay
+from modules.settings import STRATEGIES
 
-STRATEGIES = ("none", "mirrored", "multi_worker")
 
 
 @dataclasses.dataclass
@@ -43,12 +43,12 @@ def prepare_data(train_files: Sequence[str], eval_files: Sequence[str], schema_p
                     data.label_column(schema, label))
 
 
-def prepare_like(model, examples_uri: str) -> PreparedData:
-    """Loads the train and eval splits of an Examples artifact exactly as `model` (an
-    `export.ExportedModel`) was trained: its columns, label, classes and preprocessing."""
-    return _prepare([data.split_pattern(examples_uri, "train")],
-                    [data.split_pattern(examples_uri, "eval")], model.columns, model.label,
-                    model.preprocessor, model.classes)
+def prepare_like(model, examples: Sequence) -> PreparedData:
+    """Loads the train and eval splits of an Examples artifact (a one-item list, as in an
+    executor's input_dict) exactly as `model` (an `export.ExportedModel`) was trained: its
+    columns, label, classes and preprocessing."""
+    return _prepare(data.split_files(examples, "train"), data.split_files(examples, "eval"),
+                    model.columns, model.label, model.preprocessor, model.classes)
 
 
 def _prepare(train_files, eval_files, columns, label_column,

@@ -7,6 +7,7 @@ returns the best validation ROC AUC. Under Hyperband a trial that continues anot
 (`tuner/trial_id`) restores that trial's last checkpoint (weights and optimizer) and trains only
 from `tuner/initial_epoch` to `tuner/epochs`.
 """
+import logging
 import os
 import time
 from typing import Any, Dict, Optional
@@ -18,10 +19,10 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 from modules import fileio, memory, training
 from modules.model import ModelConfig, build_core
-from modules.settings import RunSettings
+from modules.settings import RunSettings, Tuning
 
+log = logging.getLogger(__name__)
 OBJECTIVE = keras_tuner.Objective("val_auc", direction="max")
-TUNERS = ("random", "hyperband", "bayesian")
 
 # Each entry: {"int": [low, high]} or {"float": [low, high]} (optional "sampling": "log",
 # "step"), {"choice": [values...]}, or a plain value (fixed, not searched).
@@ -97,13 +98,13 @@ class LoopTuner(keras_tuner.Tuner):
         super().__init__(oracle=oracle, hypermodel=self._build, **kwargs)
 
     def _config(self, hp: keras_tuner.HyperParameters) -> ModelConfig:
-        values = declare(hp, self.space)
-        overrides = {k: v for k, v in self.settings.model_overrides.items() if k != "epochs"}
-        return ModelConfig.from_dict(values, epochs=self.max_epochs, **overrides)
+        # The trial's epochs are the tuner's budget, not the teacher's --epochs.
+        return ModelConfig.from_dict(declare(hp, self.space), epochs=self.max_epochs,
+                                     precision=self.settings.training.precision)
 
     def _build(self, hp: keras_tuner.HyperParameters) -> tf.keras.Model:
         return build_core(self.prepared.x_train.shape[1], self.prepared.num_classes,
-                          self._config(hp), seed=self.settings.seed)
+                          self._config(hp), seed=self.settings.training.seed)
 
     def _checkpoint_dir(self, trial_id: str) -> str:
         return os.path.join(self.get_trial_dir(trial_id), "checkpoints")
@@ -126,17 +127,16 @@ class LoopTuner(keras_tuner.Tuner):
                 latest).expect_partial()
 
         result = training.train_model(
-            lambda: self._build(hp), self.prepared, config, seed=self.settings.seed,
-            strategy=self.settings.strategy, epochs=epochs,
+            lambda: self._build(hp), self.prepared, config, seed=self.settings.training.seed,
+            strategy=self.settings.training.strategy, epochs=epochs,
             initial_epoch=initial_epoch if previous else 0,
             restore_model=continue_previous if previous else None,
             run_dir=self.get_trial_dir(trial.trial_id),
             checkpoint_dir=self._checkpoint_dir(trial.trial_id),
             verbose=False)
         aucs = result.history.get("val_auc") or [result.eval_metrics["val_auc"]]
-        print(f"trial {trial.trial_id}: val_auc {max(aucs):.4f} after "
-              f"{result.epochs_trained} epoch(s) in {time.time() - started:.1f} s: "
-              f"{_describe(hp.values)}", flush=True)
+        log.info("trial %s: val_auc %.4f after %d epoch(s) in %.1f s: %s", trial.trial_id,
+                 max(aucs), result.epochs_trained, time.time() - started, _describe(hp.values))
         return {"val_auc": float(max(aucs)), "epochs_trained": float(result.epochs_trained)}
 
 
@@ -160,16 +160,15 @@ def make_oracle(kind: str, trials: int, max_epochs: int, seed: int):
                                                      seed=seed)
         oracle.max_trials = trials
         return oracle
-    raise ValueError(f"unknown tuner '{kind}'; choose one of {', '.join(TUNERS)}")
+    raise ValueError(f"unknown tuner '{kind}'; choose random, hyperband or bayesian")
 
 
-def make_tuner(prepared: training.PreparedData, settings: RunSettings, kind: str, trials: int,
-               max_epochs: int, directory: str, space: Optional[Dict[str, Any]] = None,
-               project_name: str = "search") -> LoopTuner:
-    space = DEFAULT_SEARCH_SPACE if space is None else space
-    check_search_space(space)
-    return LoopTuner(make_oracle(kind, trials, max_epochs, settings.seed), prepared, settings,
-                     space, max_epochs, directory=directory, project_name=project_name,
+def make_tuner(prepared: training.PreparedData, settings: RunSettings, tuning: Tuning,
+               directory: str, project_name: str = "search") -> LoopTuner:
+    space = DEFAULT_SEARCH_SPACE if tuning.search_space is None else tuning.search_space
+    return LoopTuner(make_oracle(tuning.tuner, tuning.trials, tuning.max_epochs,
+                                 settings.training.seed), prepared, settings, space,
+                     tuning.max_epochs, directory=directory, project_name=project_name,
                      overwrite=False)
 
 
@@ -179,18 +178,15 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     The tuner's directory is kept between runs (under the run settings' work_dir, keyed by
     data and search), so an interrupted search resumes where it stopped.
     """
-    config = dict(fn_args.custom_config)
-    settings = RunSettings.from_custom_config(config)
-    kind, trials, max_epochs = config["tuner"], int(config["trials"]), int(config["max_epochs"])
-    space = config.get("search_space")
-    space = DEFAULT_SEARCH_SPACE if space is None else space
+    settings = RunSettings.from_json(fn_args.custom_config[RunSettings.KEY])
+    tuning = Tuning.from_json(fn_args.custom_config[Tuning.KEY])
     prepared = training.prepare_data(fn_args.train_files, fn_args.eval_files,
                                      fn_args.schema_path, settings.label, settings.drop)
-    directory = (settings.work_subdir("tuner", fn_args.train_files, kind, trials, max_epochs,
-                                      space, settings.seed, settings.model_overrides)
+    directory = (settings.work_subdir("tuner", fn_args.train_files, tuning.to_dict(),
+                                      settings.training.to_dict())
                  or os.path.join(fn_args.working_dir, "tuner"))
-    tuner = make_tuner(prepared, settings, kind, trials, max_epochs, directory, space)
-    return TunerFnResult(tuner=tuner, fit_kwargs={"verbose": 0})  # we print one line per trial
+    tuner = make_tuner(prepared, settings, tuning, directory)
+    return TunerFnResult(tuner=tuner, fit_kwargs={"verbose": 0})  # we log one line per trial
 
 
 def trials_table(tuner: keras_tuner.Tuner) -> list:

@@ -11,18 +11,11 @@ from components.pruner import Pruner
 from components.pusher import Pusher
 from components.quantizer import Quantizer
 from components.tuner import Tuner
-from modules.settings import RunSettings
+from modules.settings import RunSettings, Teacher, Tuning
 from pipeline.configs import TRAIN_EVAL_BUCKETS, PipelineConfig
 
 TUNER_FN = "modules.tuner.tuner_fn"
 RUN_FN = "modules.trainer.run_fn"
-
-
-def run_settings(config: PipelineConfig) -> RunSettings:
-    """What every training component is told (as custom_config)."""
-    return RunSettings(label=config.label, drop=list(config.drop), seed=config.seed,
-                       strategy=config.strategy, model_overrides=dict(config.model_overrides),
-                       work_dir=config.work_dir, verbose=config.verbose)
 
 
 def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
@@ -34,7 +27,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name="train", hash_buckets=TRAIN_EVAL_BUCKETS[0]),
             tfx.proto.SplitConfig.Split(name="eval", hash_buckets=TRAIN_EVAL_BUCKETS[1])])))
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    examples = example_gen.outputs["examples"]
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
     if config.schema_path:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
     else:
@@ -45,41 +39,31 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
                               fail_on_anomalies=bool(config.schema_path))
     components = [example_gen, statistics_gen, schema_gen, validator]
 
-    custom_config = run_settings(config).to_custom_config()
+    run = config.run_settings
     hyperparameters = None
-    if config.tuner != "none":
+    if config.tuning.tuner != "none":
         tuner = Tuner(
-            tuner_fn=TUNER_FN, examples=example_gen.outputs["examples"],
-            schema=schema_gen.outputs["schema"],
+            tuner_fn=TUNER_FN, examples=examples, schema=schema_gen.outputs["schema"],
             train_args=tfx.proto.TrainArgs(splits=["train"]),
             eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-            custom_config={**custom_config, "tuner": config.tuner, "trials": config.trials,
-                           "max_epochs": config.tuner_max_epochs,
-                           "search_space": config.search_space})
+            custom_config={RunSettings.KEY: run.to_json(), Tuning.KEY: config.tuning.to_json(),
+                           Teacher.KEY: config.teacher.to_json()})
         tuner.add_upstream_node(validator)  # no tuning on data that failed validation
         hyperparameters = tuner.outputs["best_hyperparameters"]
         components.append(tuner)
     trainer = tfx.components.Trainer(
-        run_fn=RUN_FN, examples=example_gen.outputs["examples"],
-        schema=schema_gen.outputs["schema"], hyperparameters=hyperparameters,
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        run_fn=RUN_FN, examples=examples, schema=schema_gen.outputs["schema"],
+        hyperparameters=hyperparameters, train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=custom_config)
+        custom_config={RunSettings.KEY: run.to_json(), Teacher.KEY: config.teacher.to_json()})
     trainer.add_upstream_node(validator)
-    distiller = Distiller(
-        teacher=trainer.outputs["model"], examples=example_gen.outputs["examples"],
-        hyperparameters=hyperparameters, custom_config=custom_config, alpha=config.alpha,
-        temperature=config.temperature, student_layers=config.student_layers,
-        student_units=config.student_units, epochs=config.distill_epochs,
-        max_auc_drop=config.max_auc_drop, max_accuracy_drop=config.max_accuracy_drop)
-    pruner = Pruner(
-        model=distiller.outputs["student"], examples=example_gen.outputs["examples"],
-        teacher=trainer.outputs["model"], custom_config=custom_config,
-        target_sparsity=config.sparsity, epochs=config.prune_epochs,
-        max_auc_drop=config.max_auc_drop, max_accuracy_drop=config.max_accuracy_drop)
-    quantizer = Quantizer(
-        model=pruner.outputs["pruned_model"], examples=example_gen.outputs["examples"],
-        custom_config=custom_config, modes=config.quantization_modes)
+    teacher = trainer.outputs["model"]
+    distiller = Distiller(teacher=teacher, examples=examples, hyperparameters=hyperparameters,
+                          run_settings=run, config=config.distillation, budget=config.blessing)
+    pruner = Pruner(model=distiller.outputs["student"], examples=examples, teacher=teacher,
+                    run_settings=run, config=config.pruning, budget=config.blessing)
+    quantizer = Quantizer(model=pruner.outputs["pruned_model"], examples=examples,
+                          run_settings=run, config=config.quantization)
     resolver = None
     if config.resolve_baseline:  # the last blessed deployable model, from ML Metadata
         resolver = tfx.dsl.Resolver(
@@ -88,18 +72,16 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
             model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
         ).with_id("latest_blessed_model_resolver")
     evaluator = Evaluator(
-        teacher=trainer.outputs["model"], student_scratch=distiller.outputs["student_scratch"],
+        teacher=teacher, student_scratch=distiller.outputs["student_scratch"],
         student=distiller.outputs["student"], pruned=pruner.outputs["pruned_model"],
-        quantized=quantizer.outputs["quantized_model"], examples=example_gen.outputs["examples"],
-        baseline=resolver.outputs["model"] if resolver else None, custom_config=custom_config,
-        min_auc=config.min_auc, max_auc_drop=config.max_auc_drop,
-        max_accuracy_drop=config.max_accuracy_drop,
-        deploy_mode=config.deploy_mode, slice_features=config.slice_features)
+        quantized=quantizer.outputs["quantized_model"], examples=examples,
+        baseline=resolver.outputs["model"] if resolver else None, run_settings=run,
+        config=config.blessing, deploy_mode=config.quantization.deploy_mode)
     pusher = Pusher(
         quantized=quantizer.outputs["quantized_model"], pruned=pruner.outputs["pruned_model"],
-        teacher=trainer.outputs["model"], examples=example_gen.outputs["examples"],
-        blessing=evaluator.outputs["blessing"], evaluation=evaluator.outputs["evaluation"],
-        serving_dir=config.serving_dir, deploy_mode=config.deploy_mode)
+        teacher=teacher, examples=examples, blessing=evaluator.outputs["blessing"],
+        evaluation=evaluator.outputs["evaluation"], serving_dir=config.serving_dir,
+        deploy_mode=config.quantization.deploy_mode)
     components += [trainer, distiller, pruner, quantizer, *([resolver] if resolver else []),
                    evaluator, pusher]
     return components

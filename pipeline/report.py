@@ -93,12 +93,6 @@ def candidate_table(summary: Dict[str, Any]) -> str:
                     disable_numparse=True)
 
 
-def _learned(row: Dict[str, Any]) -> str:
-    if row["origin"] == "scratch":
-        return "from scratch"
-    return f"distilled, alpha {row['alpha']:g}, T {row['temperature']:g}"
-
-
 def distillation_lines(distillation: Optional[Dict[str, Any]]) -> List[str]:
     """The student search and the distilled-or-scratch decision, in words."""
     if not distillation or "selected" not in distillation:
@@ -115,7 +109,7 @@ def distillation_lines(distillation: Optional[Dict[str, Any]]) -> List[str]:
     scratch = distillation["scratch"]
     best = max(distillation["grid"], key=lambda r: (r["budget_left"], -r["val_log_loss"]))
     winner, loser = (best, scratch) if selected["origin"] == "distilled" else (scratch, best)
-    lines.append(f"Student: {_learned(winner)} beat {_learned(loser)}"
+    lines.append(f"Student: {winner['how']} beat {loser['how']}"
                  f"{' (the control)' if loser is scratch else ''}: eval accuracy "
                  f"{winner['val_accuracy'] - loser['val_accuracy']:+.4f}, AUC "
                  f"{winner['val_auc'] - loser['val_auc']:+.4f}; the Pruner starts from it")
@@ -249,7 +243,7 @@ def _distillation_html(distillation: Optional[Dict[str, Any]],
                        sparsity: Optional[Dict[str, Any]]) -> List[str]:
     if not distillation or "selected" not in distillation:
         return []
-    rows = [[stage, r["size"], r["params"], _learned(r), _fmt(r["val_accuracy"]),
+    rows = [[stage, r["size"], r["params"], r["how"], _fmt(r["val_accuracy"]),
              _fmt(r["val_auc"]), f"{r['budget_left']:+.2f}",
              "selected" if r == distillation["selected"] else ""]
             for stage, group in (("size search", distillation["sizes"]),

@@ -1,5 +1,6 @@
 """Bad input on the command line: one line naming the file, column or flag, exit code 2, no
-traceback, nothing written to the serving directory, in seconds (before TFX starts)."""
+traceback, nothing written, in seconds (before TFX starts). The cases run in-process through
+local_runner.main; one case and --help run as processes."""
 import json
 import os
 import subprocess
@@ -7,6 +8,7 @@ import sys
 
 import pytest
 
+import local_runner
 from csv_samples import taxi_rows, write_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,22 +80,35 @@ def _bad_inputs(directory, header, rows):
 
 
 
-@pytest.mark.parametrize("case", [
-    "text in a numeric column", "NA in a numeric column", "missing path", "folder without csv", "empty csv", "header only", "no label column",
-    "unknown drop column", "single class", "wrong field count", "duplicate column",
-    "unknown runner", "unknown tuner", "zero trials", "empty search space", "bad schema",
-    "negative learning rate via epochs 0", "unknown precision", "alpha out of range",
-    "non-positive temperature", "sparsity out of range", "unknown quantization mode"])
-def test_bad_input_is_one_line_error_before_anything_is_written(taxi, case):
+CASES = ["text in a numeric column", "NA in a numeric column", "missing path",
+         "folder without csv", "empty csv", "header only", "no label column",
+         "unknown drop column", "single class", "wrong field count", "duplicate column",
+         "unknown runner", "unknown tuner", "zero trials", "empty search space", "bad schema",
+         "negative learning rate via epochs 0", "unknown precision", "alpha out of range",
+         "non-positive temperature", "sparsity out of range", "unknown quantization mode"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_error_before_anything_is_written(taxi, case, capsys):
+    """In-process: local_runner.main returns 2 having printed one line; nothing is written."""
     directory, header, rows = taxi
     args, expected = _bad_inputs(directory, header, rows)[case]
     output = directory / f"out-{case.replace(' ', '-')}"
-    result = run_cli(*args, "--output", str(output))
+    assert local_runner.main([*args, "--output", str(output)]) == 2
+    stderr = capsys.readouterr().err
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and expected in lines[0], stderr[-2000:]
+    assert not output.exists()
+
+
+def test_bad_input_exits_2_with_one_line_and_no_traceback(taxi):
+    """The same path as a user meets it: a process, its exit status and its stderr."""
+    directory, header, rows = taxi
+    args, expected = _bad_inputs(directory, header, rows)["wrong field count"]
+    result = run_cli(*args, "--output", str(directory / "out-process"))
     assert result.returncode == 2, result.stderr[-2000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
+    assert result.stderr.strip().count("\n") == 0 and expected in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (output / "serving").exists()
 
 
 def test_help_documents_every_flag():
@@ -101,5 +116,5 @@ def test_help_documents_every_flag():
     assert result.returncode == 0
     for flag in ("--data", "--label", "--drop", "--output", "--runner", "--beam-arg",
                  "--schema", "--quick", "--no-cache", "--seed", "--tuner", "--trials",
-                 "--explain"):
+                 "--explain", "--alpha", "--sparsity", "--quantize", "--max-accuracy-drop"):
         assert flag in result.stdout

@@ -11,6 +11,7 @@ import modules  # noqa: F401  (tf_keras before tensorflow)
 import json
 import os
 
+import keras_tuner
 import pytest
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -24,7 +25,8 @@ from components.pruner.executor import Executor as PrunerExecutor
 from components.pusher import executor as pusher
 from components.quantizer.executor import Executor as QuantizerExecutor
 from modules import evaluation, export, fileio, trainer
-from modules.settings import RunSettings
+from modules.settings import (Blessing, Distillation, Pruning, Quantization, RunSettings,
+                              Teacher, Training)
 
 
 @pytest.fixture
@@ -97,11 +99,13 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
     """Trainer run_fn -> Distiller -> Pruner -> Quantizer -> Evaluator -> Pusher, every
     artifact, work folder and the serving folder at file:// URIs."""
     root = "file://" + str(tmp_path / "root")
-    settings = RunSettings(label="tipped", seed=0, work_dir=os.path.join(root, "work"),
-                           verbose=False, model_overrides={
-                               "num_layers": 2, "units": 32, "cross_rank": 0, "epochs": 2,
-                               "batch_size": 64})
-    custom_config = json.dumps(settings.to_custom_config())
+    settings = RunSettings(label="tipped", training=Training(seed=0),
+                           work_dir=os.path.join(root, "work"), verbose=False)
+    run = {RunSettings.KEY: settings.to_json()}
+    tuned = keras_tuner.HyperParameters()  # a small teacher, as the Tuner would pass it
+    for name, value in (("num_layers", 2), ("units", 32), ("cross_rank", 0),
+                        ("batch_size", 64)):
+        tuned.Fixed(name, value)
     examples = _examples_artifact(os.path.join(root, "CsvExampleGen", "examples", "1"))
     schema = schema_pb2.Schema()
     for name, kind in (("fare", schema_pb2.FLOAT), ("company", schema_pb2.BYTES),
@@ -117,7 +121,8 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
         schema_path=schema_path,
         serving_model_dir=os.path.join(teacher.uri, export.SERVING_DIR),
         model_run_dir=os.path.join(root, "Trainer", "model_run", "3"),
-        custom_config=settings.to_custom_config(), hyperparameters=None))
+        custom_config={**run, Teacher.KEY: Teacher(epochs=2).to_json()},
+        hyperparameters=tuned.get_config()))
 
     student, scratch = (_artifact(standard_artifacts.Model,
                                   os.path.join(root, "Distiller", name, "4"), i)
@@ -126,17 +131,17 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
     DistillerExecutor().Do(
         {"teacher": [teacher], "examples": [examples]},
         {"student": [student], "student_scratch": [scratch], "metrics": metrics},
-        {"alpha": 0.3, "temperature": 4.0, "student_layers": 1, "student_units": 4,
-         "epochs": 2, "max_auc_drop": 0.005, "max_accuracy_drop": 0.01,
-         "custom_config": custom_config})
+        {**run, Distillation.KEY: Distillation(alpha=0.3, temperature=4.0, student_layers=1,
+                                               student_units=4, epochs=2).to_json(),
+         Blessing.KEY: Blessing().to_json()})
 
     pruned = _artifact(standard_artifacts.Model, os.path.join(root, "Pruner", "model", "7"), 7)
     sparsity = _artifact(JsonReport, os.path.join(root, "Pruner", "sparsity", "7"), 8)
     PrunerExecutor().Do(
         {"model": [student], "examples": [examples], "teacher": [teacher]},
         {"pruned_model": [pruned], "sparsity": [sparsity]},
-        {"target_sparsity": 0.5, "epochs": 2, "max_auc_drop": 0.5, "max_accuracy_drop": 0.5,
-         "custom_config": custom_config})
+        {**run, Pruning.KEY: Pruning(sparsity=0.5, epochs=2).to_json(),
+         Blessing.KEY: Blessing(max_auc_drop=0.5, max_accuracy_drop=0.5).to_json()})
 
     quantized = _artifact(standard_artifacts.Model,
                           os.path.join(root, "Quantizer", "model", "9"), 9)
@@ -144,7 +149,7 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
         {"model": [pruned], "examples": [examples]},
         {"quantized_model": [quantized],
          "metrics": [_artifact(JsonReport, os.path.join(root, "Quantizer", "metrics", "9"), 10)]},
-        {"modes": json.dumps(["int8"]), "qat_epochs": 1, "custom_config": custom_config})
+        {**run, Quantization.KEY: Quantization(modes=("int8",)).to_json()})
 
     evaluation_report = _artifact(JsonReport, os.path.join(root, "Evaluator", "evaluation", "11"),
                                   11)
@@ -154,8 +159,9 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
         {"teacher": [teacher], "student_scratch": [scratch], "student": [student],
          "pruned": [pruned], "quantized": [quantized], "examples": [examples]},
         {"evaluation": [evaluation_report], "blessing": [blessing]},
-        {"min_auc": 0.6, "max_auc_drop": 0.5, "max_accuracy_drop": 0.5, "deploy_mode": "int8",
-         "slice_features": json.dumps(["company"]), "custom_config": custom_config})
+        {**run, "deploy_mode": "int8", Blessing.KEY: Blessing(
+            min_auc=0.6, max_auc_drop=0.5, max_accuracy_drop=0.5,
+            slice_features=("company",)).to_json()})
     report = fileio.read_json(os.path.join(evaluation_report.uri, "report.json"))
     assert report["blessed"], report["reasons"]
     assert report["candidates"]["int8"]["gzip_bytes"] > 0

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import kubeflow_runner  # noqa: E402
+from modules.settings import Pruning, RunSettings, Teacher, Training, Tuning
 from pipeline import configs  # noqa: E402
 
 IMAGE = "some.registry/tfx-compress:test"
@@ -213,12 +214,16 @@ def test_configuration_reaches_the_components(compiled):
     def parameter(task, name):
         return tasks[task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
 
-    settings = json.loads(parameter("Trainer", "custom_config"))
-    assert settings["work_dir"] == PIPELINE_ROOT + "/work"  # under the pipeline root
-    assert settings["strategy"] == "mirrored" and settings["seed"] == 7
-    assert settings["label"] == configs.DEFAULT_LABEL and settings["drop"] == []
-    tuner = json.loads(parameter("Tuner", "custom_config"))
-    assert tuner["tuner"] == "random" and tuner["trials"] == 3
+    trainer_config = json.loads(parameter("Trainer", "custom_config"))
+    settings = RunSettings.from_json(trainer_config[RunSettings.KEY])
+    assert settings.work_dir == PIPELINE_ROOT + "/work"  # under the pipeline root
+    assert settings.training == Training(seed=7, strategy="mirrored")
+    assert settings.label == configs.DEFAULT_LABEL and settings.drop == ()
+    assert Teacher.from_json(trainer_config[Teacher.KEY]).epochs == 3  # --quick
+    tuning = Tuning.from_json(json.loads(parameter("Tuner", "custom_config"))[Tuning.KEY])
+    assert tuning.tuner == "random" and tuning.trials == 3
+    assert Pruning.from_json(parameter("Pruner", Pruning.KEY)) == Pruning(epochs=4)
+    assert RunSettings.from_json(parameter("Evaluator", RunSettings.KEY)) == settings
     assert parameter("Pusher", "serving_dir") == PIPELINE_ROOT + "/serving"
     assert parameter("CsvExampleGen", "input_base") == DATA_ROOT
     assert compiled["config"].metadata_path is None  # the cluster's ML Metadata

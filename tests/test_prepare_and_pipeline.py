@@ -7,6 +7,7 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from modules import training
+from modules.settings import Distillation, Tuning
 from pipeline.configs import PipelineConfig
 from pipeline.pipeline import create_components, create_pipeline
 
@@ -86,7 +87,8 @@ def test_curated_schema_swaps_in_import_schema_gen_and_fails_on_anomalies(tmp_pa
 
 
 def test_no_tuner_leaves_the_trainer_on_default_hyperparameters(tmp_path):
-    components = {c.id: c for c in create_components(_config(tmp_path, tuner="none"))}
+    components = {c.id: c for c in create_components(_config(tmp_path,
+                                                              tuning=Tuning(tuner="none")))}
     assert "Tuner" not in components
     assert "hyperparameters" not in components["Trainer"].inputs
 
@@ -99,3 +101,12 @@ def test_caching_flag_and_beam_args_reach_the_pipeline(tmp_path):
     assert create_pipeline(_config(tmp_path)).enable_cache is True
     assert dag.metadata_connection_config.sqlite.filename_uri == str(
         tmp_path / "metadata.sqlite")
+
+
+def test_each_component_receives_its_stage_config(tmp_path):
+    config = _config(tmp_path, distillation=Distillation(alpha=0.2))
+    components = {c.id: c for c in create_components(config)}
+    assert Distillation.from_json(components["Distiller"].exec_properties[
+        Distillation.KEY]) == Distillation(alpha=0.2)
+    tuner_config = components["Tuner"].exec_properties["custom_config"]
+    assert Tuning.KEY in tuner_config and "run_settings" in tuner_config

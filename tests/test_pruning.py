@@ -68,17 +68,6 @@ def test_pruned_model_still_classifies(pruned):
     assert result.epochs_trained == 3  # no early stopping while pruning
 
 
-@pytest.mark.parametrize("bad", [1.0, -0.1, 1.5])
-def test_check_sparsity_rejects_values_outside_zero_one(bad):
-    with pytest.raises(ValueError, match="target sparsity"):
-        pruning.check_sparsity(bad)
-
-
-@pytest.mark.parametrize("ok", [0.0, 0.5, 0.99])
-def test_check_sparsity_accepts_values_in_zero_one(ok):
-    pruning.check_sparsity(ok)
-
-
 def test_pruning_schedule_ramps_to_target_within_two_thirds_of_fine_tuning():
     schedule = pruning.pruning_schedule(0.8, steps_per_epoch=9, epochs=3)
     end_step = schedule.get_config()["config"]["end_step"]

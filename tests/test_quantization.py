@@ -98,14 +98,6 @@ def test_fold_to_dense_rejects_feature_cross():
         quantization.fold_to_dense(core)
 
 
-def test_check_modes_rejects_unknown_and_empty_modes():
-    assert quantization.check_modes(("dynamic", "int8")) == ["dynamic", "int8"]
-    with pytest.raises(ValueError, match="int4"):
-        quantization.check_modes(["dynamic", "int4"])
-    with pytest.raises(ValueError, match="none given"):
-        quantization.check_modes([])
-
-
 @pytest.mark.parametrize("representative", [None, np.zeros((0, 20), np.float32)])
 def test_integer_conversion_without_representative_rows_raises(trained, representative):
     core, _ = trained

@@ -11,7 +11,7 @@ import tensorflow as tf
 from keras_tuner.engine import trial as trial_module
 
 from modules import training, tuner
-from modules.settings import RunSettings
+from modules.settings import RunSettings, Training, Tuning
 
 SPACE = {
     "units": {"choice": [8, 16]},
@@ -21,7 +21,13 @@ SPACE = {
     "dropout": 0.0,
     "batch_size": 64,
 }
-SETTINGS = RunSettings(label="label", seed=0, verbose=False)
+SETTINGS = RunSettings(label="label", training=Training(seed=0), verbose=False)
+
+
+def make_tuner(prepared, kind, trials, max_epochs, directory):
+    return tuner.make_tuner(prepared, SETTINGS, Tuning(tuner=kind, trials=trials,
+                                                       max_epochs=max_epochs,
+                                                       search_space=SPACE), directory)
 STEPS = training.budget(480, 64).steps_per_epoch  # 32: batch capped at 60, 4 passes
 
 
@@ -54,8 +60,7 @@ def search(prepared, directory, kind="random", trials=2, max_epochs=2, spy=None)
     with pytest.MonkeyPatch.context() as patch:
         spy = spy or TrainModelSpy()
         patch.setattr(training, "train_model", spy)
-        search_tuner = tuner.make_tuner(prepared, SETTINGS, kind, trials, max_epochs,
-                                        directory, SPACE)
+        search_tuner = make_tuner(prepared, kind, trials, max_epochs, directory)
         search_tuner.search()
     return search_tuner, spy
 
@@ -140,8 +145,7 @@ def test_hyperband_continuation_restores_previous_checkpoint_and_trains_the_rest
     with pytest.MonkeyPatch.context() as patch:
         spy = TrainModelSpy(on_restore=record)
         patch.setattr(training, "train_model", spy)
-        search_tuner = tuner.make_tuner(prepared, SETTINGS, "hyperband", 2, 4, str(tmp_path),
-                                        SPACE)
+        search_tuner = make_tuner(prepared, "hyperband", 2, 4, str(tmp_path))
         first = make_trial(search_tuner, "a", **{"tuner/epochs": 2,
                                                  "tuner/initial_epoch": 0})
         first_metrics = search_tuner.run_trial(first)
@@ -168,7 +172,7 @@ def test_hyperband_continuation_restores_previous_checkpoint_and_trains_the_rest
 
 
 def test_continuing_a_trial_without_checkpoint_fails_the_trial(prepared, tmp_path):
-    search_tuner = tuner.make_tuner(prepared, SETTINGS, "hyperband", 2, 4, str(tmp_path), SPACE)
+    search_tuner = make_tuner(prepared, "hyperband", 2, 4, str(tmp_path))
     orphan = make_trial(search_tuner, "c", **{"tuner/epochs": 4, "tuner/initial_epoch": 2,
                                               "tuner/trial_id": "missing"})
     with pytest.raises(keras_tuner.errors.FailedTrialError, match="missing"):

@@ -9,31 +9,22 @@ student and the control (what the Pruner starts from); `student_scratch`, the co
 with the teacher's serving signatures and preprocessing; and a `metrics` report of every
 candidate tried and which one won by how much.
 """
-import json
-from typing import Any, Dict, Optional
+from typing import Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter
 
 from components.artifacts import JsonReport
+from components.base import RUN_SETTINGS, json_parameter
 from components.distiller import executor
+from modules.settings import Blessing, Distillation, RunSettings
 
 
 class DistillerSpec(types.ComponentSpec):
-    PARAMETERS = {
-        # Unset: searched (DISTILLATION_GRID, STUDENT_SIZES); set: fixed.
-        "alpha": ExecutionParameter(type=float, optional=True),
-        "temperature": ExecutionParameter(type=float, optional=True),
-        "student_layers": ExecutionParameter(type=int, optional=True),
-        "student_units": ExecutionParameter(type=int, optional=True),
-        "epochs": ExecutionParameter(type=int),
-        # The blessing budget the student must stay within (its share: SEARCH_BUDGET_SHARE).
-        "max_auc_drop": ExecutionParameter(type=float),
-        "max_accuracy_drop": ExecutionParameter(type=float),
-        "custom_config": ExecutionParameter(type=str),
-    }
+    PARAMETERS = {RUN_SETTINGS: json_parameter(), Distillation.KEY: json_parameter(),
+                  Blessing.KEY: json_parameter()}
     INPUTS = {
         "teacher": ChannelParameter(type=standard_artifacts.Model),
         "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -47,28 +38,17 @@ class DistillerSpec(types.ComponentSpec):
     }
 
 
-def _maybe(kind, value):
-    return None if value is None else kind(value)
-
-
 class Distiller(base_component.BaseComponent):
     SPEC_CLASS = DistillerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, teacher: types.BaseChannel, examples: types.BaseChannel,
-                 custom_config: Dict[str, Any],
-                 hyperparameters: Optional[types.BaseChannel] = None, *,
-                 alpha: Optional[float] = None, temperature: Optional[float] = None,
-                 student_layers: Optional[int] = None, student_units: Optional[int] = None,
-                 epochs: int = 20, max_auc_drop: float = 0.005,
-                 max_accuracy_drop: float = 0.01):
+                 run_settings: RunSettings, config: Distillation, budget: Blessing,
+                 hyperparameters: Optional[types.BaseChannel] = None):
         super().__init__(spec=DistillerSpec(
             teacher=teacher, examples=examples, hyperparameters=hyperparameters,
-            alpha=_maybe(float, alpha), temperature=_maybe(float, temperature),
-            student_layers=_maybe(int, student_layers), student_units=_maybe(int, student_units),
-            epochs=int(epochs), max_auc_drop=float(max_auc_drop),
-            max_accuracy_drop=float(max_accuracy_drop),
-            custom_config=json.dumps(custom_config, sort_keys=True),
+            **{RUN_SETTINGS: run_settings.to_json(), Distillation.KEY: config.to_json(),
+               Blessing.KEY: budget.to_json()},
             student=types.Channel(type=standard_artifacts.Model),
             student_scratch=types.Channel(type=standard_artifacts.Model),
             metrics=types.Channel(type=JsonReport)))

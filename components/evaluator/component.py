@@ -9,8 +9,7 @@ by `modules.blessing.decide`, against the teacher and the last blessed model of 
 when the baseline is the candidate itself, the evaluation that blessed it, kept in the work
 dir, is reused).
 """
-import json
-from typing import Any, Dict, Optional, Sequence
+from typing import Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
@@ -18,18 +17,17 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.artifacts import JsonReport
+from components.base import RUN_SETTINGS, json_parameter
 from components.evaluator import executor
 from components.evaluator.executor import CANDIDATE_MODELS
+from modules.settings import Blessing, RunSettings
 
 
 class EvaluatorSpec(types.ComponentSpec):
     PARAMETERS = {
-        "min_auc": ExecutionParameter(type=float),
-        "max_auc_drop": ExecutionParameter(type=float),
-        "max_accuracy_drop": ExecutionParameter(type=float),
-        "deploy_mode": ExecutionParameter(type=str),
-        "slice_features": ExecutionParameter(type=str),  # JSON list
-        "custom_config": ExecutionParameter(type=str),
+        RUN_SETTINGS: json_parameter(),
+        Blessing.KEY: json_parameter(),
+        "deploy_mode": ExecutionParameter(type=str),  # from the Quantization stage
     }
     INPUTS = {
         **{name: ChannelParameter(type=standard_artifacts.Model) for name in CANDIDATE_MODELS},
@@ -50,16 +48,12 @@ class Evaluator(base_beam_component.BaseBeamComponent):
     def __init__(self, *, teacher: types.BaseChannel, student_scratch: types.BaseChannel,
                  student: types.BaseChannel, pruned: types.BaseChannel,
                  quantized: types.BaseChannel, examples: types.BaseChannel,
-                 custom_config: Dict[str, Any], baseline: Optional[types.BaseChannel] = None,
-                 min_auc: float = 0.9, max_auc_drop: float = 0.005,
-                 max_accuracy_drop: float = 0.01, deploy_mode: str = "int8",
-                 slice_features: Sequence[str] = ("payment_type",)):
+                 run_settings: RunSettings, config: Blessing, deploy_mode: str,
+                 baseline: Optional[types.BaseChannel] = None):
         super().__init__(spec=EvaluatorSpec(
             teacher=teacher, student_scratch=student_scratch, student=student, pruned=pruned,
             quantized=quantized, examples=examples, baseline=baseline,
-            min_auc=float(min_auc), max_auc_drop=float(max_auc_drop),
-            max_accuracy_drop=float(max_accuracy_drop), deploy_mode=deploy_mode,
-            slice_features=json.dumps(list(slice_features)),
-            custom_config=json.dumps(custom_config, sort_keys=True),
+            **{RUN_SETTINGS: run_settings.to_json(), Blessing.KEY: config.to_json()},
+            deploy_mode=deploy_mode,
             evaluation=types.Channel(type=JsonReport),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing)))

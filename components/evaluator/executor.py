@@ -1,16 +1,18 @@
 """Evaluator executor: measure every candidate, slice with TFMA, decide the blessing."""
-import json
+import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
-from tfx import types
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from components.artifacts import write_report
+from components.base import StepExecutor, StepInputs
 from modules import (blessing, data, evaluation, export, fileio, memory, quantization,
-                     sliced_metrics, training)
-from modules.settings import RunSettings
+                     sliced_metrics)
+from modules.settings import Blessing, RunSettings
+
+log = logging.getLogger(__name__)
 
 TFLITE_FILE = "model.tflite"
 CANDIDATE_MODELS = ("teacher", "student_scratch", "student", "pruned")  # SavedModel inputs
@@ -28,106 +30,99 @@ def _evaluation_cache(settings: RunSettings, quantized_id: int) -> Optional[str]
     return os.path.join(folder, EVALUATION_FILE) if folder else None
 
 
-def _previous_evaluation(input_dict, settings: RunSettings,
-                         candidate_id: int) -> Optional[Dict[str, Any]]:
+def _previous_evaluation(step: StepInputs, candidate_id: int) -> Optional[Dict[str, Any]]:
     """The evaluation that blessed the candidate itself in an earlier run, if it did."""
-    if not input_dict.get("baseline"):
+    if not step.input_dict.get("baseline"):
         return None
-    if artifact_utils.get_single_instance(input_dict["baseline"]).id != candidate_id:
+    if artifact_utils.get_single_instance(step.input_dict["baseline"]).id != candidate_id:
         return None
-    path = _evaluation_cache(settings, candidate_id)
+    path = _evaluation_cache(step.settings, candidate_id)
     if not path or not fileio.exists(path):
         return None
     return fileio.read_json(path)
 
 
-class Executor(base_beam_executor.BaseBeamExecutor):
+class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
+    STAGE = Blessing
+    MODEL_KEY = "teacher"
 
-    def Do(self, input_dict: Dict[str, List[types.Artifact]],
-           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
-        settings = RunSettings.from_exec_properties(exec_properties)
-        quantized = artifact_utils.get_single_instance(input_dict["quantized"])
-        report = _previous_evaluation(input_dict, settings, quantized.id)
+    def run(self, step: StepInputs) -> None:
+        quantized = artifact_utils.get_single_instance(step.input_dict["quantized"])
+        report = _previous_evaluation(step, quantized.id)
         if report is not None:
             report["reasons"][-1] = ("ok: this is the model an earlier run blessed, unchanged "
                                      "(its evaluation is reused)")
             report["baseline"] = {"artifact_id": quantized.id, "uri": quantized.uri,
                                   "is_candidate": True}
         else:
-            report = self._evaluate(input_dict, output_dict, settings, exec_properties,
-                                    quantized)
-            if report["blessed"] and _evaluation_cache(settings, quantized.id):
-                fileio.write_json(_evaluation_cache(settings, quantized.id), report)
-        self._write_blessing(output_dict, quantized, report)
-        write_report(output_dict["evaluation"][0], report)
-        print("evaluator: " + ("BLESSED" if report["blessed"] else "NOT blessed") + "; "
-              + "; ".join(report["reasons"]), flush=True)
+            report = self._evaluate(step, quantized)
+            cache = _evaluation_cache(step.settings, quantized.id)
+            if report["blessed"] and cache:
+                fileio.write_json(cache, report)
+        self._write_blessing(step.output_dict, quantized, report)
+        write_report(step.output_dict["evaluation"][0], report)
+        log.info("evaluator: %s; %s", "BLESSED" if report["blessed"] else "NOT blessed",
+                 "; ".join(report["reasons"]))
 
-    def _evaluate(self, input_dict, output_dict, settings, exec_properties,
-                  quantized) -> Dict[str, Any]:
-        deploy_mode = exec_properties["deploy_mode"]
-        uris = {name: artifact_utils.get_single_uri(input_dict[name]) for name in CANDIDATE_MODELS}
-        modes = export.read_info(quantized.uri)["modes"]
-        if deploy_mode not in modes:
+    def _evaluate(self, step: StepInputs, quantized) -> Dict[str, Any]:
+        deploy_mode, thresholds = step.exec_properties["deploy_mode"], step.stage
+        info = export.read_info(quantized.uri)
+        if deploy_mode not in info["modes"]:
             raise ValueError(f"deploy mode '{deploy_mode}' was not produced by the Quantizer "
-                             f"(modes: {', '.join(modes)})")
-        models = {name: export.load_model(uri) for name, uri in uris.items()}
-        examples_uri = artifact_utils.get_single_uri(input_dict["examples"])
-        eval_pattern = data.split_pattern(examples_uri, "eval")
-        prepared = training.prepare_like(models["teacher"], examples_uri)
-        pruned_params = models["pruned"].core.count_params()
-
-        def measure_tflite(path: str) -> Dict[str, float]:
-            predict, single = evaluation.tflite_predictor(quantization.TFLiteModel.from_file(path))
-            return evaluation.evaluate_candidate(predict, single, prepared.x_eval,
-                                                 prepared.y_eval, path, params=pruned_params)
-
+                             f"(modes: {', '.join(info['modes'])})")
+        prepared = step.prepared
         candidates: Dict[str, Dict[str, Any]] = {}
-        for name, model in models.items():
+        for name in CANDIDATE_MODELS:
+            model = step.load(name)
             predict, single = evaluation.keras_predictor(model.core)
             candidates[name] = evaluation.evaluate_candidate(
                 predict, single, prepared.x_eval, prepared.y_eval,
-                os.path.join(uris[name], export.SERVING_DIR), params=model.core.count_params())
+                os.path.join(step.uri(name), export.SERVING_DIR),
+                params=model.core.count_params(), metrics=model.info.get("metrics"))
             candidates[name]["nonzero_params"] = evaluation.nonzero_params(
                 model.core.get_weights())
-        for mode in modes:
-            candidates[mode] = measure_tflite(_tflite_path(quantized.uri, mode))
-            candidates[mode]["nonzero_params"] = candidates["pruned"]["nonzero_params"]
-        del models  # TFMA loads its own copies
+        for mode in info["modes"]:  # measured by the Quantizer on this very split
+            candidates[mode] = {**info["metrics"][mode],
+                                "nonzero_params": candidates["pruned"]["nonzero_params"]}
+        step.unload_models()  # TFMA loads its own copies
         memory.release()
 
         baseline = None
-        if input_dict.get("baseline"):
-            baseline_artifact = artifact_utils.get_single_instance(input_dict["baseline"])
+        if step.input_dict.get("baseline"):
+            baseline_artifact = artifact_utils.get_single_instance(step.input_dict["baseline"])
             path = _tflite_path(baseline_artifact.uri, deploy_mode)
             if fileio.exists(path):
+                predict, single = evaluation.tflite_predictor(
+                    quantization.TFLiteModel.from_file(path))
                 baseline = {"artifact_id": baseline_artifact.id, "uri": baseline_artifact.uri,
                             "is_candidate": baseline_artifact.id == quantized.id,
-                            **measure_tflite(path)}
+                            **evaluation.evaluate_candidate(
+                                predict, single, prepared.x_eval, prepared.y_eval, path,
+                                params=candidates["pruned"]["params"])}
         majority_class, majority_accuracy = blessing.majority_rate(prepared.y_train,
                                                                    prepared.y_eval)
         blessed, reasons = blessing.decide(
             candidates[deploy_mode], candidates["teacher"], baseline,
             majority_accuracy=majority_accuracy, num_classes=prepared.num_classes,
-            min_auc=exec_properties["min_auc"], max_auc_drop=exec_properties["max_auc_drop"],
-            max_accuracy_drop=exec_properties["max_accuracy_drop"])
+            min_auc=thresholds.min_auc, max_auc_drop=thresholds.max_auc_drop,
+            max_accuracy_drop=thresholds.max_accuracy_drop)
 
         slices = {}
-        slice_features = [f for f in json.loads(exec_properties["slice_features"])
+        slice_features = [f for f in thresholds.slice_features
                           if f in {c.name for c in prepared.columns}]
         if sliced_metrics.supported(prepared.classes):
-            tfma_dir = os.path.join(output_dict["evaluation"][0].uri, "tfma")
+            tfma_dir = os.path.join(step.output_uri("evaluation"), "tfma")
             labeled = os.path.join(tfma_dir, "labeled_eval_examples.gz")
-            data.write_labeled_examples([eval_pattern], prepared.label, prepared.classes, labeled)
+            data.write_labeled_examples(data.split_files(step.input_dict["examples"], "eval"),
+                                        prepared.label, prepared.classes, labeled)
             slices = sliced_metrics.sliced_metrics(
-                {name: os.path.join(uri, export.SERVING_DIR) for name, uri in uris.items()},
-                labeled, settings.label, slice_features, tfma_dir,
+                {name: os.path.join(step.uri(name), export.SERVING_DIR)
+                 for name in CANDIDATE_MODELS},
+                labeled, step.settings.label, slice_features, tfma_dir,
                 beam_args=self._beam_pipeline_args)
         return {"candidates": candidates, "deployable": deploy_mode, "blessed": blessed,
                 "reasons": reasons, "baseline": baseline, "slices": slices,
-                "thresholds": {"min_auc": exec_properties["min_auc"],
-                               "max_auc_drop": exec_properties["max_auc_drop"],
-                               "max_accuracy_drop": exec_properties["max_accuracy_drop"],
+                "thresholds": {**thresholds.to_dict(),
                                "noise_tolerance": blessing.NOISE_TOLERANCE},
                 "majority_class": {"class": prepared.classes[majority_class],
                                    "eval_accuracy": majority_accuracy},

@@ -8,26 +8,20 @@ distilled, fine-tuning keeps distilling from it with the student's own alpha and
 `model` (stripped of pruning wrappers, same serving signatures) and a per-layer `sparsity`
 report.
 """
-import json
-from typing import Any, Dict
-
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter
 
 from components.artifacts import JsonReport
+from components.base import RUN_SETTINGS, json_parameter
 from components.pruner import executor
+from modules.settings import Blessing, Pruning, RunSettings
 
 
 class PrunerSpec(types.ComponentSpec):
-    PARAMETERS = {
-        "target_sparsity": ExecutionParameter(type=float),
-        "epochs": ExecutionParameter(type=int),
-        "max_auc_drop": ExecutionParameter(type=float),
-        "max_accuracy_drop": ExecutionParameter(type=float),
-        "custom_config": ExecutionParameter(type=str),
-    }
+    PARAMETERS = {RUN_SETTINGS: json_parameter(), Pruning.KEY: json_parameter(),
+                  Blessing.KEY: json_parameter()}
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
         "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -44,13 +38,11 @@ class Pruner(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
-                 custom_config: Dict[str, Any], teacher: types.BaseChannel, *,
-                 target_sparsity: float = 0.8, epochs: int = 6, max_auc_drop: float = 0.005,
-                 max_accuracy_drop: float = 0.01):
+                 teacher: types.BaseChannel, run_settings: RunSettings, config: Pruning,
+                 budget: Blessing):
         super().__init__(spec=PrunerSpec(
             model=model, examples=examples, teacher=teacher,
-            target_sparsity=float(target_sparsity), epochs=int(epochs),
-            max_auc_drop=float(max_auc_drop), max_accuracy_drop=float(max_accuracy_drop),
-            custom_config=json.dumps(custom_config, sort_keys=True),
+            **{RUN_SETTINGS: run_settings.to_json(), Pruning.KEY: config.to_json(),
+               Blessing.KEY: budget.to_json()},
             pruned_model=types.Channel(type=standard_artifacts.Model),
             sparsity=types.Channel(type=JsonReport)))

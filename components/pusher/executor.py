@@ -1,5 +1,6 @@
 """Pusher executor: assemble the version in a temporary folder, then rename it into place."""
 import datetime
+import logging
 import os
 import time
 from typing import Any, Dict, List, Optional
@@ -12,6 +13,7 @@ from tfx.types import artifact_utils
 from components.artifacts import read_report
 from modules import export, fileio
 
+log = logging.getLogger(__name__)
 TEMP_PREFIX = ".incomplete-"
 
 
@@ -70,9 +72,8 @@ class Executor(base_executor.BaseExecutor):
         evaluation = read_report(artifacts["evaluation"].uri)
         if not artifacts["blessing"].get_int_custom_property("blessed"):
             pushed.set_int_custom_property("pushed", 0)
-            print("pusher: not pushed, the candidate is not blessed: "
-                  + "; ".join(r for r in evaluation["reasons"] if r.startswith("FAILED")),
-                  flush=True)
+            log.info("pusher: not pushed, the candidate is not blessed: %s",
+                     "; ".join(r for r in evaluation["reasons"] if r.startswith("FAILED")))
             return
         mode = exec_properties["deploy_mode"]
         existing = already_pushed(exec_properties["serving_dir"], artifacts["quantized"].id)
@@ -80,7 +81,7 @@ class Executor(base_executor.BaseExecutor):
             pushed.set_int_custom_property("pushed", 1)
             pushed.set_string_custom_property("pushed_destination", existing)
             pushed.set_string_custom_property("pushed_version", os.path.basename(existing))
-            print(f"pusher: already pushed as {existing}; nothing new to push", flush=True)
+            log.info("pusher: already pushed as %s; nothing new to push", existing)
             return
         card = self._model_card(artifacts, evaluation, mode)
 
@@ -97,7 +98,7 @@ class Executor(base_executor.BaseExecutor):
         pushed.set_int_custom_property("pushed", 1)
         pushed.set_string_custom_property("pushed_destination", target)
         pushed.set_string_custom_property("pushed_version", os.path.basename(target))
-        print(f"pusher: pushed to {target}", flush=True)
+        log.info("pusher: pushed to %s", target)
 
     def _model_card(self, artifacts, evaluation, mode) -> Dict[str, Any]:
         pruned_info = export.read_info(artifacts["pruned"].uri)

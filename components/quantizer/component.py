@@ -6,24 +6,19 @@ artifact with one folder per mode (`<mode>/model.tflite` and `<mode>/contract.js
 input contract), and a `metrics` report. Every .tflite is loaded and evaluated by the TFLite
 interpreter here; one that fails to convert, load or run fails the component.
 """
-import json
-from typing import Any, Dict, Sequence
-
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter
 
 from components.artifacts import JsonReport
+from components.base import RUN_SETTINGS, json_parameter
 from components.quantizer import executor
+from modules.settings import Quantization, RunSettings
 
 
 class QuantizerSpec(types.ComponentSpec):
-    PARAMETERS = {
-        "modes": ExecutionParameter(type=str),  # JSON list, see modules.quantization.MODES
-        "qat_epochs": ExecutionParameter(type=int),
-        "custom_config": ExecutionParameter(type=str),
-    }
+    PARAMETERS = {RUN_SETTINGS: json_parameter(), Quantization.KEY: json_parameter()}
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
         "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -39,10 +34,9 @@ class Quantizer(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
-                 custom_config: Dict[str, Any], *,
-                 modes: Sequence[str] = ("dynamic", "float16", "int8"), qat_epochs: int = 2):
+                 run_settings: RunSettings, config: Quantization):
         super().__init__(spec=QuantizerSpec(
-            model=model, examples=examples, modes=json.dumps(list(modes)),
-            qat_epochs=int(qat_epochs), custom_config=json.dumps(custom_config, sort_keys=True),
+            model=model, examples=examples,
+            **{RUN_SETTINGS: run_settings.to_json(), Quantization.KEY: config.to_json()},
             quantized_model=types.Channel(type=standard_artifacts.Model),
             metrics=types.Channel(type=JsonReport)))

@@ -1,18 +1,16 @@
 """Quantizer executor: convert, write the input contract, check every model with the
-interpreter on the eval split."""
-import json
+interpreter on the eval split (the Evaluator reuses these measurements)."""
+import logging
 import os
-from typing import Any, Dict, List
-
-from tfx import types
-from tfx.dsl.components.base import base_executor
-from tfx.types import artifact_utils
+from typing import Any, Dict
 
 from components.artifacts import write_report
+from components.base import StepExecutor, StepInputs
 from modules import data, evaluation, export, fileio, quantization, training
 from modules.model import ModelConfig
-from modules.settings import RunSettings
+from modules.settings import Quantization
 
+log = logging.getLogger(__name__)
 TFLITE_FILE = "model.tflite"
 CONTRACT_FILE = "contract.json"
 
@@ -39,24 +37,18 @@ def input_contract(model: quantization.TFLiteModel, source: export.ExportedModel
     }
 
 
-class Executor(base_executor.BaseExecutor):
+class Executor(StepExecutor):
+    STAGE = Quantization
 
-    def Do(self, input_dict: Dict[str, List[types.Artifact]],
-           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
-        settings = RunSettings.from_exec_properties(exec_properties)
-        modes = quantization.check_modes(json.loads(exec_properties["modes"]))
-        source_uri = artifact_utils.get_single_uri(input_dict["model"])
-        source = export.load_model(source_uri)
-        examples_uri = artifact_utils.get_single_uri(input_dict["examples"])
-        prepared = training.prepare_like(source, examples_uri)
-        output_uri = artifact_utils.get_single_uri(output_dict["quantized_model"])
+    def run(self, step: StepInputs) -> None:
+        source, prepared, stage = step.model, step.prepared, step.stage
+        output_uri = step.output_uri("quantized_model")
         report = {}
-        for mode in modes:
-            model = self._model_for(mode, source, prepared, settings,
-                                    exec_properties["qat_epochs"])
-            representative = (quantization.representative_sample(prepared.x_train,
-                                                                 seed=settings.seed)
-                              if mode in quantization.INTEGER_MODES else None)
+        for mode in stage.modes:
+            model = self._model_for(mode, step)
+            representative = (quantization.representative_sample(
+                prepared.x_train, seed=step.settings.training.seed)
+                if mode in quantization.INTEGER_MODES else None)
             content = quantization.convert(model, mode, representative)
             folder = os.path.join(output_uri, mode)
             path = os.path.join(folder, TFLITE_FILE)
@@ -67,22 +59,24 @@ class Executor(base_executor.BaseExecutor):
             predict, single = evaluation.tflite_predictor(tflite)
             report[mode] = evaluation.evaluate_candidate(
                 predict, single, prepared.x_eval, prepared.y_eval, path,
-                params=evaluation.nonzero_params(source.core.get_weights()))
-            print(f"quantizer: {mode}: auc {report[mode]['auc']:.4f}, "
-                  f"{report[mode]['size_bytes']} bytes", flush=True)
+                params=source.core.count_params())
+            log.info("quantizer: %s: accuracy %.4f, AUC %.4f, %d bytes", mode,
+                     report[mode]["accuracy"], report[mode]["auc"], report[mode]["size_bytes"])
         fileio.write_json(os.path.join(output_uri, export.INFO_FILE), {
-            "role": "tflite", "modes": modes, "source_uri": source_uri,
+            "role": "tflite", "modes": list(stage.modes), "source_uri": step.uri("model"),
             "classes": source.classes, "metrics": report})
-        write_report(output_dict["metrics"][0], report)
+        write_report(step.output_dict["metrics"][0], report)
 
     @staticmethod
-    def _model_for(mode, source, prepared, settings, qat_epochs):
+    def _model_for(mode: str, step: StepInputs):
         """The Keras model to convert: the source, or a QAT model fine-tuned with the loop."""
+        source = step.model
         if mode not in ("qat", "pqat"):
             return source.core
         config = ModelConfig.from_dict(source.info.get("hyperparameters"))
         result = training.train_model(
             lambda: quantization.quantize_aware(source.core, preserve_sparsity=mode == "pqat"),
-            prepared, config, seed=settings.seed, epochs=qat_epochs, early_stopping=False,
-            verbose=settings.verbose)
+            step.prepared, config, seed=step.settings.training.seed,
+            epochs=step.stage.qat_epochs, early_stopping=False,
+            verbose=step.settings.verbose)
         return result.model

@@ -1,0 +1,78 @@
+"""What the executors of our model components share: the run settings and the stage config
+parsed, the input model and the examples opened once (on first use), handed to the step."""
+import functools
+from typing import Any, ClassVar, Dict, List, Optional, Type
+
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.types.component_spec import ExecutionParameter
+
+from modules import export, training
+from modules.settings import Blessing, RunSettings, Stage
+
+RUN_SETTINGS = RunSettings.KEY  # the execution property holding RunSettings (JSON)
+
+
+def json_parameter() -> ExecutionParameter:
+    """An execution property holding a stage config or the run settings, as JSON."""
+    return ExecutionParameter(type=str)
+
+
+class StepInputs:
+    """Everything a step starts from. `model` (input `model_key`) and `prepared` (both
+    splits, prepared exactly as that model was trained) are loaded on first use, once."""
+
+    def __init__(self, settings: RunSettings, stage: Optional[Stage], model_key: str,
+                 input_dict: Dict[str, List[types.Artifact]],
+                 output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
+        self.settings, self.stage, self.model_key = settings, stage, model_key
+        self.input_dict, self.output_dict = input_dict, output_dict
+        self.exec_properties = exec_properties
+        self._models: Dict[str, export.ExportedModel] = {}
+
+    def uri(self, key: str) -> str:
+        return artifact_utils.get_single_uri(self.input_dict[key])
+
+    def output_uri(self, key: str) -> str:
+        return artifact_utils.get_single_uri(self.output_dict[key])
+
+    def load(self, key: str) -> export.ExportedModel:
+        """The Model artifact of input `key`, loaded once."""
+        if key not in self._models:
+            self._models[key] = export.load_model(self.uri(key))
+        return self._models[key]
+
+    def unload_models(self) -> None:
+        """Lets the loaded models go (the prepared data stays)."""
+        self._models.clear()
+
+    @property
+    def model(self) -> export.ExportedModel:
+        return self.load(self.model_key)
+
+    @functools.cached_property
+    def prepared(self) -> training.PreparedData:
+        return training.prepare_like(self.model, self.input_dict["examples"])
+
+    @property
+    def budget(self) -> Blessing:
+        """The blessing budget, for steps that compress within it."""
+        return Blessing.from_json(self.exec_properties[Blessing.KEY])
+
+
+class StepExecutor(base_executor.BaseExecutor):
+    """Parses `run_settings` and the stage config (`STAGE.KEY`) and calls `run` with the
+    step's inputs; the model of input `MODEL_KEY` is the one the examples are prepared like."""
+    STAGE: ClassVar[Optional[Type[Stage]]] = None
+    MODEL_KEY: ClassVar[str] = "model"
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
+        settings = RunSettings.from_json(exec_properties[RUN_SETTINGS])
+        stage = self.STAGE.from_json(exec_properties[self.STAGE.KEY]) if self.STAGE else None
+        self.run(StepInputs(settings, stage, self.MODEL_KEY, input_dict, output_dict,
+                            exec_properties))
+
+    def run(self, step: StepInputs) -> None:
+        raise NotImplementedError
