@@ -43,8 +43,9 @@ def main():
                 prepared, teacher_config, seed=seed, verbose=False).model
             config = distillation.student_config({"batch_size": teacher_config.batch_size,
                                                   "activation": teacher_config.activation},
-                                                 {}, 20)
-            search = distillation.search_student(prepared, teacher, config, seed=seed,
+                                                 "float32", 20)
+            search = distillation.search_student(prepared, teacher, evaluation.keras_metrics(
+                teacher, prepared.x_eval, prepared.y_eval), config, seed=seed,
                                                  max_auc_drop=0.005, max_accuracy_drop=0.01)
             selected = search.selected
             student = distillation.rebuild(selected, prepared, config)

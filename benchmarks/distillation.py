@@ -13,7 +13,7 @@ import argparse
 
 from common import mean, prepared_default_data, print_result
 
-from modules import distillation, training
+from modules import distillation, evaluation, training
 from modules.model import ModelConfig, build_core
 
 
@@ -38,9 +38,10 @@ def main():
             prepared, teacher_config, seed=seed, verbose=False).model
         config = distillation.student_config({"batch_size": teacher_config.batch_size,
                                               "activation": teacher_config.activation},
-                                             {}, args.epochs)
+                                             "float32", args.epochs)
         search = distillation.search_student(
-            prepared, teacher, config, seed=seed, sizes=[(args.student_layers,
+            prepared, teacher, evaluation.keras_metrics(teacher, prepared.x_eval,
+                                                        prepared.y_eval), config, seed=seed, sizes=[(args.student_layers,
                                                           args.student_units)],
             grid=grid, max_auc_drop=0.005, max_accuracy_drop=0.01)
         best = max(search.grid, key=distillation.rank)

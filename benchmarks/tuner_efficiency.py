@@ -14,16 +14,17 @@ import tempfile
 
 from common import mean, median, prepared_default_data, print_result
 
-from modules.settings import RunSettings
-from modules.tuner import make_tuner, trials_table
+from modules.settings import RunSettings, Training, Tuning
+from modules.tuner import DEFAULT_SEARCH_SPACE, make_tuner, trials_table
 
 
 def search(prepared, kind: str, seed: int, directory: str, trials: int, max_epochs: int):
     # patience >= epochs turns early stopping off inside trials: each trains what it is given
-    settings = RunSettings(label="big_tipper", seed=seed, verbose=False,
-                           model_overrides={"early_stopping_patience": max_epochs})
-    tuner = make_tuner(prepared, settings, kind, trials, max_epochs, directory,
-                       project_name=kind)
+    space = {**DEFAULT_SEARCH_SPACE, "early_stopping_patience": max_epochs}
+    settings = RunSettings(label="big_tipper", training=Training(seed=seed), verbose=False)
+    tuner = make_tuner(prepared, settings, Tuning(tuner=kind, trials=trials,
+                                                  max_epochs=max_epochs, search_space=space),
+                       directory, project_name=kind)
     tuner.search(verbose=0)
     table = [row for row in trials_table(tuner) if row["status"] == "COMPLETED"]
     return {"best": max(row["score"] for row in table),
