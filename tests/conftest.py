@@ -28,6 +28,21 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: end-to-end pipeline tests (slow)")
 
 
+# -- one whole-pipeline run shared by the end-to-end tests ----------------------------------
+@pytest.fixture(scope="session")
+def baseline(tmp_path_factory):
+    """local_runner.py --quick on the odd taxi sample (2,500 rows), as test_e2e's first test
+    checks it. Tests that change its output work on `baseline.copy(...)`."""
+    from pipeline_runs import Baseline, odd_taxi_csv, quick_args, run_cli
+
+    directory = tmp_path_factory.mktemp("baseline")
+    csv = odd_taxi_csv(str(directory))
+    output = directory / "out"
+    result = run_cli(*quick_args(csv, output))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return Baseline(csv, str(output), result)
+
+
 # -- synthetic data ---------------------------------------------------------------------------
 def make_arrays(n: int = 600, d: int = 20, num_classes: int = 2, seed: int = 0,
                 noise: float = 0.5):
@@ -72,12 +87,6 @@ def small_config(**overrides) -> ModelConfig:
 def prepared() -> training.PreparedData:
     """600 rows x 20 features, 2 classes, 480 train / 120 eval."""
     return make_prepared()
-
-
-@pytest.fixture(scope="session")
-def prepared3() -> training.PreparedData:
-    """600 rows x 20 features, 3 classes."""
-    return make_prepared(num_classes=3, seed=1)
 
 
 @pytest.fixture

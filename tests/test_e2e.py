@@ -1,53 +1,21 @@
-"""End-to-end runs of the whole pipeline on a small sample of the taxi data (--quick)."""
+"""End-to-end runs of the whole pipeline (--quick): the shared baseline on a sample of the
+taxi data with odd but valid input, the Beam runner, and a small public multi-class CSV."""
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from csv_samples import sklearn_csv, small_taxi_csv, taxi_rows, write_csv
+from csv_samples import sklearn_csv, taxi_rows, write_csv
+from pipeline_runs import (COMPONENTS, ODD_COMPANY, latest_states, quick_args, run_cli,
+                           summary, versions)
 
 pytestmark = pytest.mark.e2e
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SchemaGen", "DataValidator", "Tuner",
-              "Trainer", "Distiller", "Pruner", "Quantizer", "latest_blessed_model_resolver",
-              "Evaluator", "Pusher"}
-
-
-def run_cli(*args, timeout=900):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "local_runner.py"), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-
-
-def quick_args(csv, output, *extra):
-    return ["--data", csv, "--drop", "tips", "--output", str(output), "--quick",
-            "--tuner", "random", "--trials", "1", "--min-auc", "0.6", "--max-auc-drop", "0.05",
-            *extra]
-
-
-def latest_states(output):
-    import modules  # noqa: F401
-    from pipeline import metadata
-    from pipeline.configs import PIPELINE_NAME
-
-    store = metadata.open_store(os.path.join(output, "metadata.sqlite"))
-    return {r.component_id: r.state for r in metadata.latest_run(store, PIPELINE_NAME)}
-
-
-def versions(output):
-    return sorted(p for p in glob.glob(os.path.join(output, "serving", "*")) if os.path.isdir(p))
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("e2e")
-    csv = small_taxi_csv(str(directory), rows=2500)
-    output = directory / "out"
-    result = run_cli(*quick_args(csv, output))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return csv, str(output), result
+def first_run(baseline):
+    return baseline.csv, baseline.output, baseline.result
 
 
 def test_local_run_executes_every_component_and_pushes(first_run):
@@ -63,17 +31,30 @@ def test_local_run_executes_every_component_and_pushes(first_run):
 
 def test_report_files_match_the_schema(first_run):
     _, output, _ = first_run
-    summary = json.load(open(os.path.join(output, "report", "summary.json")))
-    assert {"teacher", "student_scratch", "student", "pruned", "int8"} <= set(summary["candidates"])
-    for metrics in summary["candidates"].values():
+    report = summary(output)
+    assert {"teacher", "student_scratch", "student", "pruned", "int8"} <= set(report["candidates"])
+    for metrics in report["candidates"].values():
         for key in ("auc", "accuracy", "params", "size_bytes", "gzip_bytes", "latency_ms_p50"):
             assert isinstance(metrics[key], (int, float)), key
-    assert isinstance(summary["blessed"], bool) and summary["blessed"]
-    assert all(isinstance(r, str) for r in summary["reasons"])
-    assert summary["pushed_to"] == versions(output)[0]
-    assert set(summary["timings_s"]) == COMPONENTS
+    assert isinstance(report["blessed"], bool) and report["blessed"]
+    assert all(isinstance(r, str) for r in report["reasons"])
+    assert report["pushed_to"] == versions(output)[0]
+    assert set(report["timings_s"]) == COMPONENTS
     html = open(os.path.join(output, "report", "index.html")).read()
     assert html.count("data:image/png;base64") == 3
+
+
+def test_odd_but_valid_input_is_handled_and_counted(first_run):
+    """Empty fields are missing values, non-ASCII categories are categories, rows without a
+    label are dropped and counted in the report."""
+    _, output, _ = first_run
+    report = summary(output)
+    assert report["rows"]["dropped_missing_label"] == 20
+    assert report["rows"]["train_rows"] + report["rows"]["eval_rows"] == 2480
+    [contract] = glob.glob(os.path.join(output, "serving", "*", "contract.json"))
+    vocabulary = [slot for slot in json.load(open(contract))["features"]
+                  if slot["feature"] == "company"][0]["vocabulary"]
+    assert ODD_COMPANY in vocabulary
 
 
 def test_identical_reruns_are_cached_and_push_nothing_new(first_run):
@@ -171,39 +152,28 @@ def test_distiller_outputs_searched_student_control_and_their_comparison(first_r
     assert metrics["param_ratio"] > 1
 
 
-def test_multi_class_string_label(tmp_path):
-    """A text label with three classes (scikit-learn's wine set): macro metrics, every
-    candidate, a pushed model whose contract lists the classes."""
+def test_small_multi_class_public_csv_gets_a_sound_pushed_model(tmp_path):
+    """scikit-learn's wine set as a user would bring it (178 rows, three classes named by
+    strings, 2% of the cells empty): the teacher is accurate (small CSVs got 0.67-0.76 while
+    batch normalization served stale statistics), the deployed model stays within 0.02 of
+    it, metrics are macro, and the pushed contract lists the classes."""
     csv, label = sklearn_csv("wine", str(tmp_path))
     output = tmp_path / "out"
     result = run_cli("--data", csv, "--label", label, "--output", str(output), "--quick",
                      "--tuner", "none", "--min-auc", "0.5", "--max-auc-drop", "0.2",
                      "--max-accuracy-drop", "0.2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.load(open(os.path.join(output, "report", "summary.json")))
-    assert 0.9 < summary["candidates"]["int8"]["auc"] <= 1.0
-    assert summary["reasons"][0].startswith("ok: macro ROC AUC")
+    report = summary(str(output))
+    teacher = report["candidates"]["teacher"]
+    deployed = report["candidates"][report["deployable"]]
+    assert teacher["accuracy"] >= 0.9, teacher
+    assert deployed["accuracy"] >= teacher["accuracy"] - 0.02, (deployed, teacher)
+    assert 0.9 < deployed["auc"] <= 1.0
+    assert report["reasons"][0].startswith("ok: macro ROC AUC")
+    assert any("majority-class rate" in reason for reason in report["reasons"])
+    assert report["distillation"]["winner"] in ("distilled", "scratch")
+    assert "Student size search" in result.stdout and "Pruning" in result.stdout
     [version] = versions(str(output))
     contract = json.load(open(os.path.join(version, "contract.json")))
     assert contract["classes"] == ["class_0", "class_1", "class_2"]
     assert contract["output"]["shape"][-1] == len(contract["classes"])
-
-
-def test_small_public_csv_gets_a_sound_deployed_model(tmp_path):
-    """scikit-learn's breast cancer set as a user would bring it (569 rows, the label as the
-    strings malignant/benign, 2% of the cells empty), quick preset, default blessing: the
-    teacher is accurate (it was 0.67 while batch normalization served stale statistics) and
-    the deployed model stays within 0.02 of it."""
-    csv, label = sklearn_csv("breast_cancer", str(tmp_path))
-    output = tmp_path / "out"
-    result = run_cli("--data", csv, "--label", label, "--output", str(output), "--quick",
-                     "--tuner", "random", "--trials", "1")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.load(open(os.path.join(output, "report", "summary.json")))
-    teacher = summary["candidates"]["teacher"]
-    deployed = summary["candidates"][summary["deployable"]]
-    assert teacher["accuracy"] >= 0.9, teacher
-    assert deployed["accuracy"] >= teacher["accuracy"] - 0.02, (deployed, teacher)
-    assert any("majority-class rate" in reason for reason in summary["reasons"])
-    assert summary["distillation"]["winner"] in ("distilled", "scratch")
-    assert "Student size search" in result.stdout and "Pruning" in result.stdout

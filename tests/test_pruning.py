@@ -101,10 +101,6 @@ def test_prune_under_mirrored_strategy_after_another_mirrored_training(
         assert abs(sparsity - TARGET) <= 0.005
 
 
-def _teacher_metrics(metrics, auc_gap=0.0, accuracy_gap=0.0):
-    return {"auc": metrics["auc"] + auc_gap, "accuracy": metrics["accuracy"] + accuracy_gap}
-
-
 def test_within_budget_keeps_the_target_sparsity_when_it_fits(prepared):
     core = build_core(20, 2, small_config(units=32), seed=0)
     generous = {"auc": 0.0, "accuracy": 0.0}  # any model is better than this "teacher"
@@ -123,8 +119,10 @@ class _Scripted:
         self.accuracy = accuracy
 
 
-def _script(monkeypatch, accuracy_by_sparsity, dense):
-    """prune() returns a stand-in model whose eval accuracy is scripted per sparsity."""
+def _prune_scripted(prepared, monkeypatch, accuracy_by_sparsity, dense):
+    """prune_within_budget against a teacher of accuracy 0.90 (AUC 0.95), where prune()
+    returns a stand-in model whose eval accuracy is scripted per sparsity; returns the
+    outcome and the sparsities prune() was asked for."""
     tried = []
 
     def fake_prune(core, prepared, config, *, target_sparsity, **kwargs):
@@ -135,26 +133,24 @@ def _script(monkeypatch, accuracy_by_sparsity, dense):
     monkeypatch.setattr(evaluation, "keras_metrics", lambda model, x, y: {
         "auc": 0.95, "accuracy": (dense if model == "dense" else model.accuracy),
         "log_loss": 0.1})
-    return tried
-
-
-def test_within_budget_steps_down_until_a_sparsity_fits(prepared, monkeypatch):
-    tried = _script(monkeypatch, {0.8: 0.80, 0.6: 0.88, 0.4: 0.90, 0.2: 0.90}, dense=0.90)
     outcome = pruning.prune_within_budget(
         "dense", prepared, small_config(), target_sparsity=0.8,
         teacher_metrics={"auc": 0.95, "accuracy": 0.90}, max_auc_drop=0.005,
         max_accuracy_drop=0.01)
+    return outcome, tried
+
+
+def test_within_budget_steps_down_until_a_sparsity_fits(prepared, monkeypatch):
+    outcome, tried = _prune_scripted(prepared, monkeypatch,
+                                     {0.8: 0.80, 0.6: 0.88, 0.4: 0.90, 0.2: 0.90}, dense=0.90)
     assert tried == [0.8, 0.6, 0.4]
     assert [a.budget_left for a in outcome.attempts] == pytest.approx([-9.0, -1.0, 1.0])
     assert outcome.chosen.sparsity == 0.4 and outcome.result == "result 0.4"
 
 
 def test_within_budget_keeps_the_model_dense_when_no_sparsity_fits(prepared, monkeypatch):
-    tried = _script(monkeypatch, {0.8: 0.80, 0.6: 0.85, 0.4: 0.86, 0.2: 0.87}, dense=0.88)
-    outcome = pruning.prune_within_budget(
-        "dense", prepared, small_config(), target_sparsity=0.8,
-        teacher_metrics={"auc": 0.95, "accuracy": 0.90}, max_auc_drop=0.005,
-        max_accuracy_drop=0.01)
+    outcome, tried = _prune_scripted(prepared, monkeypatch,
+                                     {0.8: 0.80, 0.6: 0.85, 0.4: 0.86, 0.2: 0.87}, dense=0.88)
     assert tried == [0.8, 0.6, 0.4, 0.2]
     assert [a.sparsity for a in outcome.attempts] == [0.8, 0.6, 0.4, 0.2, 0.0]
     assert outcome.chosen.sparsity == 0.0

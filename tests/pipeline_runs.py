@@ -1,0 +1,74 @@
+"""Running local_runner.py as a user does, and reading what a run left behind; the one
+whole-pipeline baseline the end-to-end tests share (fixture `baseline` in conftest.py)."""
+import dataclasses
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from csv_samples import taxi_rows, write_csv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SchemaGen", "DataValidator", "Tuner",
+              "Trainer", "Distiller", "Pruner", "Quantizer", "latest_blessed_model_resolver",
+              "Evaluator", "Pusher"}
+ODD_COMPANY = "Taxi Élite Ünïcode 出租车"
+
+
+def run_cli(*args, timeout=900):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "local_runner.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def quick_args(csv, output, *extra):
+    return ["--data", csv, "--drop", "tips", "--output", str(output), "--quick",
+            "--tuner", "random", "--trials", "1", "--min-auc", "0.6", "--max-auc-drop", "0.05",
+            *extra]
+
+
+def latest_states(output):
+    import modules  # noqa: F401
+    from pipeline import metadata
+    from pipeline.configs import PIPELINE_NAME
+
+    store = metadata.open_store(os.path.join(output, "metadata.sqlite"))
+    return {r.component_id: r.state for r in metadata.latest_run(store, PIPELINE_NAME)}
+
+
+def versions(output):
+    return sorted(p for p in glob.glob(os.path.join(output, "serving", "*")) if os.path.isdir(p))
+
+
+def summary(output):
+    return json.load(open(os.path.join(output, "report", "summary.json")))
+
+
+def odd_taxi_csv(directory, rows=2500):
+    """The taxi sample with odd but valid input: a non-ASCII company name, empty fares and
+    20 rows without a label."""
+    header, data = taxi_rows(rows)
+    company, fare, label = (header.index(c) for c in ("company", "fare", "big_tipper"))
+    for i, row in enumerate(data):
+        if i % 7 == 0:
+            row[company] = ODD_COMPANY
+        if i % 11 == 0:
+            row[fare] = ""
+    for row in data[:20]:
+        row[label] = ""
+    return write_csv(os.path.join(directory, "taxi_odd.csv"), header, data)
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    csv: str
+    output: str
+    result: subprocess.CompletedProcess
+
+    def copy(self, destination) -> str:
+        """A copy of the run's output folder to continue from. Its ML Metadata still points
+        at the baseline's artifacts, which stay in place: the copy reuses them, and what a
+        new run writes lands in the copy."""
+        shutil.copytree(self.output, str(destination))
+        return str(destination)
