@@ -54,7 +54,11 @@ def read_split(examples_uri, split):
     import pandas as pd
     import tensorflow as tf
 
-    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    from common import examples_artifact
+    from modules import data, fileio
+
+    [pattern] = data.split_files(examples_artifact(examples_uri), split)
+    files = sorted(fileio.glob(pattern))
     rows = []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
         example = tf.train.Example.FromString(record.numpy())

@@ -241,7 +241,8 @@ class Pruning(Stage):
     KEY: ClassVar[str] = "pruning"
     sparsity: float = setting(0.8, "pruning target: fraction of the student's weights set to "
                               "zero", flag=True, check=between(0.0, 1.0, high_open=True))
-    epochs: int = setting(6, "fine-tuning epochs while pruning", check=at_least(1), quick=4)
+    epochs: int = setting(6, "fine-tuning epochs while pruning", flag="--prune-epochs",
+                          check=at_least(1), quick=4)
 
 
 @dataclasses.dataclass(frozen=True)
