@@ -63,7 +63,7 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         drop = configs.DEFAULT_DROP if args.data is None else ()
     else:
         drop = settings.comma_list(args.drop)
-    source = check_csv(data, args.label, drop)
+    source = check_csv(data, args.label, drop, stages["csv"])
     output = os.path.abspath(args.output or os.path.join("runs", configs.PIPELINE_NAME))
     return configs.PipelineConfig(
         pipeline_root=os.path.join(output, "pipeline_root"),

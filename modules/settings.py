@@ -16,6 +16,7 @@ import json
 import os
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
+from modules.csvfile import PANDAS_NA_VALUES
 from modules.errors import UserError
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
@@ -133,7 +134,8 @@ class Stage:
             group.add_argument(cls.name_of(field.name), dest=f"{cls.KEY}.{field.name}",
                                type=meta["parse"] or _kind(field), default=None,
                                metavar=meta["metavar"] or field.name.upper(),
-                               help=f"{meta['help']} (default: {_text(default)})")
+                               help=meta["help"] if "default:" in meta["help"]
+                               else f"{meta['help']} (default: {_text(default)})")
 
     @classmethod
     def from_flags(cls, args: argparse.Namespace, quick: bool = False, **fixed) -> "Stage":
@@ -182,7 +184,34 @@ def _text(value: Any) -> str:
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def na_list(text: str) -> Tuple[str, ...]:
+    """--na-values: comma-separated markers; empty for none (only empty fields are missing)."""
+    return tuple(part.strip() for part in text.split(","))  if text.strip() else ()
+
+
+def delimiter(text: str) -> str:
+    """--delimiter: one character; "tab" or "\\t" for a tab."""
+    return "\t" if text in ("tab", "\\t", "TAB") else text
+
+
 # -- the stages ------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Csv(Stage):
+    """How CSV files are read: by the preflight check and by CsvExampleGen (modules.csvfile)."""
+    KEY: ClassVar[str] = "csv"
+    na_values: Tuple[str, ...] = setting(
+        PANDAS_NA_VALUES, "text that marks a missing value in any column, comma-separated "
+        "(default: pandas' list: NA, N/A, NULL, NaN, None, #N/A, nan, null, ...); "
+        "--na-values= for none, so that only empty fields are missing", flag=True,
+        parse=na_list, metavar="TEXT[,TEXT...]")
+    delimiter: str = setting(",", "the field separator: one character, e.g. ';' or tab",
+                             flag=True, parse=delimiter, metavar="CHAR",
+                             check=lambda v: None if len(v) == 1 and v not in '"\r\n' else
+                             "must be one character other than a quote or a line break "
+                             "(tab: --delimiter tab)")
+
+
+
 @dataclasses.dataclass(frozen=True)
 class Training(Stage):
     """What every training step shares: Tuner trials, Trainer, Distiller, Pruner, QAT."""
@@ -281,7 +310,7 @@ class Blessing(Stage):
                                               "column exists")
 
 
-STAGES: Tuple[Type[Stage], ...] = (Training, Tuning, Teacher, Distillation, Pruning,
+STAGES: Tuple[Type[Stage], ...] = (Csv, Training, Tuning, Teacher, Distillation, Pruning,
                                    Quantization, Blessing)
 
 

@@ -5,8 +5,8 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
-from modules.settings import (Blessing, Distillation, Pruning, Quantization, RunSettings,
-                              Teacher, Training, Tuning)
+from modules.settings import (Blessing, Csv, Distillation, Pruning, Quantization,
+                              RunSettings, Teacher, Training, Tuning)
 
 PIPELINE_NAME = "tfx-compress"
 DEFAULT_LABEL = "big_tipper"
@@ -46,6 +46,7 @@ class PipelineConfig:
     # Compare with the last blessed model (TFX Resolver). The open-source Kubeflow Pipelines
     # backend cannot run resolvers: there the thresholds alone decide.
     resolve_baseline: bool = True
+    csv: Csv = Csv()
     training: Training = Training()
     tuning: Tuning = Tuning()
     teacher: Teacher = Teacher()

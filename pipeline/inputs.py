@@ -1,11 +1,12 @@
 """Checks of the input CSV before TFX starts, so a bad file fails in seconds with one line."""
-import csv
 import dataclasses
 import glob
 import os
 from typing import List, Sequence
 
+from modules import csvfile
 from modules.errors import UserError
+from modules.settings import Csv
 
 
 class UserInputError(UserError):
@@ -23,27 +24,26 @@ class CsvSource:
     classes: List[str]
 
 
-def _read_header(path: str) -> List[str]:
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        return next(csv.reader(f), [])
-
-
-def check_csv(path: str, label: str, drop: Sequence[str] = ()) -> CsvSource:
+def check_csv(path: str, label: str, drop: Sequence[str] = (), csv: Csv = Csv()) -> CsvSource:
     """Validates the CSV file (or folder of CSV files) and returns where CsvExampleGen reads it.
+    Files are read as CsvExampleGen reads them (modules.csvfile: gzip, byte-order mark,
+    quoting, `csv.delimiter`, `csv.na_values` as missing values).
 
     Raises UserInputError for: a missing path, no CSV files, an empty or header-only file,
-    duplicate or differing headers, a missing label or --drop column, rows with the wrong
-    number of fields, and a label with fewer than two classes.
+    text that is not UTF-8 or not CSV, duplicate or differing headers, a missing label or
+    --drop column, rows with the wrong number of fields, text in a numeric column, and a
+    label with fewer than two classes.
     """
     if not os.path.exists(path):
         raise UserInputError(f"--data {path}: no such file or folder; pass a CSV file or a "
                              f"folder of CSV files")
     path = os.path.abspath(path)
     if os.path.isdir(path):
-        files = sorted(glob.glob(os.path.join(path, "*.csv")))
-        if not files:
-            raise UserInputError(f"--data {path}: the folder has no *.csv files")
-        data_root, pattern = path, "*.csv"
+        pattern = next((p for p in ("*.csv", "*.csv.gz")
+                        if glob.glob(os.path.join(path, p))), None)
+        if pattern is None:
+            raise UserInputError(f"--data {path}: the folder has no *.csv (or *.csv.gz) files")
+        files, data_root = sorted(glob.glob(os.path.join(path, pattern))), path
     else:
         files, data_root, pattern = [path], os.path.dirname(path), os.path.basename(path)
     if label in drop:
@@ -56,33 +56,31 @@ def check_csv(path: str, label: str, drop: Sequence[str] = ()) -> CsvSource:
     for file in files:
         if os.path.getsize(file) == 0:
             raise UserInputError(f"{file}: the file is empty; it needs a header line and rows")
-        columns = _read_header(file)
-        _check_header(file, columns, label, drop)
-        if header is not None and columns != header:
-            raise UserInputError(f"{file}: its header differs from {files[0]}'s; every CSV "
-                                 f"file of --data must have the same columns in the same order")
-        header = columns
-        label_index = columns.index(label)
-        numeric = numeric or [[0, 0, None] for _ in columns]
         file_rows = 0
-        with open(file, newline="", encoding="utf-8", errors="replace") as f:
-            reader = csv.reader(f)
-            next(reader)
-            for record in reader:
-                if not record:
-                    continue  # blank line
+        with csvfile.open_binary(file) as binary:
+            records = csvfile.read_rows(binary, file, csv.delimiter)
+            columns = [name.strip() for name in next(records, (0, [""]))[1]]
+            _check_header(file, columns, label, drop)
+            if header is not None and columns != header:
+                raise UserInputError(f"{file}: its header differs from {files[0]}'s; every "
+                                     f"CSV file of --data must have the same columns in the "
+                                     f"same order")
+            header = columns
+            label_index = columns.index(label)
+            numeric = numeric or [[0, 0, None] for _ in columns]
+            for line, record in records:
                 if len(record) != len(columns):
                     raise UserInputError(
-                        f"{file}, line {reader.line_num}: {len(record)} fields where the "
-                        f"header has {len(columns)}; fix or remove that row")
+                        f"{file}, line {line}: {len(record)} fields where the header has "
+                        f"{len(columns)}; fix or remove that row (is --delimiter right?)")
                 file_rows += 1
                 for i, field in enumerate(record):
-                    _count_number(numeric[i], field, file, reader.line_num)
-                value = record[label_index].strip()
-                if value in ("", "NA", "NaN", "nan", "null", "NULL"):
+                    if not csvfile.is_missing(field, csv.na_values):
+                        _count_number(numeric[i], field, file, line)
+                if csvfile.is_missing(record[label_index], csv.na_values):
                     missing_label += 1
                 else:
-                    classes.add(value)
+                    classes.add(record[label_index].strip())
         if file_rows == 0:
             raise UserInputError(f"{file}: has a header but no data rows")
         rows += file_rows
@@ -94,20 +92,13 @@ def check_csv(path: str, label: str, drop: Sequence[str] = ()) -> CsvSource:
     return CsvSource(data_root, pattern, files, header, rows, missing_label, sorted(classes))
 
 
-MISSING_MARKERS = ("NA", "N/A", "NaN", "nan", "null", "NULL", "None", "-")
-
-
 def _count_number(counts: list, field: str, file: str, line: int) -> None:
-    field = field.strip()
-    if field == "":
-        return
-    try:
-        float(field)
+    if csvfile.value_type(field) != csvfile.STRING:
         counts[0] += 1
-    except ValueError:
+    else:
         counts[1] += 1
         if counts[2] is None:
-            counts[2] = (field, file, line)
+            counts[2] = (field.strip(), file, line)
 
 
 def _check_numeric_columns(header: List[str], numeric: list, label: str) -> None:
@@ -117,13 +108,10 @@ def _check_numeric_columns(header: List[str], numeric: list, label: str) -> None
         if name == label or first_text is None or texts * 9 > numbers:
             continue
         value, file, line = first_text
-        if value in MISSING_MARKERS:
-            raise UserInputError(
-                f"{file}, line {line}, column '{name}': '{value}' in a numeric column; leave "
-                f"the field empty for a missing value")
         raise UserInputError(f"{file}, line {line}, column '{name}': '{value}' is not a number "
-                             f"but {numbers} other values of the column are; fix that value "
-                             f"or leave it empty")
+                             f"but {numbers} other values of the column are; fix that value, "
+                             f"leave it empty, or add it to --na-values if it marks a missing "
+                             f"value")
 
 
 def _check_header(file: str, columns: List[str], label: str, drop: Sequence[str]) -> None:

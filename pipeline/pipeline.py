@@ -2,8 +2,10 @@
 from typing import List
 
 from tfx import v1 as tfx
-from tfx.dsl.components.base import base_node
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import base_node, executor_spec
 
+from components.csv_example_gen import executor as csv_example_gen
 from components.data_validator import DataValidator
 from components.distiller import Distiller
 from components.evaluator import Evaluator
@@ -20,13 +22,18 @@ RUN_FN = "modules.trainer.run_fn"
 
 def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
     """The pipeline's components in execution order, wired by their channels."""
-    example_gen = tfx.components.CsvExampleGen(
+    # TFX's file-based ExampleGen with our CSV executor (markers, dialects, gzip), under the
+    # id users know.
+    example_gen = FileBasedExampleGen(
         input_base=config.data_root,
         input_config=tfx.proto.Input(splits=[
             tfx.proto.Input.Split(name="single_split", pattern=config.data_pattern)]),
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name="train", hash_buckets=TRAIN_EVAL_BUCKETS[0]),
-            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=TRAIN_EVAL_BUCKETS[1])])))
+            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=TRAIN_EVAL_BUCKETS[1])])),
+        custom_config=csv_example_gen.custom_config(config.csv),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(csv_example_gen.Executor),
+    ).with_id("CsvExampleGen")
     examples = example_gen.outputs["examples"]
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
     if config.schema_path:

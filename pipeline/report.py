@@ -77,8 +77,30 @@ def build_summary(records: List[metadata.ExecutionRecord]) -> Dict[str, Any]:
                                             "report.json")),
         "distillation": _read_json(os.path.join(_output_uri(by_id.get("Distiller"), "metrics")
                                                 or "", "report.json")),
+        "missing_values": missing_values(by_id.get("StatisticsGen")),
         "majority_class": evaluation.get("majority_class"),
     }
+
+
+def missing_values(record: Optional[metadata.ExecutionRecord]) -> Dict[str, int]:
+    """Per column, how many values were missing (empty, or a --na-values marker) in the
+    rows CsvExampleGen wrote, from StatisticsGen's statistics of every split."""
+    if record is None or not record.outputs.get("statistics"):
+        return {}
+    from tfx.components.statistics_gen import stats_artifact_utils
+    from tfx.types import artifact_utils, standard_artifacts
+
+    artifact = standard_artifacts.ExampleStatistics()
+    artifact.set_mlmd_artifact(record.outputs["statistics"][0])
+    counts: Dict[str, int] = {}
+    for split in artifact_utils.decode_split_names(artifact.split_names):
+        for dataset in stats_artifact_utils.load_statistics(artifact, split).proto().datasets:
+            for feature in dataset.features:
+                stats = feature.num_stats if feature.HasField("num_stats") else (
+                    feature.string_stats)
+                name = feature.path.step[0] if feature.path.step else feature.name
+                counts[name] = counts.get(name, 0) + int(stats.common_stats.num_missing)
+    return dict(sorted(counts.items()))
 
 
 def candidate_table(summary: Dict[str, Any]) -> str:
@@ -131,6 +153,10 @@ def pruning_lines(sparsity: Optional[Dict[str, Any]]) -> List[str]:
 
 def terminal_text(summary: Dict[str, Any]) -> str:
     lines = [candidate_table(summary), ""]
+    missing = {k: v for k, v in (summary.get("missing_values") or {}).items() if v}
+    if missing:
+        lines.append("Missing values (empty or a --na-values marker): "
+                     + ", ".join(f"{name} {count}" for name, count in missing.items()))
     lines += distillation_lines(summary.get("distillation"))
     lines += pruning_lines(summary.get("sparsity"))
     verdict = "blessed" if summary["blessed"] else "NOT blessed"
@@ -230,6 +256,9 @@ def render_html(summary: Dict[str, Any]) -> str:
         _table_html(["candidate"] + [h for _, h, _ in TABLE_COLUMNS], candidates),
         *_distillation_html(summary.get("distillation"), summary.get("sparsity")),
         "<h2>Plots</h2>", *_plots(summary),
+        "<h2>Missing values per column (empty or a --na-values marker)</h2>",
+        _table_html(["column", "missing values"],
+                    [[k, v] for k, v in (summary.get("missing_values") or {}).items()]),
         "<h2>Slices (TFMA)</h2>",
         _table_html(["model", "slice", "examples", "AUC", "accuracy"], slices),
         "<h2>Component times</h2>",

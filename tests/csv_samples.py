@@ -52,3 +52,30 @@ def sklearn_csv(name, directory, missing_fraction=0.02, seed=0):
         cells = ["" if rng.random() < missing_fraction else repr(float(v)) for v in features]
         rows.append(cells + [str(bunch.target_names[target])])
     return write_csv(os.path.join(directory, f"{name}.csv"), names + [label], rows), label
+
+
+def r_style_csv(name, directory, seed=0):
+    """One of SKLEARN_SETS as R's write.csv(row.names = FALSE) writes it on Windows: CRLF
+    line endings, quoted header and text, NA (unquoted) for missing values, in numeric
+    columns (2% of cells), in an added text column ("site") and in 3 labels.
+    Returns (path, label column)."""
+    import numpy as np
+    from sklearn import datasets
+
+    loader, label = SKLEARN_SETS[name]
+    bunch = getattr(datasets, loader)()
+    rng = np.random.default_rng(seed)
+    names = [str(n).replace(" ", "_").replace("(", "").replace(")", "").replace("/", "_")
+             for n in bunch.feature_names] + ["site", label]
+    lines = [",".join(f'"{n}"' for n in names)]
+    for i, (features, target) in enumerate(zip(bunch.data, bunch.target)):
+        cells = ["NA" if rng.random() < 0.02 else repr(float(v)) for v in features]
+        site = ("north", "south", "NA")[i % 3]
+        cells.append(site if site == "NA" else f'"{site}"')
+        cells.append("NA" if i in (5, 50, 100) else f'"{bunch.target_names[target]}"')
+        lines.append(",".join(cells))
+    path = os.path.join(directory, f"{name}_r.csv")
+    os.makedirs(directory, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        f.write("\r\n".join(lines) + "\r\n")
+    return path, label

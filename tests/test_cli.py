@@ -36,6 +36,11 @@ def _bad_inputs(directory, header, rows):
     schema.write_text("this is { not a schema")
     space = directory / "empty_space.json"
     space.write_text(json.dumps({"units": 64, "num_layers": {"int": [2, 2]}}))
+    latin = directory / "latin.csv"
+    latin.write_bytes((",".join(header) + "\n" + ",".join(rows[0]).replace(
+        rows[0][header.index("company")] or "x", "Café Tàxi") + "\n").encode("latin-1"))
+    unclosed = directory / "unclosed.csv"
+    unclosed.write_text(",".join(header) + "\n" + ",".join(rows[0]) + "\n\"open," * 3)
     fare = header.index("fare")
     text_in_numbers = [r[:fare] + (["about 12"] if i == 5 else [r[fare]]) + r[fare + 1:]
                        for i, r in enumerate(rows)]
@@ -45,9 +50,13 @@ def _bad_inputs(directory, header, rows):
         "text in a numeric column": (["--data", write_csv(str(directory / "text.csv"), header,
                                                           text_in_numbers)],
                                      "line 7, column 'fare'"),
-        "NA in a numeric column": (["--data", write_csv(str(directory / "na.csv"), header,
-                                                        na_in_numbers)],
-                                   "leave the field empty"),
+        "NA in a numeric column with --na-values=": (
+            ["--data", write_csv(str(directory / "na.csv"), header, na_in_numbers),
+             "--na-values="], "add it to --na-values"),
+        "not UTF-8": (["--data", str(latin)], "not UTF-8"),
+        "unclosed quote": (["--data", str(unclosed)], "cannot be read as CSV"),
+        "wrong delimiter": (["--data", write_csv(str(directory / "ok2.csv"), header, rows),
+                             "--delimiter", ";"], "no column 'big_tipper'"),
         "missing path": (["--data", str(directory / "nope.csv")], "nope.csv"),
         "folder without csv": (["--data", str(directory / "nocsv")], "no *.csv"),
         "empty csv": (["--data", str(directory / "empty.csv")], "empty"),
@@ -80,7 +89,8 @@ def _bad_inputs(directory, header, rows):
 
 
 
-CASES = ["text in a numeric column", "NA in a numeric column", "missing path",
+CASES = ["text in a numeric column", "NA in a numeric column with --na-values=",
+         "not UTF-8", "unclosed quote", "wrong delimiter", "missing path",
          "folder without csv", "empty csv", "header only", "no label column",
          "unknown drop column", "single class", "wrong field count", "duplicate column",
          "unknown runner", "unknown tuner", "zero trials", "empty search space", "bad schema",
@@ -118,3 +128,17 @@ def test_help_documents_every_flag():
                  "--schema", "--quick", "--no-cache", "--seed", "--tuner", "--trials",
                  "--explain", "--alpha", "--sparsity", "--quantize", "--max-accuracy-drop"):
         assert flag in result.stdout
+
+
+def test_missing_value_markers_pass_the_check_by_default(taxi, tmp_path):
+    """R's NA, SQL's NULL and a spreadsheet's #N/A in numeric, text and label columns are
+    missing values, not errors; rows whose label is a marker count as unlabeled."""
+    from pipeline.inputs import check_csv
+
+    directory, header, rows = taxi
+    fare, company, label = (header.index(c) for c in ("fare", "company", "big_tipper"))
+    marked = [list(r) for r in rows]
+    marked[3][fare], marked[4][company], marked[5][label] = "NA", "NULL", "#N/A"
+    source = check_csv(write_csv(str(tmp_path / "marked.csv"), header, marked),
+                       "big_tipper")
+    assert source.rows == len(rows) and source.rows_without_label >= 1

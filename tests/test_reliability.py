@@ -72,8 +72,11 @@ def test_worse_candidate_is_not_pushed_and_says_why(baseline, tmp_path):
     output = baseline.copy(tmp_path / "out")
     [version] = versions(output)
     before = sorted(os.listdir(version))
-    worse = run_cli(*quick_args(baseline.csv, output, "--student-units", "1",
-                                "--sparsity", "0.95"), "--min-auc", "0", "--max-auc-drop", "1")
+    # Without payment_type (cash fares record no tip) the model is clearly worse; only the
+    # comparison with the last blessed model, re-evaluated on its own columns, can fail.
+    args = quick_args(baseline.csv, output, "--min-auc", "0", "--max-auc-drop", "1",
+                      "--max-accuracy-drop", "1")
+    worse = run_cli(*args, "--drop", "tips,payment_type")
     assert worse.returncode == 0, worse.stderr[-3000:]
     report = summary(output)
     assert report["blessed"] is False and report["pushed_to"] is None

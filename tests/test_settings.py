@@ -65,8 +65,8 @@ def test_a_bad_value_names_its_flag(argv, message):
 
 
 def test_settings_without_a_flag_are_named_by_stage():
-    with pytest.raises(SettingError, match="pruning.epochs 0: must be at least 1"):
-        Pruning(epochs=0)
+    with pytest.raises(SettingError, match="distillation.epochs 0: must be at least 1"):
+        Distillation(epochs=0)
 
 
 def test_a_search_space_file_is_read_and_checked(tmp_path):

@@ -9,7 +9,7 @@ from tfx.types import artifact_utils
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
 from modules import (blessing, data, evaluation, export, fileio, memory, quantization,
-                     sliced_metrics)
+                     sliced_metrics, training)
 from modules.settings import Blessing, RunSettings
 
 log = logging.getLogger(__name__)
@@ -92,13 +92,17 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
             baseline_artifact = artifact_utils.get_single_instance(step.input_dict["baseline"])
             path = _tflite_path(baseline_artifact.uri, deploy_mode)
             if fileio.exists(path):
+                # The same eval rows, preprocessed as the baseline was trained: it may have
+                # had other columns (--drop) or statistics than the candidate.
+                source = export.load_model(export.read_info(baseline_artifact.uri)["source_uri"])
+                own = training.prepare_like(source, step.input_dict["examples"])
                 predict, single = evaluation.tflite_predictor(
                     quantization.TFLiteModel.from_file(path))
                 baseline = {"artifact_id": baseline_artifact.id, "uri": baseline_artifact.uri,
                             "is_candidate": baseline_artifact.id == quantized.id,
                             **evaluation.evaluate_candidate(
-                                predict, single, prepared.x_eval, prepared.y_eval, path,
-                                params=candidates["pruned"]["params"])}
+                                predict, single, own.x_eval, own.y_eval, path,
+                                params=source.core.count_params())}
         majority_class, majority_accuracy = blessing.majority_rate(prepared.y_train,
                                                                    prepared.y_eval)
         blessed, reasons = blessing.decide(

@@ -1,0 +1,1 @@
+"""CsvExampleGen for real-world CSV files: TFX's FileBasedExampleGen with our executor."""

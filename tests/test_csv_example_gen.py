@@ -1,0 +1,126 @@
+"""The CSV executor's Beam PTransform on Beam's DirectRunner (TestPipeline + assert_that):
+missing-value markers, byte-order mark, quoting, CRLF, delimiters, gzip, type inference."""
+import gzip
+
+import modules  # noqa: F401  (tf_keras before tensorflow)
+
+import apache_beam as beam
+import pytest
+import tensorflow as tf
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from components.csv_example_gen.executor import (CsvToExamples, csv_settings,
+                                                 custom_config)
+from modules import csvfile
+from modules.settings import Csv
+
+
+def _value(feature: tf.train.Feature):
+    """The one value of a feature, or None when it is empty (a missing value)."""
+    kind = feature.WhichOneof("kind")
+    values = list(getattr(feature, kind).value) if kind else []
+    if not values:
+        return None
+    return values[0].decode("utf-8") if isinstance(values[0], bytes) else values[0]
+
+
+def _row(example: tf.train.Example):
+    return tuple(sorted((name, _value(f)) for name, f in example.features.feature.items()))
+
+
+def _kinds(example: tf.train.Example):
+    return [(name, f.WhichOneof("kind")) for name, f in example.features.feature.items()
+            if f.WhichOneof("kind")]
+
+
+def check(files, rows, kinds, csv=Csv()):
+    """Runs the transform in a TestPipeline: its examples must be `rows` (sorted (column,
+    value) tuples, None for missing) and each column's feature kind as in `kinds`."""
+    with TestPipeline() as pipeline:
+        examples = pipeline | CsvToExamples([str(f) for f in files], csv)
+        assert_that(examples | "Rows" >> beam.Map(_row), equal_to(rows), label="rows")
+        assert_that(examples | "Kinds" >> beam.FlatMap(_kinds) | beam.Distinct(),
+                    equal_to(list(kinds.items())), label="kinds")
+
+
+def write(path, text: str, encoding="utf-8", compress=False):
+    data = text.encode(encoding)
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+def test_markers_are_missing_in_numeric_text_and_label_columns_and_types_ignore_them(tmp_path):
+    """An R export: NA in a numeric column (still int), a text column and the label."""
+    path = write(tmp_path / "r.csv", 'id,weight,island,label\n'
+                                     '1,3750,Torgersen,Adelie\n'
+                                     '2,NA,NA,Gentoo\n'
+                                     '3,3800,Biscoe,NA\n'
+                                     '4,,N/A,Adelie\n')
+    check([path], [
+        (("id", 1), ("island", "Torgersen"), ("label", "Adelie"), ("weight", 3750)),
+        (("id", 2), ("island", None), ("label", "Gentoo"), ("weight", None)),
+        (("id", 3), ("island", "Biscoe"), ("label", None), ("weight", 3800)),
+        (("id", 4), ("island", None), ("label", "Adelie"), ("weight", None))],
+        {"id": "int64_list", "weight": "int64_list", "island": "bytes_list",
+         "label": "bytes_list"})
+
+
+def test_markers_off_keeps_them_as_text(tmp_path):
+    path = write(tmp_path / "r.csv", "x,y\nNA,1\n2,NULL\n")
+    check([path], [(("x", "2"), ("y", "NULL")), (("x", "NA"), ("y", "1"))],
+          {"x": "bytes_list", "y": "bytes_list"}, Csv(na_values=()))
+
+
+def test_byte_order_mark_crlf_and_quoted_fields(tmp_path):
+    """Excel's 'CSV UTF-8': a BOM, CRLF, and quotes holding commas, quotes and a newline."""
+    path = write(tmp_path / "excel.csv",
+                 '\ufeffname,note,price\r\n'
+                 '"Smith, J.","said ""hi""",1.5\r\n'
+                 'Ünïcode,"two\r\nlines",2\r\n')
+    check([path], [(("name", "Smith, J."), ("note", 'said "hi"'), ("price", 1.5)),
+                   (("name", "Ünïcode"), ("note", "two\r\nlines"), ("price", 2.0))],
+          {"name": "bytes_list", "note": "bytes_list", "price": "float_list"})
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_semicolon_and_tab_delimiters(tmp_path, delimiter):
+    path = write(tmp_path / "d.csv", delimiter.join(["a", "b"]) + "\n"
+                 + delimiter.join(["1,5", "x"]) + "\n" + delimiter.join(["2", "y"]) + "\n")
+    check([path], [(("a", "1,5"), ("b", "x")), (("a", "2"), ("b", "y"))],
+          {"a": "bytes_list", "b": "bytes_list"}, Csv(delimiter=delimiter))
+
+
+def test_gzip_files_and_types_inferred_over_all_files(tmp_path):
+    first = write(tmp_path / "part1.csv.gz", "n,m,empty\n1,1,\n2,2,NA\n", compress=True)
+    second = write(tmp_path / "part2.csv", "n,m,empty\n3,2.5,\n")
+    check([first, second], [(("empty", None), ("m", 1.0), ("n", 1)),
+                            (("empty", None), ("m", 2.0), ("n", 2)),
+                            (("empty", None), ("m", 2.5), ("n", 3))],
+          {"n": "int64_list", "m": "float_list"})
+
+
+def test_wrong_field_count_and_non_utf8_text_name_the_file(tmp_path):
+    short = write(tmp_path / "short.csv", "a,b\n1,2\n3\n")
+    with pytest.raises(Exception, match=r"short\.csv, line 3: 1 fields"):
+        check([short], [], {})
+    latin = write(tmp_path / "latin.csv", "a,b\ncafé,1\n", encoding="latin-1")
+    with pytest.raises(csvfile.CsvFormatError, match=r"latin\.csv: not UTF-8"):
+        with csvfile.open_binary(str(latin)) as binary:
+            list(csvfile.read_rows(binary, str(latin)))
+
+
+def test_different_headers_are_refused(tmp_path):
+    first = write(tmp_path / "a.csv", "x,y\n1,2\n")
+    second = write(tmp_path / "b.csv", "x,z\n1,2\n")
+    with pytest.raises(csvfile.CsvFormatError, match="header differs"):
+        check([first, second], [], {})
+
+
+def test_the_csv_settings_travel_in_example_gens_custom_config():
+    from tfx.utils import proto_utils
+
+    csv = Csv(na_values=("?",), delimiter=";")
+    text = proto_utils.proto_to_json(custom_config(csv))
+    assert csv_settings({"custom_config": text}) == csv
+    assert csv_settings({}) == Csv()
