@@ -25,7 +25,7 @@ import tensorflow as tf
 from sklearn import metrics as skm
 
 from modules import fileio
-from modules.quantization import TFLiteModel
+from modules.quantization import TFLiteModel, softmax
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
@@ -112,12 +112,13 @@ def keras_metrics(core: tf.keras.Model, x: np.ndarray, y: np.ndarray) -> Dict[st
 
 
 def tflite_predictor(model: TFLiteModel):
+    """(batch predict fn, single-example timed call) for a TFLite model producing logits."""
     def single(example: np.ndarray) -> Callable[[], object]:
         row = example[None, :]
         model._resize(1)
-        return lambda: model.invoke(model.quantize_input(row))
+        return lambda: softmax(model.invoke(model.quantize_input(row)).astype(np.float32))
 
-    return model.predict, single
+    return model.probabilities, single
 
 
 def evaluate_candidate(predict: Callable[[np.ndarray], np.ndarray],

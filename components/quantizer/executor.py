@@ -26,9 +26,10 @@ def input_contract(model: quantization.TFLiteModel, source: export.ExportedModel
             + ("; quantize as round(x / scale + zero_point), clipped to int8"
                if tensors["input"]["dtype"] == "int8" else ""))},
         "output": {**tensors["output"], "description": (
-            "class probabilities in the order of 'classes'"
+            "class logits in the order of 'classes'"
             + ("; dequantize as (q - zero_point) * scale"
-               if tensors["output"]["dtype"] == "int8" else ""))},
+               if tensors["output"]["dtype"] == "int8" else "")
+            + "; softmax gives the probabilities, argmax the class")},
         "classes": source.classes,
         "features": source.preprocessor.layout(),
         "raw_features": {c.name: ("number, NaN if missing" if c.kind == data.NUMERIC
