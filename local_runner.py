@@ -64,6 +64,9 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     else:
         drop = settings.comma_list(args.drop)
     source = check_csv(data, args.label, drop, stages["csv"])
+    if source.unnamed_columns:
+        print(f"note: {source.files[0]}: {source.unnamed_columns} column(s) without a name "
+              f"in the header (R's row names?) are not used as features", file=sys.stderr)
     output = os.path.abspath(args.output or os.path.join("runs", configs.PIPELINE_NAME))
     return configs.PipelineConfig(
         pipeline_root=os.path.join(output, "pipeline_root"),

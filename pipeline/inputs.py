@@ -22,12 +22,16 @@ class CsvSource:
     rows: int
     rows_without_label: int
     classes: List[str]
+    unnamed_columns: int = 0
 
 
 def check_csv(path: str, label: str, drop: Sequence[str] = (), csv: Csv = Csv()) -> CsvSource:
     """Validates the CSV file (or folder of CSV files) and returns where CsvExampleGen reads it.
     Files are read as CsvExampleGen reads them (modules.csvfile: gzip, byte-order mark,
     quoting, `csv.delimiter`, `csv.na_values` as missing values).
+
+    A column with an empty name (R's write.csv writes its row names so) is not a feature:
+    CsvExampleGen leaves it out, and `unnamed_columns` counts it.
 
     Raises UserInputError for: a missing path, no CSV files, an empty or header-only file,
     text that is not UTF-8 or not CSV, duplicate or differing headers, a missing label or
@@ -89,7 +93,8 @@ def check_csv(path: str, label: str, drop: Sequence[str] = (), csv: Csv = Csv())
         found = f"only {sorted(classes)!r}" if classes else "no values"
         raise UserInputError(f"--label {label}: the column has {found}; a classifier needs "
                              f"at least two classes")
-    return CsvSource(data_root, pattern, files, header, rows, missing_label, sorted(classes))
+    return CsvSource(data_root, pattern, files, header, rows, missing_label, sorted(classes),
+                     header.count(""))
 
 
 def _count_number(counts: list, field: str, file: str, line: int) -> None:
@@ -105,7 +110,7 @@ def _check_numeric_columns(header: List[str], numeric: list, label: str) -> None
     """A column of numbers with a few text cells (under 10%) is a numeric column with bad
     cells, which TFX would silently read all as text. Reject it, naming the first bad cell."""
     for name, (numbers, texts, first_text) in zip(header, numeric):
-        if name == label or first_text is None or texts * 9 > numbers:
+        if not name or name == label or first_text is None or texts * 9 > numbers:
             continue
         value, file, line = first_text
         raise UserInputError(f"{file}, line {line}, column '{name}': '{value}' is not a number "
@@ -117,11 +122,11 @@ def _check_numeric_columns(header: List[str], numeric: list, label: str) -> None
 def _check_header(file: str, columns: List[str], label: str, drop: Sequence[str]) -> None:
     seen = set()
     for name in columns:
-        if name in seen:
+        if name and name in seen:  # unnamed columns (row names) are left out, not duplicates
             raise UserInputError(f"{file}: column '{name}' appears twice in the header; "
                                  f"rename one of them")
         seen.add(name)
-    if not columns or columns == [""]:
+    if not any(columns):
         raise UserInputError(f"{file}: the first line is empty; it must be the header")
     if label not in seen:
         raise UserInputError(f"{file}: no column '{label}' to use as label; pass --label "

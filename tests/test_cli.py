@@ -142,3 +142,13 @@ def test_missing_value_markers_pass_the_check_by_default(taxi, tmp_path):
     source = check_csv(write_csv(str(tmp_path / "marked.csv"), header, marked),
                        "big_tipper")
     assert source.rows == len(rows) and source.rows_without_label >= 1
+
+
+def test_r_row_names_column_is_accepted_and_not_a_feature(taxi, tmp_path):
+    from pipeline.inputs import check_csv
+
+    _, header, rows = taxi
+    path = write_csv(str(tmp_path / "rownames.csv"), [""] + header,
+                     [[str(i + 1)] + row for i, row in enumerate(rows)])
+    source = check_csv(path, "big_tipper", ("tips",))
+    assert source.unnamed_columns == 1 and source.rows == len(rows)

@@ -124,3 +124,10 @@ def test_the_csv_settings_travel_in_example_gens_custom_config():
     text = proto_utils.proto_to_json(custom_config(csv))
     assert csv_settings({"custom_config": text}) == csv
     assert csv_settings({}) == Csv()
+
+
+def test_an_unnamed_column_is_left_out(tmp_path):
+    """R's write.csv with its default row.names = TRUE: the first header cell is empty."""
+    path = write(tmp_path / "rownames.csv", '"","x","label"\n"1",2.5,"a"\n"2",NA,"b"\n')
+    check([path], [(("label", "a"), ("x", 2.5)), (("label", "b"), ("x", None))],
+          {"x": "float_list", "label": "bytes_list"})

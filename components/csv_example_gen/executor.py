@@ -6,7 +6,8 @@ tf.Examples as CsvExampleGen does, and runs on any Beam runner. Like TFX's CSV e
 reads each file in one piece (a quoted field may span lines) and infers each column's type
 over the whole split (Beam CombineGlobally): int64 if every value is an integer, float if
 every value is a number, bytes otherwise; missing values (empty or a marker) are ignored
-for the inference and written as empty features.
+for the inference and written as empty features. A column with an empty header name (R's
+write.csv writes its row names so) is left out.
 """
 import json
 import os
@@ -120,7 +121,8 @@ class _ToExample(beam.DoFn):
                 f"{len(self.columns)}; fix or remove that row")
         yield tf.train.Example(features=tf.train.Features(feature={
             name: _feature(value, kind, csvfile.is_missing(value, self.na_values))
-            for name, value, kind in zip(self.columns, fields, types)}))
+            for name, value, kind in zip(self.columns, fields, types)
+            if name}))  # an unnamed column (R's row names) is not a feature
 
 
 @beam.ptransform_fn
