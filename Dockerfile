@@ -41,6 +41,7 @@ RUN tfx_dir="$(python -c 'import importlib.util, os; print(os.path.dirname(impor
 RUN python -c "import importlib; [importlib.import_module(m) for m in ( \
       'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor', \
       'tfx.orchestration.kubeflow.v2.file_based_example_gen.driver', \
+      'components.csv_example_gen.executor', \
       'components.data_validator.executor', 'components.tuner.executor', \
       'components.distiller.executor', 'components.pruner.executor', \
       'components.quantizer.executor', 'components.evaluator.executor', \

@@ -13,6 +13,7 @@ import os
 import posixpath
 import re
 import sys
+import time
 from typing import List, Optional
 
 import modules  # noqa: F401  (selects tf_keras before TensorFlow loads)
@@ -57,6 +58,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="leave out the TFX Resolver that finds the last blessed model (the "
                    "open-source Kubeflow Pipelines backend cannot run resolvers; Vertex AI "
                    "Pipelines can); blessing then rests on --min-auc style thresholds alone")
+    p.add_argument("--dry-run", metavar="DIR", help="after compiling, execute the compiled "
+                   "pipeline.json on this machine as the Kubeflow Pipelines v2 backend would "
+                   "(each task's container command with its ExecutorInput, in a subprocess); "
+                   "task folders and logs go to DIR. Needs local --pipeline-root and "
+                   "--data-root, and --no-baseline-resolver")
     settings.add_stage_flags(p)
     return p.parse_args(argv)
 
@@ -76,6 +82,15 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
                              f"REGISTRY/NAME:TAG (lowercase name)")
     root = _cluster_path("--pipeline-root", args.pipeline_root)
     data_root = _cluster_path("--data-root", args.data_root)
+    if args.dry_run:
+        for flag, value in (("--pipeline-root", root), ("--data-root", data_root)):
+            if "://" in value or not os.path.isdir(os.path.dirname(value) or "/"):
+                raise UserInputError(f"{flag} {value}: a dry run runs here; pass a folder "
+                                     f"of this machine")
+        if not args.no_baseline_resolver:
+            raise UserInputError("--dry-run: the pipeline's baseline resolver is run by "
+                                 "the backend itself, and the open-source Kubeflow "
+                                 "Pipelines backend cannot run it; add --no-baseline-resolver")
     serving_dir = _cluster_path("--serving-dir",
                                 args.serving_dir or posixpath.join(root, "serving"))
     if not args.label.strip():
@@ -140,7 +155,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     json_path, yaml_path = compile_pipeline(config, args.image, args.output_dir)
     print(f"Wrote {json_path} (PipelineJob) and {yaml_path} (upload in the Kubeflow "
           f"Pipelines UI); image {args.image}, pipeline root {config.pipeline_root}")
+    if args.dry_run:
+        try:
+            dry_run(json_path, os.path.abspath(args.dry_run))
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     return 0
+
+
+def dry_run(json_path: str, directory: str) -> None:
+    """Executes the compiled pipeline as the backend would and prints the run table."""
+    from pipeline import kubeflow_dry_run, report
+
+    started = time.time()
+    runs = kubeflow_dry_run.execute(json_path, directory)
+    summary = report.build_summary(kubeflow_dry_run.execution_records(runs))
+    print()
+    print(report.terminal_text(summary))
+    print(f"Dry run finished in {time.time() - started:.1f} s; task folders and logs: "
+          f"{directory}")
 
 
 if __name__ == "__main__":

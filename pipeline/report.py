@@ -47,8 +47,12 @@ def build_summary(records: List[metadata.ExecutionRecord]) -> Dict[str, Any]:
     pushed_to = None
     pusher = by_id.get("Pusher")
     if pusher and pusher.outputs.get("pushed_model"):
-        destination = pusher.outputs["pushed_model"][0].custom_properties.get("pushed_destination")
-        pushed_to = destination.string_value if destination is not None else None
+        from tfx.types import standard_artifacts  # reads either encoding of the property
+
+        pushed = standard_artifacts.PushedModel()
+        pushed.set_mlmd_artifact(pusher.outputs["pushed_model"][0])
+        pushed_to = (pushed.get_custom_property("pushed_destination")
+                     if pushed.has_custom_property("pushed_destination") else None)
     histories = {}
     for component, key, name in (("Trainer", "model", "teacher"),
                                  ("Distiller", "student", "student"),

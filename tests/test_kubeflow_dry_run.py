@@ -1,0 +1,78 @@
+"""kubeflow_runner.py --dry-run: the compiled pipeline.json executed task by task as the
+Kubeflow Pipelines v2 backend runs it (container command, ExecutorInput, executor output)."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from pipeline_runs import ROOT, versions
+
+pytestmark = pytest.mark.e2e
+IMAGE = "registry.example.com/tfx-compress:test"
+
+
+def _files(folder):
+    """Relative paths under `folder`; TensorBoard event files are named by time and host."""
+    names = set()
+    for directory, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.relpath(os.path.join(directory, name), folder)
+            names.add(re.sub(r"events\.out\.tfevents\..*", "events.out.tfevents.*", path))
+    return names
+
+
+@pytest.fixture(scope="module")
+def dry_run(baseline, tmp_path_factory):
+    """The baseline's data and flags, compiled and dry-run."""
+    directory = tmp_path_factory.mktemp("dry_run")
+    args = ["--image", IMAGE, "--pipeline-root", str(directory / "root"),
+            "--data-root", os.path.dirname(baseline.csv), "--output-dir", str(directory / "spec"),
+            "--dry-run", str(directory / "run"), "--no-baseline-resolver", "--drop", "tips",
+            "--quick", "--tuner", "random", "--trials", "1", "--min-auc", "0.6",
+            "--max-auc-drop", "0.05"]
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "kubeflow_runner.py"), *args],
+                            capture_output=True, text=True, timeout=1500, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return directory, result
+
+
+def test_every_task_completes_and_a_model_is_pushed(dry_run):
+    directory, result = dry_run
+    spec = json.load(open(directory / "spec" / "pipeline.json"))["pipelineSpec"]
+    for task in spec["root"]["dag"]["tasks"]:
+        assert f"{task} complete in" in result.stdout, task
+        assert (directory / "run" / task / "executor_output.json").is_file(), task
+    [version] = versions(str(directory / "root"))
+    assert sorted(os.listdir(version)) == ["contract.json", "model.tflite", "model_card.json",
+                                           "saved_model"]
+    assert f"Pushed to: {version}" in result.stdout and "candidate" in result.stdout
+
+
+def test_each_component_writes_the_same_files_as_a_local_run(dry_run, baseline):
+    directory, _ = dry_run
+    local_root = os.path.join(baseline.output, "pipeline_root")
+    compared = 0
+    for task in sorted(os.listdir(directory / "run")):
+        for key in sorted(os.listdir(directory / "run" / task)):
+            dry = directory / "run" / task / key
+            local = os.path.join(local_root, task, key)
+            if not dry.is_dir() or not os.path.isdir(local):
+                continue  # the task's log and executor output; the local run's extra keys
+            execution = min(os.listdir(local), key=int)  # the baseline's first execution
+            assert _files(dry) == _files(os.path.join(local, execution)), (task, key)
+            compared += 1
+    assert compared >= 15  # every output of every component
+
+
+def test_a_resolver_is_refused_with_the_flag_that_compiles_without_it(tmp_path, capsys):
+    import kubeflow_runner
+
+    argv = ["--image", IMAGE, "--pipeline-root", str(tmp_path / "root"),
+            "--data-root", str(tmp_path), "--output-dir", str(tmp_path / "spec"),
+            "--dry-run", str(tmp_path / "run")]
+    assert kubeflow_runner.main(argv) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --dry-run") and "--no-baseline-resolver" in line
