@@ -61,8 +61,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--dry-run", metavar="DIR", help="after compiling, execute the compiled "
                    "pipeline.json on this machine as the Kubeflow Pipelines v2 backend would "
                    "(each task's container command with its ExecutorInput, in a subprocess); "
-                   "task folders and logs go to DIR. Needs local --pipeline-root and "
-                   "--data-root, and --no-baseline-resolver")
+                   "task folders and logs go to DIR. Needs a local --pipeline-root (and "
+                   "--data-root, default: the taxi CSV); implies --no-baseline-resolver")
     settings.add_stage_flags(p)
     return p.parse_args(argv)
 
@@ -83,14 +83,18 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     root = _cluster_path("--pipeline-root", args.pipeline_root)
     data_root = _cluster_path("--data-root", args.data_root)
     if args.dry_run:
+        if data_root == IMAGE_DATA_ROOT:  # the image's copy of the taxi CSV is this one
+            data_root = os.path.dirname(configs.default_data_path())
         for flag, value in (("--pipeline-root", root), ("--data-root", data_root)):
             if "://" in value or not os.path.isdir(os.path.dirname(value) or "/"):
                 raise UserInputError(f"{flag} {value}: a dry run runs here; pass a folder "
                                      f"of this machine")
         if not args.no_baseline_resolver:
-            raise UserInputError("--dry-run: the pipeline's baseline resolver is run by "
-                                 "the backend itself, and the open-source Kubeflow "
-                                 "Pipelines backend cannot run it; add --no-baseline-resolver")
+            # The backend runs resolvers itself, and the open-source one cannot.
+            print("note: --dry-run compiles without the baseline resolver, as "
+                  "--no-baseline-resolver does: the open-source Kubeflow Pipelines backend "
+                  "cannot run resolver tasks", file=sys.stderr)
+            args.no_baseline_resolver = True
     serving_dir = _cluster_path("--serving-dir",
                                 args.serving_dir or posixpath.join(root, "serving"))
     if not args.label.strip():

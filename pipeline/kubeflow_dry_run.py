@@ -1,14 +1,16 @@
 """Executes a compiled pipeline.json on this machine the way the Kubeflow Pipelines v2
 backend runs it: a check of what a cluster would run, not a second orchestrator.
 
-For each task, in dependency order (`dependentTasks`), as KFP's v2 driver and launcher do
-(kubeflow/pipelines backend/src/v2/driver and component/launcher_v2.go):
+For each task, in dependency order (`dependentTasks`), as KFP builds and runs it (written
+from TFX's tfx/orchestration/kubeflow/v2/container/kubeflow_v2_run_executor.py and
+file_based_example_gen/driver.py, which read what is built here, and from KFP's own local
+runner, sdk/python/kfp/local/executor_input_utils.py, which builds it as the backend does):
 - an `ExecutorInput` (kfp.pipeline_spec.pipeline_spec_pb2) is built from the task spec:
   constant parameters (`runtimeValue.constant`) into `inputs.parameterValues`; input
   artifacts from the producing task's executor output (uri and metadata, e.g. split_names)
   with the type schema of the component's input definition; one output artifact per output
-  definition at `<pipeline root>/<pipeline name>/<run id>/<task>/<output key>`; and an
-  `outputs.outputFile` for the executor output;
+  definition at `<task root>/<output key>` with empty metadata, and
+  `outputs.outputFile` `<task root>/executor_output.json`; integer parameters as integers;
 - the executor's container (and its `lifecycle.preCacheCheck` driver first, as
   CsvExampleGen's has) runs its `command` + `args` with `{{$}}` replaced by that JSON, in a
   subprocess with the environment the Dockerfile sets; this venv's Python stands in for the
@@ -69,12 +71,17 @@ def executor_input(task: Dict[str, Any], component: Dict[str, Any],
     """The ExecutorInput (as JSON) KFP's driver would give this task."""
     inputs = task.get("inputs", {})
     definitions = component.get("inputDefinitions", {}).get("artifacts", {})
+    parameter_types = {key: spec.get("parameterType") for key, spec in
+                       component.get("inputDefinitions", {}).get("parameters", {}).items()}
     parameter_values = {}
     for key, parameter in inputs.get("parameters", {}).items():
         if "runtimeValue" not in parameter:
             raise DryRunError(f"task {task['taskInfo']['name']}: parameter '{key}' is not a "
                               f"constant ({sorted(parameter)}); only constants are supported")
-        parameter_values[key] = parameter["runtimeValue"]["constant"]
+        value = parameter["runtimeValue"]["constant"]
+        # JSON numbers arrive as floats; the backend hands integers as integers.
+        parameter_values[key] = int(value) if parameter_types.get(key) == "NUMBER_INTEGER" \
+            else value
     artifacts = {}
     for key, source in inputs.get("artifacts", {}).items():
         upstream = source["taskOutputArtifact"]

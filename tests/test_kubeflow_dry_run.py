@@ -30,7 +30,7 @@ def dry_run(baseline, tmp_path_factory):
     directory = tmp_path_factory.mktemp("dry_run")
     args = ["--image", IMAGE, "--pipeline-root", str(directory / "root"),
             "--data-root", os.path.dirname(baseline.csv), "--output-dir", str(directory / "spec"),
-            "--dry-run", str(directory / "run"), "--no-baseline-resolver", "--drop", "tips",
+            "--dry-run", str(directory / "run"), "--drop", "tips",
             "--quick", "--tuner", "random", "--trials", "1", "--min-auc", "0.6",
             "--max-auc-drop", "0.05"]
     result = subprocess.run([sys.executable, os.path.join(ROOT, "kubeflow_runner.py"), *args],
@@ -67,12 +67,20 @@ def test_each_component_writes_the_same_files_as_a_local_run(dry_run, baseline):
     assert compared >= 15  # every output of every component
 
 
-def test_a_resolver_is_refused_with_the_flag_that_compiles_without_it(tmp_path, capsys):
-    import kubeflow_runner
+def test_the_dry_run_compiles_without_the_resolver_the_open_source_backend_cannot_run(
+        dry_run):
+    directory, result = dry_run
+    spec = json.load(open(directory / "spec" / "pipeline.json"))["pipelineSpec"]
+    assert all("container" in e for e in spec["deploymentSpec"]["executors"].values())
+    assert "note: --dry-run compiles without the baseline resolver" in result.stderr
 
-    argv = ["--image", IMAGE, "--pipeline-root", str(tmp_path / "root"),
-            "--data-root", str(tmp_path), "--output-dir", str(tmp_path / "spec"),
-            "--dry-run", str(tmp_path / "run")]
-    assert kubeflow_runner.main(argv) == 2
-    [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("error: --dry-run") and "--no-baseline-resolver" in line
+
+def test_a_task_the_backend_runs_itself_is_refused_with_the_flag_to_use(tmp_path):
+    from pipeline import kubeflow_dry_run
+
+    spec = {"root": {"dag": {"tasks": {"resolver": {
+                "componentRef": {"name": "r"}, "taskInfo": {"name": "resolver"}}}}},
+            "components": {"r": {"executorLabel": "r_executor"}},
+            "deploymentSpec": {"executors": {"r_executor": {"resolver": {}}}}}
+    with pytest.raises(kubeflow_dry_run.DryRunError, match="--no-baseline-resolver"):
+        kubeflow_dry_run.run_task("resolver", spec, {}, str(tmp_path), {})
