@@ -85,10 +85,12 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     if args.dry_run:
         if data_root == IMAGE_DATA_ROOT:  # the image's copy of the taxi CSV is this one
             data_root = os.path.dirname(configs.default_data_path())
-        for flag, value in (("--pipeline-root", root), ("--data-root", data_root)):
-            if "://" in value or not os.path.isdir(os.path.dirname(value) or "/"):
-                raise UserInputError(f"{flag} {value}: a dry run runs here; pass a folder "
-                                     f"of this machine")
+        if "://" in root:
+            raise UserInputError(f"--pipeline-root {root}: a dry run runs here; pass a "
+                                 f"folder of this machine")
+        if not os.path.isdir(data_root):
+            raise UserInputError(f"--data-root {data_root}: no such folder here; a dry run "
+                                 f"reads the CSV files from this machine")
         if not args.no_baseline_resolver:
             # The backend runs resolvers itself, and the open-source one cannot.
             print("note: --dry-run compiles without the baseline resolver, as "
