@@ -82,8 +82,9 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
                              f"REGISTRY/NAME:TAG (lowercase name)")
     root = _cluster_path("--pipeline-root", args.pipeline_root)
     data_root = _cluster_path("--data-root", args.data_root)
+    taxi = data_root == IMAGE_DATA_ROOT  # the default data: drop tips by default
     if args.dry_run:
-        if data_root == IMAGE_DATA_ROOT:  # the image's copy of the taxi CSV is this one
+        if taxi:  # the image's copy of the taxi CSV is this one
             data_root = os.path.dirname(configs.default_data_path())
         if "://" in root:
             raise UserInputError(f"--pipeline-root {root}: a dry run runs here; pass a "
@@ -102,7 +103,7 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     if not args.label.strip():
         raise UserInputError("--label: empty; name the column to predict")
     if args.drop is None:
-        drop = configs.DEFAULT_DROP if data_root == IMAGE_DATA_ROOT else ()
+        drop = configs.DEFAULT_DROP if taxi else ()
     else:
         drop = settings.comma_list(args.drop)
     if args.label in drop:

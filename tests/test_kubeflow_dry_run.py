@@ -84,3 +84,15 @@ def test_a_task_the_backend_runs_itself_is_refused_with_the_flag_to_use(tmp_path
             "deploymentSpec": {"executors": {"r_executor": {"resolver": {}}}}}
     with pytest.raises(kubeflow_dry_run.DryRunError, match="--no-baseline-resolver"):
         kubeflow_dry_run.run_task("resolver", spec, {}, str(tmp_path), {})
+
+
+def test_a_dry_run_of_the_default_data_drops_tips_like_the_image_run(tmp_path):
+    """Without --data-root the dry run reads the taxi CSV the image carries, and like a
+    cluster run it leaves out `tips`, which determines the label."""
+    import kubeflow_runner
+
+    args = kubeflow_runner.parse_args(["--image", IMAGE, "--pipeline-root",
+                                       str(tmp_path / "root"), "--dry-run",
+                                       str(tmp_path / "run")])
+    config = kubeflow_runner.build_config(args)
+    assert config.drop == ("tips",) and os.path.isdir(config.data_root)
