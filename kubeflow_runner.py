@@ -97,7 +97,6 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
             print("note: --dry-run compiles without the baseline resolver, as "
                   "--no-baseline-resolver does: the open-source Kubeflow Pipelines backend "
                   "cannot run resolver tasks", file=sys.stderr)
-            args.no_baseline_resolver = True
     serving_dir = _cluster_path("--serving-dir",
                                 args.serving_dir or posixpath.join(root, "serving"))
     if not args.label.strip():
@@ -118,7 +117,7 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         work_dir=posixpath.join(root, "work"), metadata_path=None,  # the cluster's MLMD
         label=args.label, drop=drop,
         beam_args=tuple(configs.DEFAULT_BEAM_ARGS) + tuple(args.beam_arg),
-        resolve_baseline=not args.no_baseline_resolver, **stages)
+        resolve_baseline=not (args.no_baseline_resolver or args.dry_run), **stages)
 
 
 def compile_pipeline(config: configs.PipelineConfig, image: str, output_dir: str) -> List[str]:
