@@ -77,3 +77,22 @@ def median(values):
 def print_result(result):
     """The benchmark's last line: one JSON object."""
     print(json.dumps(result, sort_keys=True), flush=True)
+
+
+def run_pipeline(args, log_path):
+    """Runs local_runner.py with `args` in a child process; returns (exit code, seconds,
+    peak resident memory in MB of the run: the child and every process it waited for,
+    from os.wait4)."""
+    import time
+
+    started = time.time()
+    with open(log_path, "w") as log:
+        pid = os.fork()
+        if pid == 0:  # the child becomes the pipeline run
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            os.chdir(ROOT)
+            os.execv(sys.executable, [sys.executable, os.path.join(ROOT, "local_runner.py"),
+                                      *args])
+        _, status, usage = os.wait4(pid, 0)
+    return os.waitstatus_to_exitcode(status), time.time() - started, usage.ru_maxrss / 1024

@@ -22,9 +22,8 @@ import json
 import os
 import shutil
 import sys
-import time
 
-from common import ROOT, print_result
+from common import ROOT, print_result, run_pipeline
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from csv_samples import SKLEARN_SETS, sklearn_csv  # noqa: E402
@@ -32,21 +31,6 @@ from csv_samples import SKLEARN_SETS, sklearn_csv  # noqa: E402
 from pipeline import configs  # noqa: E402
 
 SETS = ("taxi", *SKLEARN_SETS)
-
-
-def run_pipeline(args, log_path):
-    """Runs local_runner.py; returns (exit code, seconds, peak RSS in MB of the run)."""
-    started = time.time()
-    with open(log_path, "w") as log:
-        pid = os.fork()
-        if pid == 0:  # child: become the pipeline run
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
-            os.chdir(ROOT)
-            os.execv(sys.executable, [sys.executable, os.path.join(ROOT, "local_runner.py"),
-                                      *args])
-        _, status, usage = os.wait4(pid, 0)
-    return os.waitstatus_to_exitcode(status), time.time() - started, usage.ru_maxrss / 1024
 
 
 def read_split(examples_uri, split):
