@@ -79,13 +79,17 @@ def print_result(result):
     print(json.dumps(result, sort_keys=True), flush=True)
 
 
-def run_pipeline(args, log_path):
+def run_pipeline(args, log_path, timeline=None):
     """Runs local_runner.py with `args` in a child process; returns (exit code, seconds,
-    peak resident memory in MB of the run: the child and every process it waited for,
-    from os.wait4)."""
+    peak resident memory in MB of the run). The peak is the larger of the child's own
+    (os.wait4: the child and every process it waited for) and the largest sum over the
+    child's process tree sampled twice a second (Beam workers run next to it). With
+    `timeline` (a list), (time.time(), tree MB) samples are appended to it."""
+    import threading
     import time
 
     started = time.time()
+    samples = timeline if timeline is not None else []
     with open(log_path, "w") as log:
         pid = os.fork()
         if pid == 0:  # the child becomes the pipeline run
@@ -94,5 +98,58 @@ def run_pipeline(args, log_path):
             os.chdir(ROOT)
             os.execv(sys.executable, [sys.executable, os.path.join(ROOT, "local_runner.py"),
                                       *args])
+        done = threading.Event()
+
+        def sample():
+            while not done.wait(0.5):
+                samples.append((time.time(), _tree_rss_mb(pid)))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(pid, 0)
-    return os.waitstatus_to_exitcode(status), time.time() - started, usage.ru_maxrss / 1024
+        done.set()
+        sampler.join()
+    peak = max([usage.ru_maxrss / 1024] + [mb for _, mb in samples])
+    return os.waitstatus_to_exitcode(status), time.time() - started, peak
+
+
+def _tree_rss_mb(root):
+    """Resident memory (MB) of `root` and all its descendants, from /proc."""
+    parents, rss = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields.get("PPid", "0").strip() or 0)
+        rss[int(entry)] = int(fields.get("VmRSS", "0 kB").split()[0] or 0)
+    tree, frontier = {root}, [root]
+    while frontier:
+        frontier = [p for p, parent in parents.items() if parent in frontier and p not in tree]
+        tree.update(frontier)
+    return sum(rss.get(p, 0) for p in tree) / 1024
+
+
+def component_peaks(log_path, timeline):
+    """{component: peak tree MB while it ran}, from the run log's "[HH:MM:SS] X running" /
+    "X finished" lines and the timeline `run_pipeline` sampled."""
+    import datetime
+    import re
+
+    day = datetime.date.today()
+    spans, open_ = {}, {}
+    for line in open(log_path, errors="replace"):
+        match = re.match(r"\[(\d\d:\d\d:\d\d)\] (\S+) (running|finished)", line)
+        if not match:
+            continue
+        at = datetime.datetime.combine(day, datetime.time.fromisoformat(
+            match.group(1))).timestamp()
+        if match.group(3) == "running":
+            open_[match.group(2)] = at
+        elif match.group(2) in open_:
+            spans[match.group(2)] = (open_.pop(match.group(2)), at + 1)
+    return {name: round(max([mb for t, mb in timeline if start <= t <= end] or [0]))
+            for name, (start, end) in spans.items()}

@@ -5,8 +5,9 @@ integers rounded; the label and `tips` untouched), so no two rows are identical.
 are generated at run time (not committed) under --workdir. Each size runs
 `local_runner.py --quick` in a child process; the benchmark prints per size the wall time,
 the peak resident memory of the run (the child and what it waited for, from os.wait4) and
-each component's time, then as its last line one JSON object:
-{"x1": {"rows", "seconds", "peak_rss_mb", "components": {...}}, "x10": {...}, "x40": {...}}
+each component's time and the peak memory while it ran, then as its last line one JSON
+object: {"x1": {"rows", "seconds", "peak_rss_mb", "components": {...},
+"component_peak_rss_mb": {...}}, "x10": {...}, "x40": {...}}
 
     python benchmarks/scale.py [--sizes 1,10,40] [--workdir runs/scale] [-- runner flags]
 """
@@ -18,7 +19,7 @@ import random
 import shutil
 import sys
 
-from common import ROOT, print_result, run_pipeline
+from common import ROOT, component_peaks, print_result, run_pipeline
 
 from pipeline import configs
 
@@ -67,20 +68,25 @@ def main():
         os.makedirs(os.path.join(folder, "data"))
         rows = replicate(configs.default_data_path(),
                          os.path.join(folder, "data", "taxi.csv"), size)
+        timeline = []
         code, seconds, rss = run_pipeline(
             ["--data", os.path.join(folder, "data", "taxi.csv"), "--drop", "tips",
              "--output", os.path.join(folder, "out"), "--quick", *args.extra],
-            os.path.join(folder, "run.log"))
+            os.path.join(folder, "run.log"), timeline)
         if code != 0:
             print(f"{name}: the run failed (exit {code}); see {folder}/run.log", flush=True)
             results[name] = {"rows": rows, "failed": True, "exit_code": code}
             continue
         summary = json.load(open(os.path.join(folder, "out", "report", "summary.json")))
         results[name] = {"rows": rows, "seconds": round(seconds, 1),
-                         "peak_rss_mb": round(rss), "components": summary["timings_s"]}
+                         "peak_rss_mb": round(rss), "components": summary["timings_s"],
+                         "component_peak_rss_mb": component_peaks(
+                             os.path.join(folder, "run.log"), timeline)}
         slowest = sorted(summary["timings_s"].items(), key=lambda kv: -kv[1])[:5]
+        peaks = sorted(results[name]["component_peak_rss_mb"].items(), key=lambda kv: -kv[1])
         print(f"{name}: {rows} rows, {seconds:.0f} s, peak RSS {rss:.0f} MB; slowest: "
-              + ", ".join(f"{k} {v:.0f} s" for k, v in slowest), flush=True)
+              + ", ".join(f"{k} {v:.0f} s" for k, v in slowest) + "; peak MB while running: "
+              + ", ".join(f"{k} {v}" for k, v in peaks[:5]), flush=True)
     print_result(results)
 
 
