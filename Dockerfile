@@ -43,6 +43,7 @@ RUN python -c "import importlib; [importlib.import_module(m) for m in ( \
       'tfx.orchestration.kubeflow.v2.file_based_example_gen.driver', \
       'components.csv_example_gen.executor', \
       'components.data_validator.executor', 'components.tuner.executor', \
+      'components.trainer.executor', \
       'components.distiller.executor', 'components.pruner.executor', \
       'components.quantizer.executor', 'components.evaluator.executor', \
       'components.pusher.executor', 'modules.trainer', 'modules.tuner')]; \

@@ -53,7 +53,8 @@ class StepInputs:
 
     @functools.cached_property
     def prepared(self) -> training.PreparedData:
-        return training.prepare_like(self.model, self.input_dict["examples"])
+        return training.prepare_like(self.model, self.input_dict["examples"],
+                                     self.settings.training.cache_mb)
 
     @property
     def budget(self) -> Blessing:

@@ -109,40 +109,38 @@ def split_files(examples: Sequence[types.Artifact], split: str) -> List[str]:
     return [os.path.join(artifact_utils.get_split_uri(list(examples), split), "*")]
 
 
-def load_split(patterns: Sequence[str], columns: Sequence[FeatureColumn], label: FeatureColumn,
-               batch_size: int = 8192) -> Split:
-    """Reads a whole split into memory (the data sets this project targets fit easily)."""
+def split_records(patterns: Sequence[str]) -> tf.data.Dataset:
+    """The serialized tf.Examples of one split (ExampleGen's GZIP TFRecord files), in file
+    order, streamed."""
     files = sorted(f for pattern in patterns for f in fileio.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no examples match {', '.join(patterns)}")
-    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP")
-               .batch(batch_size)
-               .map(lambda s: parse_examples(s, columns, label)))
-    chunks = [{k: v.numpy() for k, v in batch.items()} for batch in dataset]
-    names = [c.name for c in columns] + [label.name]
-    data = {n: np.concatenate([chunk[n] for chunk in chunks]) if chunks else np.array([])
-            for n in names}
-    labels = np.array([v.decode("utf-8") for v in data.pop(label.name)], dtype=object)
-    has_label = labels != ""
-    features = {}
-    for column in columns:
-        values = data[column.name][has_label]
-        if column.kind == TEXT:
-            values = np.array([v.decode("utf-8", "replace") for v in values], dtype=object)
-        features[column.name] = values
-    return Split(features, labels[has_label], int((~has_label).sum()))
+    return tf.data.TFRecordDataset(files, compression_type="GZIP")
+
+
+def label_counts(patterns: Sequence[str], label: FeatureColumn,
+                 batch_size: int = 8192) -> Dict[str, int]:
+    """How many rows of a split hold each label value ("" for rows without one), streamed."""
+    counts: Dict[str, int] = {}
+    labels = split_records(patterns).batch(batch_size).map(
+        lambda s: parse_examples(s, [], label)[label.name])
+    for batch in labels:
+        names, numbers = np.unique(batch.numpy(), return_counts=True)
+        for name, number in zip(names, numbers):
+            key = name.decode("utf-8", "replace")
+            counts[key] = counts.get(key, 0) + int(number)
+    return counts
 
 
 def write_labeled_examples(patterns: Sequence[str], label: FeatureColumn,
                            classes: Sequence[str], path: str) -> int:
     """Copies the examples whose label is one of `classes` to a GZIP TFRecord file (for tools,
     like TFMA, that cannot skip rows without a label); returns how many were kept."""
-    files = sorted(f for pattern in patterns for f in fileio.glob(pattern))
     known = tf.constant(list(classes))
     kept = 0
     fileio.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
+        for batch in split_records(patterns).batch(4096):
             labels = parse_examples(batch, [], label)[label.name]
             keep = tf.reduce_any(tf.equal(labels[:, None], known[None, :]), axis=1)
             for record in tf.boolean_mask(batch, keep).numpy():
@@ -158,9 +156,10 @@ def label_column(schema: schema_pb2.Schema, label: str) -> FeatureColumn:
     raise ValueError(f"label column '{label}' is not in the schema; pass --label NAME")
 
 
-def class_vocabulary(labels: np.ndarray) -> List[str]:
-    """Sorted class names of the training split: numerically when every class is a number."""
-    classes = sorted(set(labels.tolist()))
+def class_vocabulary(labels) -> List[str]:
+    """Sorted class names (of the training split): numerically when every class is a
+    number; "" (no label) is not a class."""
+    classes = sorted(set(labels) - {""})
     try:
         return sorted(classes, key=float)
     except ValueError:

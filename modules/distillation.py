@@ -3,8 +3,9 @@
 Loss per example (Hinton et al. 2015):
     alpha * CE(label, student) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
 The T^2 factor keeps the soft term's gradients on the scale of the hard term's as T grows.
-Teacher logits are computed once per example and cached next to the labels, so the teacher
-never runs inside the training loop and none of its weights can change.
+Teacher logits are computed once per example and stored next to the labels (block by block,
+with the split: in memory or on local disk), so the teacher never runs inside the training
+loop and none of its weights can change.
 
 `search_student` sizes the student to the task: it tries sizes from tiny upwards
 (`STUDENT_SIZES`) and keeps the first whose eval-split scores stay within half of the
@@ -56,18 +57,16 @@ def distillation_loss(alpha: float, temperature: float) -> LossFn:
     return loss_fn
 
 
-def teacher_logits(teacher: tf.keras.Model, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """The teacher's logits for every row, computed once (inference mode)."""
-    # Eager calls: a few batches of a small network, no function to trace.
-    return np.concatenate([np.asarray(teacher(x[i:i + batch_size], training=False), np.float32)
-                           for i in range(0, len(x), batch_size)]
-                          or [np.zeros((0, teacher.output_shape[-1]), np.float32)])
+def with_teacher_logits(teacher: tf.keras.Model,
+                        prepared: training.PreparedData) -> training.PreparedData:
+    """Both splits with the teacher's logits (inference mode) next to the labels, computed
+    once per row, block by block, and stored like the splits (`Split.with_targets`)."""
+    def logits(x):
+        return tf.cast(teacher(x, training=False), tf.float32)
 
-
-def teacher_targets(teacher: tf.keras.Model, prepared: training.PreparedData) -> Dict[str, dict]:
-    """Cached teacher logits for both splits, as `train_model`'s extra_targets."""
-    return {"train": {"teacher_logits": teacher_logits(teacher, prepared.x_train)},
-            "eval": {"teacher_logits": teacher_logits(teacher, prepared.x_eval)}}
+    return dataclasses.replace(prepared,
+                               train=prepared.train.with_targets("teacher_logits", logits),
+                               eval=prepared.eval.with_targets("teacher_logits", logits))
 
 
 def student_config(tuned: Dict[str, Any], precision: str, epochs: int) -> ModelConfig:
@@ -162,8 +161,8 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
     training configuration; `teacher_metrics` the teacher's `modules.evaluation` metrics on
     the eval split; `run_dir(name)` gives each candidate's log folder. Candidates train
     without progress bars: one line each reports them."""
-    targets = teacher_targets(teacher, prepared)
-    dim, classes = prepared.x_train.shape[1], prepared.num_classes
+    distilled_data = with_teacher_logits(teacher, prepared)
+    dim, classes = prepared.dim, prepared.num_classes
 
     def train(layers: int, units: int, alpha: Optional[float] = None,
               temperature: Optional[float] = None) -> Candidate:
@@ -173,12 +172,11 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
         name = (f"{layers}x{units}_alpha{alpha:g}_t{temperature:g}" if distilled
                 else f"{layers}x{units}_scratch")
         result = training.train_model(
-            lambda: build_core(dim, classes, sized, seed=seed, name="student"), prepared, sized,
-            seed=seed, strategy=strategy, verbose=False,
-            run_dir=run_dir(name) if run_dir else None,
-            **({"loss_fn": distillation_loss(alpha, temperature), "extra_targets": targets}
-               if distilled else {}))
-        metrics = evaluation.keras_metrics(result.model, prepared.x_eval, prepared.y_eval)
+            lambda: build_core(dim, classes, sized, seed=seed, name="student"),
+            distilled_data if distilled else prepared, sized, seed=seed, strategy=strategy,
+            verbose=False, run_dir=run_dir(name) if run_dir else None,
+            **({"loss_fn": distillation_loss(alpha, temperature)} if distilled else {}))
+        metrics = evaluation.keras_metrics(result.model, prepared.eval)
         candidate = Candidate(layers, units, result.model.count_params(),
                               "distilled" if distilled else "scratch", alpha, temperature,
                               metrics, blessing.budget_left(metrics, teacher_metrics,
@@ -205,13 +203,13 @@ def student_params(size: Tuple[int, int], prepared: training.PreparedData,
                    config: ModelConfig) -> int:
     """Parameters of a student of `size` (layers, units) on this data."""
     sized = dataclasses.replace(config, num_layers=size[0], units=size[1])
-    return build_core(prepared.x_train.shape[1], prepared.num_classes, sized).count_params()
+    return build_core(prepared.dim, prepared.num_classes, sized).count_params()
 
 
 def rebuild(candidate: Candidate, prepared: training.PreparedData,
             config: ModelConfig) -> tf.keras.Model:
     """The candidate's trained model, from its weights."""
     sized = dataclasses.replace(config, num_layers=candidate.layers, units=candidate.units)
-    model = build_core(prepared.x_train.shape[1], prepared.num_classes, sized, name="student")
+    model = build_core(prepared.dim, prepared.num_classes, sized, name="student")
     model.set_weights(candidate.weights)
     return model

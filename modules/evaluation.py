@@ -26,6 +26,7 @@ from sklearn import metrics as skm
 
 from modules import fileio
 from modules.quantization import TFLiteModel, softmax
+from modules.splits import Split
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
@@ -105,10 +106,23 @@ def keras_predictor(core: tf.keras.Model):
     return predict, single
 
 
-def keras_metrics(core: tf.keras.Model, x: np.ndarray, y: np.ndarray) -> Dict[str, float]:
-    """`classification_metrics` of a Keras core (inference mode) on (x, y)."""
+def split_metrics(predict: Callable[[np.ndarray], np.ndarray],
+                  split: Split) -> Dict[str, float]:
+    """`classification_metrics` of `predict` over a prepared split, read block by block (only
+    the labels and the predicted probabilities, a few numbers per row, are kept)."""
+    labels, probabilities = [], []
+    for x, targets in split.blocks():
+        labels.append(targets["label"])
+        probabilities.append(predict(x))
+    if not labels:
+        raise ValueError("the eval split has no labeled rows to measure a model on")
+    return classification_metrics(np.concatenate(labels), np.concatenate(probabilities))
+
+
+def keras_metrics(core: tf.keras.Model, split: Split) -> Dict[str, float]:
+    """`classification_metrics` of a Keras core (inference mode) on a prepared split."""
     predict, _ = keras_predictor(core)
-    return classification_metrics(y, predict(x))
+    return split_metrics(predict, split)
 
 
 def tflite_predictor(model: TFLiteModel):
@@ -123,16 +137,16 @@ def tflite_predictor(model: TFLiteModel):
 
 def evaluate_candidate(predict: Callable[[np.ndarray], np.ndarray],
                        single: Callable[[np.ndarray], Callable[[], object]],
-                       x_eval: np.ndarray, y_eval: np.ndarray, path: str, params: int,
-                       latency_repeats: int = 300,
+                       evaluation: Split, path: str, params: int, latency_repeats: int = 300,
                        metrics: Optional[Dict[str, float]] = None) -> Dict[str, float]:
-    """All the numbers the report shows for one candidate. `metrics`: its
-    `classification_metrics` on (x_eval, y_eval) where the step that made it measured them."""
-    result = dict(metrics) if metrics else classification_metrics(y_eval, predict(x_eval))
+    """All the numbers the report shows for one candidate on the prepared eval split.
+    `metrics`: its `classification_metrics` there, where the step that made it measured
+    them."""
+    result = dict(metrics) if metrics else split_metrics(predict, evaluation)
     result.update(size_on_disk(path))
     result["params"] = int(params)
     with tf.device("/CPU:0"):
-        result.update(latency_ms(single(x_eval[0]), repeats=latency_repeats))
+        result.update(latency_ms(single(evaluation.first_row()), repeats=latency_repeats))
     return result
 
 

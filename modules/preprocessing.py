@@ -9,6 +9,7 @@ Learning"): bin t gives clip((x - e[t]) / (e[t+1] - e[t]), 0, 1). Per categorica
 is "out of vocabulary". Every value lies in [-clip, clip], which keeps int8 input scales fine.
 """
 import json
+import os
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -110,48 +111,80 @@ class FeaturePreprocessor(tf.keras.layers.Layer):
         return {**super().get_config(), **json.loads(self._specs), "clip": self.clip}
 
 
-def _is_integer_valued(values: np.ndarray) -> bool:
-    present = values[~np.isnan(values)]
-    return present.size > 0 and bool(np.all(np.floor(present) == present))
+# Quantile bins of the piecewise-linear encoding: StatisticsGen computes this many quantile
+# buckets per numeric feature (`statistics_options`), and `fit_preprocessor` uses them.
+BINS = 16
 
 
-def fit_preprocessor(split: data.Split, columns: Sequence[data.FeatureColumn], *,
-                     max_categories: int = 100, min_count: int = 5, bins: int = 16,
+def statistics_options(bins: int = BINS):
+    """The StatsOptions StatisticsGen runs with: the quantiles the preprocessing needs."""
+    import tensorflow_data_validation as tfdv
+
+    return tfdv.StatsOptions(num_quantiles_histogram_buckets=bins)
+
+
+def load_statistics(statistics_uri: str, split: str = "train"):
+    """The DatasetFeatureStatistics StatisticsGen wrote for `split` of its artifact."""
+    import tensorflow_data_validation as tfdv
+    from tfx.components.statistics_gen import executor as statistics_executor
+
+    path = os.path.join(statistics_uri, f"Split-{split}", statistics_executor.DEFAULT_FILE_NAME)
+    return tfdv.load_stats_binary(path).datasets[0]
+
+
+def fit_preprocessor(statistics, columns: Sequence[data.FeatureColumn], *,
+                     max_categories: int = 100, min_count: int = 5,
                      clip: float = 5.0) -> FeaturePreprocessor:
-    """Learns normalization, quantile bins and vocabularies from the training split.
+    """Normalization, quantile bins and vocabularies from StatisticsGen's statistics of the
+    training split (a DatasetFeatureStatistics, computed on Beam: nothing here reads rows).
 
-    Integer columns with at most `max_categories` distinct values are categorical codes; text
-    values seen fewer than `min_count` times fall into the out-of-vocabulary slot.
+    An integer column whose values span at most `max_categories` integers holds categorical
+    codes (one slot per integer of its range); text values seen fewer than `min_count` times
+    fall into the out-of-vocabulary slot, as do missing ones.
     """
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    by_name = {f.path.step[0] if f.path.step else f.name: f for f in statistics.features}
     numeric, categorical = [], []
     for column in columns:
-        values = split.features[column.name]
+        feature = by_name.get(column.name)
         if column.kind == data.NUMERIC:
-            present = values[~np.isnan(values)]
-            distinct = np.unique(present)
-            if _is_integer_valued(values) and len(distinct) <= max_categories:
-                vocabulary = _vocabulary([str(int(v)) for v in present], max_categories, 1)
+            stats = feature.num_stats if feature is not None else None
+            present = stats is not None and stats.common_stats.num_non_missing > 0
+            if (present and column.schema_type == schema_pb2.INT
+                    and stats.max - stats.min + 1 <= max_categories):
+                codes = range(int(stats.min), int(stats.max) + 1)
                 categorical.append({"name": column.name, "source": "numeric",
-                                    "vocabulary": vocabulary})
+                                    "vocabulary": [str(v) for v in codes]})
                 continue
-            if present.size == 0:
-                present = np.zeros(1)
-            mean, std = float(present.mean()), float(present.std())
-            edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)))
+            mean, std, edges = 0.0, 1.0, np.zeros(1)
+            if present:
+                mean, std = float(stats.mean), float(stats.std_dev)
+                quantiles = [h for h in stats.histograms
+                             if h.type == h.QUANTILES and h.buckets]
+                edges = (np.array([b.low_value for b in quantiles[0].buckets]
+                                  + [quantiles[0].buckets[-1].high_value])
+                         if quantiles else np.array([stats.min, stats.max]))
+                edges = np.unique(edges[np.isfinite(edges)])
             if len(edges) < 2:
-                edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
+                center = edges[0] if len(edges) else mean
+                edges = np.array([center - 0.5, center + 0.5])
             numeric.append({"name": column.name, "mean": mean, "std": std if std > 0 else 1.0,
                             "edges": [float(e) for e in edges]})
         else:
-            vocabulary = _vocabulary(values.tolist(), max_categories, min_count)
-            categorical.append({"name": column.name, "source": "text", "vocabulary": vocabulary})
+            buckets = (feature.string_stats.rank_histogram.buckets
+                       if feature is not None and feature.HasField("string_stats") else [])
+            counts = {b.label: b.sample_count for b in buckets}
+            categorical.append({"name": column.name, "source": "text",
+                                "vocabulary": _vocabulary(counts, max_categories, min_count)})
     return FeaturePreprocessor(numeric, categorical, clip=clip, name="preprocessor")
 
 
-def _vocabulary(values: Sequence[str], max_size: int, min_count: int) -> List[str]:
-    names, counts = np.unique(np.asarray(values, dtype=object).astype(str), return_counts=True)
-    order = np.lexsort((names, -counts))  # most frequent first, ties by name
-    return [str(names[i]) for i in order[:max_size] if counts[i] >= min_count]
+def _vocabulary(counts: Dict[str, float], max_size: int, min_count: int) -> List[str]:
+    """The most frequent values (ties by name), at most `max_size`, each seen `min_count`
+    times or more."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [name for name, count in ranked[:max_size] if count >= min_count]
 
 
 def transform(preprocessor: FeaturePreprocessor, split: data.Split,

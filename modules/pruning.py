@@ -74,7 +74,7 @@ def sparsity_report(model: tf.keras.Model) -> Dict[str, object]:
 
 def prune(core: tf.keras.Model, prepared: training.PreparedData, config: ModelConfig, *,
           target_sparsity: float, epochs: int, seed: int, loss_fn: LossFn = cross_entropy,
-          extra_targets: Optional[dict] = None, strategy: str = "none",
+          strategy: str = "none",
           run_dir: Optional[str] = None, verbose: bool = True):
     """Prunes `core` to `target_sparsity` while fine-tuning; returns (stripped model, result).
 
@@ -84,14 +84,14 @@ def prune(core: tf.keras.Model, prepared: training.PreparedData, config: ModelCo
 
     def build():  # runs in the strategy's scope: the schedule counts global steps
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        steps_per_epoch = training.budget(len(prepared.x_train), config.batch_size,
+        steps_per_epoch = training.budget(prepared.train.rows, config.batch_size,
                                           replicas).steps_per_epoch
         clone = tf.keras.models.clone_model(core)
         clone.set_weights(weights)
         return make_prunable(clone, pruning_schedule(target_sparsity, steps_per_epoch, epochs))
 
     result = training.train_model(
-        build, prepared, config, seed=seed, loss_fn=loss_fn, extra_targets=extra_targets,
+        build, prepared, config, seed=seed, loss_fn=loss_fn,
         strategy=strategy, run_dir=run_dir, epochs=epochs, early_stopping=False,
         extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=verbose)
     return tfmot.sparsity.keras.strip_pruning(result.model), result
@@ -134,7 +134,7 @@ def prune_within_budget(core: tf.keras.Model, prepared: training.PreparedData,
                                   **prune_kwargs)
         else:
             model, result = core, None
-        metrics = evaluation.keras_metrics(model, prepared.x_eval, prepared.y_eval)
+        metrics = evaluation.keras_metrics(model, prepared.eval)
         attempt = PruneAttempt(sparsity, metrics, blessing.budget_left(
             metrics, teacher_metrics, max_auc_drop, max_accuracy_drop))
         attempts.append(attempt)

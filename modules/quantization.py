@@ -106,12 +106,13 @@ def _representative(rows: np.ndarray) -> Callable:
     return generate
 
 
-def representative_sample(x_train: np.ndarray, size: int = 500, seed: int = 0) -> np.ndarray:
-    """Random training rows that calibrate int8 activation ranges."""
-    if len(x_train) == 0:
+def representative_sample(train, size: int = 500, seed: int = 0) -> np.ndarray:
+    """At most `size` random rows of the prepared training split (`modules.splits.Split`),
+    drawn through its bounded shuffle: they calibrate int8 activation ranges."""
+    if len(train) == 0:
         raise ValueError("int8 quantization needs a non-empty representative dataset")
-    rng = np.random.default_rng(seed)
-    return x_train[rng.choice(len(x_train), size=min(size, len(x_train)), replace=False)]
+    sample = train.sample(size, seed=seed)
+    return np.concatenate([x for x, _ in sample.blocks()])
 
 
 @dataclasses.dataclass

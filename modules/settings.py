@@ -221,6 +221,9 @@ class Training(Stage):
                             "(reads TF_CONFIG)", flag=True, check=one_of(STRATEGIES))
     precision: str = setting("float32", "float32, mixed_float16 or mixed_bfloat16",
                              flag=True, check=one_of(PRECISIONS))
+    cache_mb: int = setting(128, "prepared features of a split up to this many MB are held in "
+                            "memory; larger splits stream from a local snapshot "
+                            "(modules/splits.py)", flag=True, check=at_least(0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +238,9 @@ class Tuning(Stage):
     search_space: Optional[Dict[str, Any]] = setting(
         None, "a JSON file replacing the tuner's search space (format: DEFAULT_SEARCH_SPACE "
         "in modules/tuner.py)", flag=True, parse=read_search_space, metavar="JSON_FILE")
+    sample_rows: int = setting(100_000, "tuner trials train on a random sample of at most this "
+                               "many training rows (0: all); the Trainer uses every row",
+                               flag="--tuner-sample-rows", check=at_least(0))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,12 +8,25 @@ from modules import evaluation, export, fileio, training
 from modules.model import ModelConfig, build_core
 from modules.settings import RunSettings, Teacher
 
+# custom_config key under which the executors pass the statistics artifact's URI
+STATISTICS_URI = "statistics_uri"
+
 
 def hyperparameter_values(hyperparameters) -> dict:
     """Values of a Keras Tuner HyperParameters config (the Tuner's best), or {}."""
     if not hyperparameters:
         return {}
     return dict(keras_tuner.HyperParameters.from_config(hyperparameters).values)
+
+
+def statistics_uri(fn_args: FnArgs) -> str:
+    """Where StatisticsGen's statistics are: the Trainer and Tuner executors put the URI of
+    their `statistics` input into the custom config (`components.trainer`)."""
+    uri = (fn_args.custom_config or {}).get(STATISTICS_URI)
+    if not uri:
+        raise ValueError("the statistics input is missing: wire StatisticsGen's statistics to "
+                         "the Trainer and Tuner (pipeline.pipeline does)")
+    return uri
 
 
 def run_fn(fn_args: FnArgs) -> None:
@@ -23,11 +36,13 @@ def run_fn(fn_args: FnArgs) -> None:
     config = ModelConfig.from_dict(tuned, epochs=teacher.epochs,
                                    precision=settings.training.precision)
     prepared = training.prepare_data(fn_args.train_files, fn_args.eval_files,
-                                     fn_args.schema_path, settings.label, settings.drop)
+                                     fn_args.schema_path, statistics_uri(fn_args),
+                                     settings.label, settings.drop,
+                                     settings.training.cache_mb)
     seed = settings.training.seed
     checkpoint_dir = settings.work_subdir("trainer", fn_args.train_files, config.to_dict(), seed)
     result = training.train_model(
-        lambda: build_core(prepared.x_train.shape[1], prepared.num_classes, config, seed=seed,
+        lambda: build_core(prepared.dim, prepared.num_classes, config, seed=seed,
                            name="teacher"),
         prepared, config, seed=seed, strategy=settings.training.strategy,
         run_dir=fn_args.model_run_dir, checkpoint_dir=checkpoint_dir, verbose=settings.verbose)
@@ -40,7 +55,6 @@ def run_fn(fn_args: FnArgs) -> None:
                             "best_epoch": result.best_epoch, "history": result.history,
                             "eval_metrics": result.eval_metrics, "rows": prepared.row_counts,
                             # measured once here, reused by the Distiller, Pruner, Evaluator
-                            "metrics": evaluation.keras_metrics(result.model, prepared.x_eval,
-                                                                prepared.y_eval)})
+                            "metrics": evaluation.keras_metrics(result.model, prepared.eval)})
     if checkpoint_dir:  # the finished model is in the artifact; a rerun starts afresh
         fileio.rmtree(checkpoint_dir)

@@ -1,4 +1,4 @@
-"""What every training component shares: in-memory prepared data, the distribution strategy,
+"""What every training component shares: the prepared splits, the distribution strategy,
 the optimizer with its learning-rate schedule, and one `train_model` around the loop."""
 import dataclasses
 import math
@@ -8,10 +8,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from modules import batchnorm, data, loop
+from modules import batchnorm, data, loop, splits
 from modules import callbacks as cb
 from modules.model import ModelConfig
-from modules.preprocessing import FeaturePreprocessor, fit_preprocessor, transform
+from modules.preprocessing import FeaturePreprocessor, fit_preprocessor, load_statistics
 from modules.schedules import ConstantThenExponentialDecay
 from modules.settings import STRATEGIES
 
@@ -19,62 +19,102 @@ from modules.settings import STRATEGIES
 
 @dataclasses.dataclass
 class PreparedData:
-    """Both splits preprocessed into dense matrices, with what produced them."""
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_eval: np.ndarray
-    y_eval: np.ndarray
+    """Both splits prepared (`modules.splits.Split`: in memory when small, streamed when
+    not), with what produced them."""
+    train: splits.Split
+    eval: splits.Split
     classes: List[str]
     columns: List[data.FeatureColumn]
     label: data.FeatureColumn
-    preprocessor: FeaturePreprocessor
+    preprocessor: Optional[FeaturePreprocessor]
     row_counts: Dict[str, int]  # rows used and rows dropped, for the report
+    class_counts: Dict[str, List[int]] = dataclasses.field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def dim(self) -> int:
+        """Width of the preprocessed feature vector: the model core's input."""
+        return self.train.dim
+
+    def counts(self, split: str) -> np.ndarray:
+        """Rows per class of "train" or "eval"."""
+        if split not in self.class_counts:
+            self.class_counts[split] = getattr(self, split).class_counts(
+                self.num_classes).tolist()
+        return np.asarray(self.class_counts[split], np.int64)
+
 
 def prepare_data(train_files: Sequence[str], eval_files: Sequence[str], schema_path: str,
-                 label: str, drop: Sequence[str] = ()) -> PreparedData:
-    """Loads the train and eval splits; learns the preprocessing and the classes from train."""
+                 statistics_uri: str, label: str, drop: Sequence[str] = (),
+                 cache_mb: float = splits.DEFAULT_CACHE_MB) -> PreparedData:
+    """Prepares the train and eval splits: the preprocessing is fitted on StatisticsGen's
+    statistics of the training split (`statistics_uri`), the classes are the training
+    split's labels."""
     schema = data.load_schema(schema_path)
-    return _prepare(train_files, eval_files, data.feature_columns(schema, label, drop),
-                    data.label_column(schema, label))
+    columns = data.feature_columns(schema, label, drop)
+    preprocessor = fit_preprocessor(load_statistics(statistics_uri, "train"), columns)
+    return _prepare(train_files, eval_files, columns, data.label_column(schema, label),
+                    preprocessor, cache_mb=cache_mb)
 
 
-def prepare_like(model, examples: Sequence) -> PreparedData:
-    """Loads the train and eval splits of an Examples artifact (a one-item list, as in an
+def prepare_like(model, examples: Sequence,
+                 cache_mb: float = splits.DEFAULT_CACHE_MB) -> PreparedData:
+    """Prepares the train and eval splits of an Examples artifact (a one-item list, as in an
     executor's input_dict) exactly as `model` (an `export.ExportedModel`) was trained: its
     columns, label, classes and preprocessing."""
     return _prepare(data.split_files(examples, "train"), data.split_files(examples, "eval"),
-                    model.columns, model.label, model.preprocessor, model.classes)
+                    model.columns, model.label, model.preprocessor, model.classes, cache_mb)
 
 
 def _prepare(train_files, eval_files, columns, label_column,
-             preprocessor: Optional[FeaturePreprocessor] = None,
-             classes: Optional[Sequence[str]] = None) -> PreparedData:
+             preprocessor: FeaturePreprocessor, classes: Optional[Sequence[str]] = None,
+             cache_mb: float = splits.DEFAULT_CACHE_MB) -> PreparedData:
     """Rows without a label are dropped; eval rows of a class the training split never had
-    are dropped too. Both are counted in `row_counts`."""
-    train = data.load_split(train_files, columns, label_column)
-    evaluation = data.load_split(eval_files, columns, label_column)
-    classes = list(classes) if classes is not None else data.class_vocabulary(train.labels)
+    are dropped too. Both are counted in `row_counts`. One streamed pass counts the labels,
+    a second prepares the rows."""
+    train_labels = data.label_counts(train_files, label_column)
+    eval_labels = data.label_counts(eval_files, label_column)
+    classes = list(classes) if classes is not None else data.class_vocabulary(train_labels)
     if len(classes) < 2:
         raise ValueError(f"label '{label_column.name}' has a single class ({classes}) in the "
                          f"training split; a classifier needs at least two")
-    if preprocessor is None:
-        preprocessor = fit_preprocessor(train, columns)
-    y_train = data.class_ids(train.labels, classes)
-    y_eval = data.class_ids(evaluation.labels, classes)
-    known_train, known_eval = y_train >= 0, y_eval >= 0
-    x_train, x_eval = transform(preprocessor, train), transform(preprocessor, evaluation)
-    counts = {"train_rows": int(known_train.sum()), "eval_rows": int(known_eval.sum()),
-              "dropped_missing_label": train.dropped_missing_label
-              + evaluation.dropped_missing_label,
-              "dropped_unseen_class": int((~known_train).sum() + (~known_eval).sum())}
-    return PreparedData(x_train[known_train], y_train[known_train], x_eval[known_eval],
-                        y_eval[known_eval], classes, list(columns), label_column, preprocessor,
-                        counts)
+    per_class = {name: [labels.get(c, 0) for c in classes]
+                 for name, labels in (("train", train_labels), ("eval", eval_labels))}
+    unseen = sum(n for labels in (train_labels, eval_labels) for c, n in labels.items()
+                 if c and c not in classes)
+    counts = {"train_rows": sum(per_class["train"]), "eval_rows": sum(per_class["eval"]),
+              "dropped_missing_label": train_labels.get("", 0) + eval_labels.get("", 0),
+              "dropped_unseen_class": unseen}
+    prepared_splits = [
+        splits.Split.from_blocks(_prepared_blocks(files, columns, label_column, preprocessor,
+                                                  classes),
+                                 preprocessor.output_dim, rows, cache_mb)
+        for files, rows in ((train_files, counts["train_rows"]),
+                            (eval_files, counts["eval_rows"]))]
+    return PreparedData(*prepared_splits, classes, list(columns), label_column, preprocessor,
+                        counts, per_class)
+
+
+def _prepared_blocks(files, columns, label_column, preprocessor: FeaturePreprocessor,
+                     classes: Sequence[str]) -> tf.data.Dataset:
+    """(features, {"label": class id}) blocks of a split's labeled rows of known classes,
+    parsed and preprocessed batch by batch with the graph serving runs."""
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(list(classes)), tf.range(len(classes), dtype=tf.int64)), -1)
+    needed = [c for c in columns if c.name in set(preprocessor.input_names)]
+
+    def prepare(serialized):
+        parsed = data.parse_examples(serialized, needed, label_column)
+        ids = table.lookup(parsed.pop(label_column.name))
+        known = ids >= 0
+        x = preprocessor(parsed)
+        return tf.boolean_mask(x, known), {"label": tf.boolean_mask(ids, known)}
+
+    return (data.split_records(files).batch(splits.BLOCK_ROWS)
+            .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
 
 
 _STRATEGIES: Dict[str, tf.distribute.Strategy] = {}
@@ -137,10 +177,11 @@ def make_optimizer(config: ModelConfig, steps_per_epoch: int):
     return optimizer
 
 
-def class_weights(labels: np.ndarray, num_classes: int) -> List[float]:
-    """Inverse-frequency weights, normalized so the average example weighs 1."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    weights = len(labels) / (num_classes * np.maximum(counts, 1.0))
+def class_weights(counts: np.ndarray) -> List[float]:
+    """Inverse-frequency weights from rows per class, normalized so the average example
+    weighs 1."""
+    counts = np.asarray(counts, np.float64)
+    weights = counts.sum() / (len(counts) * np.maximum(counts, 1.0))
     return [float(w) for w in weights]
 
 
@@ -157,7 +198,6 @@ class TrainResult:
 def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedData,
                 config: ModelConfig, *, seed: int = 0,
                 loss_fn: loop.LossFn = loop.cross_entropy,
-                extra_targets: Optional[Dict[str, Dict[str, np.ndarray]]] = None,
                 strategy: str = "none", run_dir: Optional[str] = None,
                 checkpoint_dir: Optional[str] = None, initial_epoch: int = 0,
                 epochs: Optional[int] = None,
@@ -169,8 +209,8 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                 steps_per_execution: int = 16, verbose: bool = True) -> TrainResult:
     """Builds the model and optimizer in the strategy's scope and trains it with the loop.
 
-    `extra_targets` adds arrays next to the labels ({"train": {...}, "eval": {...}}), e.g.
-    cached teacher logits for distillation. The batch size and the epoch follow `budget`.
+    The targets of `prepared`'s splits (the labels, and e.g. a teacher's logits for
+    distillation: `modules.splits.Split.with_targets`) reach `loss_fn`. The batch size and the epoch follow `budget`.
     With `early_stopping`, training stops when none of the metrics in `monitor` has improved
     for `config.early_stopping_patience` epochs, and keeps the weights of the epoch best on
     the first (by default the validation loss, a proper score: AUC alone ranks well while
@@ -183,7 +223,7 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     """
     tf.keras.utils.set_random_seed(seed)
     distribution = make_strategy(strategy)
-    plan = budget(len(prepared.x_train), config.batch_size, distribution.num_replicas_in_sync)
+    plan = budget(prepared.train.rows, config.batch_size, distribution.num_replicas_in_sync)
     with distribution.scope():
         model = build_model()
         batchnorm.set_momentum(model, batchnorm.momentum_for(plan.steps_per_epoch))
@@ -191,14 +231,10 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
         model.optimizer = optimizer
         if restore_model is not None:
             restore_model(model)
-    extra = extra_targets or {}
-    train = loop.make_dataset(prepared.x_train, {"label": prepared.y_train, **extra.get("train", {})},
-                              plan.global_batch_size, shuffle=True, seed=seed,
-                              repeat=plan.passes_per_epoch)
-    evaluation = loop.make_dataset(prepared.x_eval, {"label": prepared.y_eval,
-                                                     **extra.get("eval", {})},
-                                   plan.global_batch_size, shuffle=False)
-    weights = class_weights(prepared.y_train, prepared.num_classes) if balance_classes else None
+    train = prepared.train.dataset(plan.global_batch_size, shuffle=True, seed=seed,
+                                   repeat=plan.passes_per_epoch)
+    evaluation = prepared.eval.dataset(plan.global_batch_size)
+    weights = class_weights(prepared.counts("train")) if balance_classes else None
     training_loop = loop.TrainingLoop(model, optimizer, loss_fn, prepared.num_classes,
                                       strategy=distribution, clip_norm=config.clip_norm,
                                       class_weights=weights,
@@ -218,8 +254,7 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                                 initial_epoch=initial_epoch, callbacks=callbacks,
                                 verbose=verbose)
     with distribution.scope():
-        batchnorm.recalibrate(model, loop.make_dataset(prepared.x_train, None,
-                                                       plan.global_batch_size, shuffle=False))
+        batchnorm.recalibrate(model, prepared.train.features(plan.global_batch_size))
     return TrainResult(model, history, training_loop.epochs_trained,
                        stopper.best_epoch if stopper else None,
                        training_loop.evaluate(evaluation), plan)

@@ -7,6 +7,7 @@ returns the best validation ROC AUC. Under Hyperband a trial that continues anot
 (`tuner/trial_id`) restores that trial's last checkpoint (weights and optimizer) and trains only
 from `tuner/initial_epoch` to `tuner/epochs`.
 """
+import dataclasses
 import logging
 import os
 import time
@@ -18,6 +19,7 @@ from tfx.components.tuner.component import TunerFnResult
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from modules import fileio, memory, training
+from modules.trainer import statistics_uri
 from modules.model import ModelConfig, build_core
 from modules.settings import RunSettings, Tuning
 
@@ -103,7 +105,7 @@ class LoopTuner(keras_tuner.Tuner):
                                      precision=self.settings.training.precision)
 
     def _build(self, hp: keras_tuner.HyperParameters) -> tf.keras.Model:
-        return build_core(self.prepared.x_train.shape[1], self.prepared.num_classes,
+        return build_core(self.prepared.dim, self.prepared.num_classes,
                           self._config(hp), seed=self.settings.training.seed)
 
     def _checkpoint_dir(self, trial_id: str) -> str:
@@ -181,7 +183,16 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     settings = RunSettings.from_json(fn_args.custom_config[RunSettings.KEY])
     tuning = Tuning.from_json(fn_args.custom_config[Tuning.KEY])
     prepared = training.prepare_data(fn_args.train_files, fn_args.eval_files,
-                                     fn_args.schema_path, settings.label, settings.drop)
+                                     fn_args.schema_path, statistics_uri(fn_args),
+                                     settings.label, settings.drop,
+                                     settings.training.cache_mb)
+    if tuning.sample_rows and prepared.train.rows > tuning.sample_rows:
+        log.info("tuner: trials train on a sample of %d of the %d training rows "
+                 "(--tuner-sample-rows; the Trainer uses them all)", tuning.sample_rows,
+                 prepared.train.rows)
+        prepared = dataclasses.replace(prepared, train=prepared.train.sample(
+            tuning.sample_rows, seed=settings.training.seed,
+            cache_mb=settings.training.cache_mb))
     directory = (settings.work_subdir("tuner", fn_args.train_files, tuning.to_dict(),
                                       settings.training.to_dict())
                  or os.path.join(fn_args.working_dir, "tuner"))

@@ -12,7 +12,9 @@ from components.evaluator import Evaluator
 from components.pruner import Pruner
 from components.pusher import Pusher
 from components.quantizer import Quantizer
+from components.trainer import Trainer
 from components.tuner import Tuner
+from modules import preprocessing
 from modules.settings import RunSettings, Teacher, Tuning
 from pipeline.configs import TRAIN_EVAL_BUCKETS, PipelineConfig
 
@@ -35,13 +37,17 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         custom_executor_spec=executor_spec.BeamExecutorSpec(csv_example_gen.Executor),
     ).with_id("CsvExampleGen")
     examples = example_gen.outputs["examples"]
-    statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    # Its statistics of the training split are what the preprocessing is fitted on
+    # (modules.preprocessing.fit_preprocessor): means, deviations, quantiles, vocabularies.
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=examples, stats_options=preprocessing.statistics_options())
+    statistics = statistics_gen.outputs["statistics"]
     if config.schema_path:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
     else:
         schema_gen = tfx.components.SchemaGen(
-            statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)
-    validator = DataValidator(statistics=statistics_gen.outputs["statistics"],
+            statistics=statistics, infer_feature_shape=False)
+    validator = DataValidator(statistics=statistics,
                               schema=schema_gen.outputs["schema"],
                               fail_on_anomalies=bool(config.schema_path))
     components = [example_gen, statistics_gen, schema_gen, validator]
@@ -51,6 +57,7 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
     if config.tuning.tuner != "none":
         tuner = Tuner(
             tuner_fn=TUNER_FN, examples=examples, schema=schema_gen.outputs["schema"],
+            statistics=statistics,
             train_args=tfx.proto.TrainArgs(splits=["train"]),
             eval_args=tfx.proto.EvalArgs(splits=["eval"]),
             custom_config={RunSettings.KEY: run.to_json(), Tuning.KEY: config.tuning.to_json(),
@@ -58,8 +65,9 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         tuner.add_upstream_node(validator)  # no tuning on data that failed validation
         hyperparameters = tuner.outputs["best_hyperparameters"]
         components.append(tuner)
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         run_fn=RUN_FN, examples=examples, schema=schema_gen.outputs["schema"],
+        statistics=statistics,
         hyperparameters=hyperparameters, train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={RunSettings.KEY: run.to_json(), Teacher.KEY: config.teacher.to_json()})

@@ -3,6 +3,7 @@
 `import modules` comes first: it selects tf_keras (TF_USE_LEGACY_KERAS=1) before TensorFlow
 is imported anywhere in the test process.
 """
+import dataclasses
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from modules import data, training
+from modules import data, splits, training
 from modules.model import ModelConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,9 +70,67 @@ def make_prepared(n: int = 600, d: int = 20, num_classes: int = 2, seed: int = 0
     columns = [data.FeatureColumn(f"f{i}", data.NUMERIC, schema_pb2.FLOAT) for i in range(d)]
     label = data.FeatureColumn("label", data.TEXT, schema_pb2.BYTES)
     return training.PreparedData(
-        x[:cut], y[:cut], x[cut:], y[cut:], [str(c) for c in range(num_classes)], columns,
-        label, None, {"train_rows": cut, "eval_rows": n - cut, "dropped_missing_label": 0,
-                      "dropped_unseen_class": 0})
+        splits.Split.from_arrays(x[:cut], {"label": y[:cut]}),
+        splits.Split.from_arrays(x[cut:], {"label": y[cut:]}),
+        [str(c) for c in range(num_classes)], columns, label, None,
+        {"train_rows": cut, "eval_rows": n - cut, "dropped_missing_label": 0,
+         "dropped_unseen_class": 0})
+
+
+def with_features(prepared: training.PreparedData, x_train, x_eval) -> training.PreparedData:
+    """`prepared` with other feature matrices, the same labels."""
+    return dataclasses.replace(
+        prepared, train=splits.Split.from_arrays(x_train, {"label": labels_of(prepared.train)}),
+        eval=splits.Split.from_arrays(x_eval, {"label": labels_of(prepared.eval)}))
+
+
+def features_of(split: splits.Split) -> np.ndarray:
+    """The feature matrix of an in-memory split."""
+    return split.arrays()[0]
+
+
+def labels_of(split: splits.Split) -> np.ndarray:
+    """The class ids of an in-memory split."""
+    return split.arrays()[1]["label"]
+
+
+def examples_of(split: data.Split, columns, label: str = "label") -> list:
+    """Serialized tf.Examples of an in-memory raw split, as CsvExampleGen writes them: a
+    missing value (NaN, "") is an absent feature; INT columns as integers."""
+    serialized = []
+    for i in range(len(split)):
+        feature = {}
+        for column in columns:
+            value = split.features[column.name][i]
+            if column.kind == data.TEXT:
+                if value:
+                    feature[column.name] = tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[str(value).encode()]))
+            elif not np.isnan(value):
+                feature[column.name] = (
+                    tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+                    if column.schema_type == schema_pb2.INT
+                    else tf.train.Feature(float_list=tf.train.FloatList(value=[value])))
+        if split.labels[i]:
+            feature[label] = tf.train.Feature(
+                bytes_list=tf.train.BytesList(value=[split.labels[i].encode()]))
+        serialized.append(tf.train.Example(
+            features=tf.train.Features(feature=feature)).SerializeToString())
+    return serialized
+
+
+def statistics_of(split: data.Split, columns, bins: int):
+    """TFDV's statistics of an in-memory raw split (StatisticsGen's generators, run in
+    process), with `bins` quantile buckets."""
+    from tensorflow_data_validation.statistics import stats_impl
+    from tfx_bsl.coders import example_coder
+
+    from modules import preprocessing
+
+    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(
+        examples_of(split, columns))
+    return stats_impl.generate_statistics_in_memory(
+        batch, preprocessing.statistics_options(bins)).datasets[0]
 
 
 def small_config(**overrides) -> ModelConfig:

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import make_prepared, small_config
+from conftest import features_of, labels_of, make_prepared, small_config, with_features
 from modules import batchnorm, loop, pruning, training
 from modules.model import build_core
 
 
 def _shifted(prepared, shift=3.0, scale=2.0):
     """Features far from zero mean and unit variance, as raw-ish columns are."""
-    prepared.x_train = (prepared.x_train * scale + shift).astype(np.float32)
-    prepared.x_eval = (prepared.x_eval * scale + shift).astype(np.float32)
-    return prepared
+    return with_features(prepared,
+                         (features_of(prepared.train) * scale + shift).astype(np.float32),
+                         (features_of(prepared.eval) * scale + shift).astype(np.float32))
 
 
 def _pre_norm(block, x):
@@ -36,13 +36,13 @@ def test_small_data_model_serves_as_accurately_as_it_trains():
     model = training.train_model(lambda: build_core(20, 2, config, seed=0), prepared, config,
                                  seed=0, verbose=False).model
     block = model.get_layer("block_0")
-    z = _pre_norm(block, prepared.x_train)
+    z = _pre_norm(block, features_of(prepared.train))
     np.testing.assert_allclose(block.norm.moving_mean.numpy(), z.mean(0), rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(block.norm.moving_variance.numpy(), z.var(0), rtol=1e-3,
                                atol=1e-3)
-    served = _accuracy(model, prepared.x_eval, prepared.y_eval, False)
+    served = _accuracy(model, features_of(prepared.eval), labels_of(prepared.eval), False)
     # Last: a call in training mode also moves the moving averages.
-    on_batch_statistics = _accuracy(model, prepared.x_eval, prepared.y_eval, True)
+    on_batch_statistics = _accuracy(model, features_of(prepared.eval), labels_of(prepared.eval), True)
     assert served >= on_batch_statistics - 0.02, (served, on_batch_statistics)
     assert served >= 0.85
 
@@ -51,13 +51,13 @@ def test_recalibrate_sets_population_statistics_bottom_up():
     prepared = _shifted(make_prepared(n=300, d=8, seed=1))
     config = small_config(num_layers=2, units=8, dropout=0.3)
     model = build_core(8, 2, config, seed=0)
-    features = loop.make_dataset(prepared.x_train, None, 64, shuffle=False)
+    features = loop.make_dataset(features_of(prepared.train), None, 64, shuffle=False)
     assert batchnorm.recalibrate(model, features) == 2
     first, second = model.get_layer("block_0"), model.get_layer("block_1")
-    z0 = _pre_norm(first, prepared.x_train)
+    z0 = _pre_norm(first, features_of(prepared.train))
     np.testing.assert_allclose(first.norm.moving_mean.numpy(), z0.mean(0), rtol=1e-4, atol=1e-4)
     # The second block sees the first in inference mode: recalibrated statistics, no dropout.
-    hidden = first(prepared.x_train, training=False).numpy()
+    hidden = first(features_of(prepared.train), training=False).numpy()
     z1 = _pre_norm(second, hidden)
     np.testing.assert_allclose(second.norm.moving_mean.numpy(), z1.mean(0), rtol=1e-4,
                                atol=1e-4)
@@ -69,10 +69,10 @@ def test_recalibrate_reaches_blocks_inside_pruning_wrappers():
     prepared = _shifted(make_prepared(n=200, d=6, seed=2))
     core = build_core(6, 2, small_config(), seed=0)
     wrapped = pruning.make_prunable(core, pruning.pruning_schedule(0.5, 4, 2))
-    features = loop.make_dataset(prepared.x_train, None, 64, shuffle=False)
+    features = loop.make_dataset(features_of(prepared.train), None, 64, shuffle=False)
     assert batchnorm.recalibrate(wrapped, features) == 1
     [(_, block)] = batchnorm.normalized_blocks(wrapped)
-    z = _pre_norm(block, prepared.x_train)
+    z = _pre_norm(block, features_of(prepared.train))
     np.testing.assert_allclose(block.norm.moving_mean.numpy(), z.mean(0), rtol=1e-4, atol=1e-4)
 
 

@@ -95,8 +95,9 @@ def test_every_failed_criterion_is_reported():
 
 
 def test_majority_rate_is_the_training_majority_scored_on_eval():
-    assert blessing.majority_rate([0, 1, 1, 1], [0, 0, 1, 0]) == (1, 0.25)
-    assert blessing.majority_rate([2, 2, 0, 0], [0, 2]) == (0, 0.5)  # ties: lowest class id
+    # rows per class: train [1, 3] -> class 1; eval [3, 1] -> 1 of 4 right
+    assert blessing.majority_rate([1, 3], [3, 1]) == (1, 0.25)
+    assert blessing.majority_rate([2, 0, 2], [1, 0, 1]) == (0, 0.5)  # ties: lowest class id
 
 
 def test_budget_left_is_the_share_of_the_tighter_budget():

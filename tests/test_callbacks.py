@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import small_config
+from conftest import features_of, labels_of, small_config
 from modules import callbacks as cb
 from modules import loop
 from modules.model import build_core
@@ -19,9 +19,9 @@ STEPS = 8  # ceil(480 / 64)
 
 
 def datasets(prepared):
-    train = loop.make_dataset(prepared.x_train, {"label": prepared.y_train}, 64, shuffle=True,
+    train = loop.make_dataset(features_of(prepared.train), {"label": labels_of(prepared.train)}, 64, shuffle=True,
                               seed=0)
-    evaluation = loop.make_dataset(prepared.x_eval, {"label": prepared.y_eval}, 64,
+    evaluation = loop.make_dataset(features_of(prepared.eval), {"label": labels_of(prepared.eval)}, 64,
                                    shuffle=False)
     return train, evaluation
 

@@ -1,12 +1,14 @@
 """modules.distillation: the distillation loss and the distilled / scratch students."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import small_config
-from modules import distillation, evaluation, training
+from conftest import features_of, labels_of, small_config
+from modules import distillation, evaluation, splits, training
 from modules.model import build_core
 
 
@@ -81,7 +83,7 @@ def trained_teacher(prepared):
 
 def search(prepared, teacher, **kwargs):
     return distillation.search_student(
-        prepared, teacher, evaluation.keras_metrics(teacher, prepared.x_eval, prepared.y_eval),
+        prepared, teacher, evaluation.keras_metrics(teacher, prepared.eval),
         small_config(epochs=2), seed=0,
         sizes=kwargs.pop("sizes", ((1, 2), (1, 4), (1, 8))),
         grid=kwargs.pop("grid", ((0.3, 4.0), (0.1, 2.0))), **kwargs)
@@ -113,8 +115,7 @@ def test_without_a_size_within_budget_every_size_is_tried_and_the_best_kept(prep
     assert result.grid[0] is max(result.sizes, key=distillation.rank)
     assert not result.report()["size_within_budget"]
     model = distillation.rebuild(result.selected, prepared, small_config(epochs=2))
-    np.testing.assert_allclose(evaluation.keras_metrics(model, prepared.x_eval,
-                                                        prepared.y_eval)["accuracy"],
+    np.testing.assert_allclose(evaluation.keras_metrics(model, prepared.eval)["accuracy"],
                                result.selected.metrics["accuracy"])
 
 
@@ -130,9 +131,20 @@ def test_fixed_flags_narrow_the_choices():
     assert distillation.filter_choices(grid, 0.5, 3.0) == [(0.5, 3.0)]
 
 
-def test_teacher_targets_cache_logits_for_both_splits(prepared):
+@pytest.mark.parametrize("cache_mb", [None, 0])  # in memory; streamed from a snapshot
+def test_teacher_logits_are_stored_next_to_the_labels_of_both_splits(prepared, cache_mb):
     teacher = build_core(20, 2, small_config(), seed=0)
-    targets = distillation.teacher_targets(teacher, prepared)
-    assert targets["train"]["teacher_logits"].shape == (len(prepared.x_train), 2)
-    np.testing.assert_allclose(targets["eval"]["teacher_logits"],
-                               teacher(prepared.x_eval, training=False).numpy(), atol=1e-5)
+    if cache_mb is not None:  # the same rows, streamed
+        prepared = dataclasses.replace(prepared, **{
+            name: splits.Split.from_blocks(getattr(prepared, name)._blocks(), 20,
+                                           len(getattr(prepared, name)), cache_mb)
+            for name in ("train", "eval")})
+        assert not prepared.train.in_memory
+    distilled = distillation.with_teacher_logits(teacher, prepared)
+    for name in ("train", "eval"):
+        x = np.concatenate([x for x, _ in getattr(prepared, name).blocks()])
+        stored = np.concatenate([t["teacher_logits"]
+                                 for _, t in getattr(distilled, name).blocks()])
+        assert stored.shape == (len(x), 2)
+        np.testing.assert_allclose(stored, teacher(x, training=False).numpy(), atol=1e-5)
+    assert distilled.train.in_memory == prepared.train.in_memory

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from conftest import examples_of, statistics_of
 from modules import data, export
 from modules.model import ModelConfig, build_core
 from modules.preprocessing import fit_preprocessor, transform
@@ -32,23 +33,7 @@ def make_split(n=60, seed=0):
 
 def to_examples(split):
     """Serialized tf.Examples of the raw features; missing values are absent features."""
-    serialized = []
-    for i in range(len(split)):
-        feature = {}
-        if not np.isnan(split.features["num"][i]):
-            feature["num"] = tf.train.Feature(
-                float_list=tf.train.FloatList(value=[split.features["num"][i]]))
-        if not np.isnan(split.features["code"][i]):
-            feature["code"] = tf.train.Feature(
-                int64_list=tf.train.Int64List(value=[int(split.features["code"][i])]))
-        if split.features["city"][i]:
-            feature["city"] = tf.train.Feature(
-                bytes_list=tf.train.BytesList(value=[split.features["city"][i].encode()]))
-        feature["label"] = tf.train.Feature(
-            bytes_list=tf.train.BytesList(value=[split.labels[i].encode()]))
-        serialized.append(tf.train.Example(
-            features=tf.train.Features(feature=feature)).SerializeToString())
-    return tf.constant(serialized)
+    return tf.constant(examples_of(split, COLUMNS))
 
 
 def raw_tensors(split):
@@ -60,7 +45,7 @@ def raw_tensors(split):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     train = make_split()
-    preprocessor = fit_preprocessor(train, COLUMNS, bins=4, min_count=2)
+    preprocessor = fit_preprocessor(statistics_of(train, COLUMNS, 4), COLUMNS, min_count=2)
     config = ModelConfig(num_layers=1, units=8, cross_rank=2, dropout=0.0)
     core = build_core(preprocessor.output_dim, 2, config, seed=0)
     x = transform(preprocessor, train)

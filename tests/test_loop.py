@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import small_config
+from conftest import features_of, labels_of, small_config
 from modules import callbacks as cb
 from modules import loop
 from modules.model import build_core
@@ -17,9 +17,9 @@ BATCH = 64
 
 
 def datasets(prepared, batch_size=BATCH):
-    train = loop.make_dataset(prepared.x_train, {"label": prepared.y_train}, batch_size,
+    train = loop.make_dataset(features_of(prepared.train), {"label": labels_of(prepared.train)}, batch_size,
                               shuffle=True, seed=0)
-    evaluation = loop.make_dataset(prepared.x_eval, {"label": prepared.y_eval}, batch_size,
+    evaluation = loop.make_dataset(features_of(prepared.eval), {"label": labels_of(prepared.eval)}, batch_size,
                                    shuffle=False)
     return train, evaluation
 
@@ -158,11 +158,11 @@ def test_class_weights_scale_the_per_example_loss(prepared):
     _, evaluation = datasets(prepared)
     plain = new_loop()
     weighted = loop.TrainingLoop(plain.model, plain.optimizer, class_weights=weights)
-    logits = plain.model(prepared.x_eval, training=False).numpy().astype(np.float64)
+    logits = plain.model(features_of(prepared.eval), training=False).numpy().astype(np.float64)
     log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    cross_entropy = -log_probs[np.arange(len(logits)), prepared.y_eval]
+    cross_entropy = -log_probs[np.arange(len(logits)), labels_of(prepared.eval)]
     expected_plain = cross_entropy.mean()
-    expected_weighted = (cross_entropy * np.array(weights)[prepared.y_eval]).mean()
+    expected_weighted = (cross_entropy * np.array(weights)[labels_of(prepared.eval)]).mean()
     assert plain.evaluate(evaluation)["val_loss"] == pytest.approx(expected_plain, rel=1e-4)
     assert weighted.evaluate(evaluation)["val_loss"] == pytest.approx(expected_weighted,
                                                                       rel=1e-4)
@@ -183,7 +183,7 @@ def test_class_weights_change_the_training_loss(prepared):
 def test_clip_norm_bounds_the_update(prepared, clip_norm):
     """One SGD step (learning rate 1) moves the weights by the clipped gradient: its global
     norm is at most clip_norm; without clipping the same step is far larger."""
-    one_batch = loop.make_dataset(prepared.x_train[:BATCH], {"label": prepared.y_train[:BATCH]},
+    one_batch = loop.make_dataset(features_of(prepared.train)[:BATCH], {"label": labels_of(prepared.train)[:BATCH]},
                                   BATCH, shuffle=False)
     training_loop = new_loop(optimizer=tf.keras.optimizers.SGD(1.0), clip_norm=clip_norm)
     before = [v.numpy().copy() for v in training_loop.model.trainable_variables]
@@ -229,9 +229,9 @@ def test_nan_loss_raises_and_checkpoint_keeps_last_good_epoch(prepared, tmp_path
 
 
 def test_infinite_inputs_raise_non_finite_loss_error_before_any_checkpoint(prepared, tmp_path):
-    x = prepared.x_train.copy()
+    x = features_of(prepared.train).copy()
     x[:, 0] = np.inf
-    train = loop.make_dataset(x, {"label": prepared.y_train}, BATCH, shuffle=False)
+    train = loop.make_dataset(x, {"label": labels_of(prepared.train)}, BATCH, shuffle=False)
     training_loop = new_loop()
     with pytest.raises(loop.NonFiniteLossError, match="at epoch 1, step 1:"):
         training_loop.fit(train, epochs=2, callbacks=[cb.TrainingCheckpoint(str(tmp_path))],

@@ -6,6 +6,7 @@ import modules  # noqa: F401  (must precede tensorflow)
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from conftest import features_of
 from modules import training
 from modules.settings import Distillation, Tuning
 from pipeline.configs import PipelineConfig
@@ -30,6 +31,22 @@ def _write(path, rows):
     return path
 
 
+def _statistics(tmp_path, serialized):
+    """A statistics artifact folder as StatisticsGen writes it (train split only)."""
+    from tensorflow_data_validation.statistics import stats_impl
+    from tfx_bsl.coders import example_coder
+
+    from modules import preprocessing
+
+    statistics = stats_impl.generate_statistics_in_memory(
+        example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(serialized),
+        preprocessing.statistics_options())
+    folder = tmp_path / "statistics"
+    (folder / "Split-train").mkdir(parents=True)
+    (folder / "Split-train" / "FeatureStats.pb").write_bytes(statistics.SerializeToString())
+    return str(folder)
+
+
 def test_rows_without_label_and_unseen_eval_classes_are_dropped_and_counted(tmp_path):
     train = [(float(i), "Ünïcode cab" if i % 2 else "Flash", "yes" if i % 3 else "no")
              for i in range(60)] + [(1.0, "Flash", "")] * 4
@@ -43,11 +60,13 @@ def test_rows_without_label_and_unseen_eval_classes_are_dropped_and_counted(tmp_
         schema.feature.add(name=name, type=kind)
     schema_path = tmp_path / "schema.pbtxt"
     schema_path.write_text(str(schema))
-    prepared = training.prepare_data([train_file], [eval_file], str(schema_path), "label")
+    statistics = _statistics(tmp_path, [_example(*row) for row in train])
+    prepared = training.prepare_data([train_file], [eval_file], str(schema_path), statistics,
+                                     "label")
     assert prepared.classes == ["no", "yes"]
     assert prepared.row_counts == {"train_rows": 60, "eval_rows": 2,
                                    "dropped_missing_label": 5, "dropped_unseen_class": 2}
-    assert prepared.x_eval.shape == (2, prepared.preprocessor.output_dim)
+    assert features_of(prepared.eval).shape == (2, prepared.preprocessor.output_dim)
     company = [s for s in prepared.preprocessor.layout() if s["feature"] == "company"][0]
     assert "Ünïcode cab" in company["vocabulary"]
 
@@ -68,7 +87,11 @@ def test_create_pipeline_wires_every_component(tmp_path):
         "Distiller", "Pruner", "Quantizer", "latest_blessed_model_resolver", "Evaluator",
         "Pusher"])
     upstream = {name: {n.id for n in c.upstream_nodes} for name, c in components.items()}
-    assert upstream["Trainer"] == {"CsvExampleGen", "SchemaGen", "DataValidator", "Tuner"}
+    # The preprocessing is fitted on StatisticsGen's statistics (computed on Beam).
+    assert upstream["Trainer"] == {"CsvExampleGen", "StatisticsGen", "SchemaGen",
+                                   "DataValidator", "Tuner"}
+    assert upstream["Tuner"] == {"CsvExampleGen", "StatisticsGen", "SchemaGen",
+                                 "DataValidator"}
     assert upstream["Distiller"] == {"CsvExampleGen", "Trainer", "Tuner"}
     assert upstream["Pruner"] == {"CsvExampleGen", "Distiller", "Trainer"}
     assert upstream["Evaluator"] >= {"Trainer", "Distiller", "Pruner", "Quantizer",

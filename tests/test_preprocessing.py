@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from conftest import statistics_of
 from modules import data, fileio
 from modules.preprocessing import FeaturePreprocessor, fit_preprocessor, transform
 
@@ -33,7 +34,7 @@ def split_of(num, code, city):
 @pytest.fixture(scope="module")
 def fitted():
     split = make_split()
-    return split, fit_preprocessor(split, COLUMNS, bins=BINS, min_count=5)
+    return split, fit_preprocessor(statistics_of(split, COLUMNS, BINS), COLUMNS, min_count=5)
 
 
 def slots(preprocessor):
@@ -53,7 +54,7 @@ def test_layout_lists_numeric_blocks_then_one_hot_blocks(fitted):
     assert preprocessor.input_names == ["num", "code", "city"]
 
 
-def test_integer_column_with_few_values_is_categorical_by_frequency(fitted):
+def test_integer_column_spanning_few_values_is_categorical(fitted):
     _, preprocessor = fitted
     code = slots(preprocessor)[("code", "one_hot")]
     assert code["vocabulary"] == ["<out of vocabulary>", "1", "2", "3"]
@@ -126,14 +127,14 @@ def test_piecewise_linear_encoding_over_quantile_bins(fitted):
 
 def test_integer_column_with_many_values_stays_numeric():
     split = make_split()
-    preprocessor = fit_preprocessor(split, COLUMNS, bins=BINS, max_categories=2)
+    preprocessor = fit_preprocessor(statistics_of(split, COLUMNS, BINS), COLUMNS, max_categories=2)
     transforms = {(s["feature"], s["transform"]) for s in preprocessor.layout()}
     assert ("code", "zscore") in transforms and ("code", "one_hot") not in transforms
 
 
 def test_constant_and_all_missing_columns_do_not_divide_by_zero():
     split = split_of(num=[np.nan] * 6, code=[2.5] * 6, city=["a"] * 6)
-    preprocessor = fit_preprocessor(split, COLUMNS, bins=BINS, min_count=1)
+    preprocessor = fit_preprocessor(statistics_of(split, COLUMNS, BINS), COLUMNS, min_count=1)
     out = transform(preprocessor, split)
     assert np.all(np.isfinite(out))
 
@@ -156,6 +157,6 @@ def test_json_round_trip_gives_identical_outputs(fitted, tmp_path):
 
 
 def test_transform_of_an_empty_split():
-    _, preprocessor = make_split(), fit_preprocessor(make_split(), COLUMNS, bins=BINS)
+    _, preprocessor = make_split(), fit_preprocessor(statistics_of(make_split(), COLUMNS, BINS), COLUMNS)
     out = transform(preprocessor, split_of([], [], []))
     assert out.shape == (0, preprocessor.output_dim)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
-from conftest import small_config
+from conftest import features_of, small_config
 from modules import evaluation, pruning
 from modules.layers import DenseBlock, FeatureCross
 from modules.model import build_core
@@ -51,7 +51,7 @@ def test_stripped_model_has_no_wrappers_and_predicts_like_the_pruned_model(prune
                    for layer in stripped.layers)
     assert isinstance(stripped.get_layer("block_0"), DenseBlock)
     assert isinstance(stripped.get_layer("cross"), FeatureCross)
-    x = prepared.x_eval
+    x = features_of(prepared.eval)
     np.testing.assert_allclose(stripped(x, training=False).numpy(),
                                result.model(x, training=False).numpy(), atol=1e-5)
 
@@ -130,7 +130,7 @@ def _prune_scripted(prepared, monkeypatch, accuracy_by_sparsity, dense):
         return _Scripted(accuracy_by_sparsity[target_sparsity]), f"result {target_sparsity}"
 
     monkeypatch.setattr(pruning, "prune", fake_prune)
-    monkeypatch.setattr(evaluation, "keras_metrics", lambda model, x, y: {
+    monkeypatch.setattr(evaluation, "keras_metrics", lambda model, split: {
         "auc": 0.95, "accuracy": (dense if model == "dense" else model.accuracy),
         "log_loss": 0.1})
     outcome = pruning.prune_within_budget(

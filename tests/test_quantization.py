@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import small_config
-from modules import quantization, training
+from conftest import features_of, small_config
+from modules import quantization, splits, training
 from modules.layers import DenseBlock
 from modules.model import build_core
 
@@ -45,9 +45,9 @@ def check_tflite(content, keras_model, x, mode):
 @pytest.mark.parametrize("mode", ["dynamic", "float16", "int8"])
 def test_post_training_modes_match_the_keras_model(trained, prepared, mode):
     core, _ = trained
-    representative = quantization.representative_sample(prepared.x_train, size=100)
+    representative = quantization.representative_sample(prepared.train, size=100)
     content = quantization.convert(core, mode, representative)
-    tflite = check_tflite(content, core, prepared.x_eval, mode)
+    tflite = check_tflite(content, core, features_of(prepared.eval), mode)
     contract = tflite.contract()
     if mode == "int8":
         assert contract["input"].dtype == "int8" and contract["output"].dtype == "int8"
@@ -73,9 +73,9 @@ def test_quantization_aware_modes_fine_tune_and_match_the_qat_model(trained, pre
         lambda: quantization.quantize_aware(core, preserve_sparsity=mode == "pqat"),
         prepared, config, seed=0, epochs=1, early_stopping=False, verbose=False)
     assert result.epochs_trained == 1
-    representative = quantization.representative_sample(prepared.x_train, size=100)
+    representative = quantization.representative_sample(prepared.train, size=100)
     content = quantization.convert(result.model, mode, representative)
-    check_tflite(content, result.model, prepared.x_eval, mode)
+    check_tflite(content, result.model, features_of(prepared.eval), mode)
     if mode == "pqat":
         kernels = [w.numpy() for w in result.model.weights
                    if w.name.endswith("kernel:0") and "logits" not in w.name]
@@ -86,8 +86,8 @@ def test_fold_to_dense_matches_dense_block_model_in_inference(trained, prepared)
     core, _ = trained
     folded = quantization.fold_to_dense(core)
     assert all(type(layer) is tf.keras.layers.Dense for layer in folded.layers)
-    np.testing.assert_allclose(folded(prepared.x_eval).numpy(),
-                               core(prepared.x_eval, training=False).numpy(),
+    np.testing.assert_allclose(folded(features_of(prepared.eval)).numpy(),
+                               core(features_of(prepared.eval), training=False).numpy(),
                                rtol=1e-4, atol=1e-4)
 
 
@@ -105,16 +105,19 @@ def test_integer_conversion_without_representative_rows_raises(trained, represen
 
 
 def test_representative_sample_draws_distinct_training_rows(prepared):
-    sample = quantization.representative_sample(prepared.x_train, size=50, seed=1)
+    sample = quantization.representative_sample(prepared.train, size=50, seed=1)
     assert sample.shape == (50, 20)
     assert len({row.tobytes() for row in sample}) == 50
+    assert {row.tobytes() for row in sample} <= {row.tobytes()
+                                                 for row in features_of(prepared.train)}
     with pytest.raises(ValueError, match="non-empty"):
-        quantization.representative_sample(prepared.x_train[:0])
+        quantization.representative_sample(splits.Split.from_arrays(
+            np.zeros((0, 20), np.float32), {"label": np.zeros(0, np.int64)}))
 
 
 def test_tflite_predict_handles_changing_batch_sizes(trained, prepared):
     core, _ = trained
     tflite = quantization.TFLiteModel(quantization.convert(core, "float16"))
-    full = tflite.predict(prepared.x_eval, batch_size=50)  # batches of 50, 50, 20
-    np.testing.assert_allclose(tflite.predict(prepared.x_eval[:7]), full[:7], atol=1e-6)
-    assert full.shape == (len(prepared.x_eval), 2)
+    full = tflite.predict(features_of(prepared.eval), batch_size=50)  # batches of 50, 50, 20
+    np.testing.assert_allclose(tflite.predict(features_of(prepared.eval)[:7]), full[:7], atol=1e-6)
+    assert full.shape == (len(features_of(prepared.eval)), 2)

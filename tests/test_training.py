@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import small_config
+from conftest import features_of, small_config
 from modules import training
 from modules.model import build_core
 from modules.schedules import ConstantThenExponentialDecay
@@ -77,7 +77,7 @@ def test_make_optimizer_uses_constant_then_decay_schedule():
 
 def test_class_weights_are_inverse_frequency_with_mean_one():
     labels = np.array([0] * 90 + [1] * 10)
-    weights = training.class_weights(labels, 2)
+    weights = training.class_weights(np.bincount(labels))
     assert weights[1] / weights[0] == pytest.approx(9.0)
     # The average example weighs 1.
     assert np.mean(np.array(weights)[labels]) == pytest.approx(1.0)
@@ -92,7 +92,7 @@ def test_mixed_float16_trains_on_cpu_with_loss_scaling_and_float32_logits(prepar
     core = build_core(20, 2, config, seed=0)
     block = core.get_layer("block_0")
     assert block.compute_dtype == "float16" and block.kernel.dtype == tf.float32
-    assert core(prepared.x_eval[:4]).dtype == tf.float32
+    assert core(features_of(prepared.eval)[:4]).dtype == tf.float32
 
     result = training.train_model(lambda: build_core(20, 2, config, seed=0), prepared, config,
                                   early_stopping=False, verbose=False)
@@ -101,7 +101,7 @@ def test_mixed_float16_trains_on_cpu_with_loss_scaling_and_float32_logits(prepar
     assert len(losses) == 2 and all(np.isfinite(losses))
     assert losses[-1] < losses[0]
     assert result.eval_metrics["val_auc"] > 0.8
-    assert result.model(prepared.x_eval[:4], training=False).dtype == tf.float32
+    assert result.model(features_of(prepared.eval)[:4], training=False).dtype == tf.float32
     # build_core sets the policy per layer; the process-wide policy is untouched.
     assert tf.keras.mixed_precision.global_policy().name == "float32"
 

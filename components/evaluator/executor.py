@@ -76,7 +76,7 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
             model = step.load(name)
             predict, single = evaluation.keras_predictor(model.core)
             candidates[name] = evaluation.evaluate_candidate(
-                predict, single, prepared.x_eval, prepared.y_eval,
+                predict, single, prepared.eval,
                 os.path.join(step.uri(name), export.SERVING_DIR),
                 params=model.core.count_params(), metrics=model.info.get("metrics"))
             candidates[name]["nonzero_params"] = evaluation.nonzero_params(
@@ -95,16 +95,17 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
                 # The same eval rows, preprocessed as the baseline was trained: it may have
                 # had other columns (--drop) or statistics than the candidate.
                 source = export.load_model(export.read_info(baseline_artifact.uri)["source_uri"])
-                own = training.prepare_like(source, step.input_dict["examples"])
+                own = training.prepare_like(source, step.input_dict["examples"],
+                                            step.settings.training.cache_mb)
                 predict, single = evaluation.tflite_predictor(
                     quantization.TFLiteModel.from_file(path))
                 baseline = {"artifact_id": baseline_artifact.id, "uri": baseline_artifact.uri,
                             "is_candidate": baseline_artifact.id == quantized.id,
                             **evaluation.evaluate_candidate(
-                                predict, single, own.x_eval, own.y_eval, path,
+                                predict, single, own.eval, path,
                                 params=source.core.count_params())}
-        majority_class, majority_accuracy = blessing.majority_rate(prepared.y_train,
-                                                                   prepared.y_eval)
+        majority_class, majority_accuracy = blessing.majority_rate(prepared.counts("train"),
+                                                                   prepared.counts("eval"))
         blessed, reasons = blessing.decide(
             candidates[deploy_mode], candidates["teacher"], baseline,
             majority_accuracy=majority_accuracy, num_classes=prepared.num_classes,

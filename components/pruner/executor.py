@@ -17,9 +17,9 @@ class Executor(StepExecutor):
         teacher = step.load("teacher")
         distilling = {}
         if source.info.get("origin") == "distilled":  # keep learning as the student did
+            prepared = distillation.with_teacher_logits(teacher.core, prepared)
             distilling = {"loss_fn": distillation.distillation_loss(source.info["alpha"],
-                                                                    source.info["temperature"]),
-                          "extra_targets": distillation.teacher_targets(teacher.core, prepared)}
+                                                                    source.info["temperature"])}
         output_uri = step.output_uri("pruned_model")
         outcome = pruning.prune_within_budget(
             source.core, prepared, config, target_sparsity=stage.sparsity,

@@ -48,7 +48,7 @@ class Executor(StepExecutor):
         for mode in stage.modes:
             model = self._model_for(mode, step)
             representative = (quantization.representative_sample(
-                prepared.x_train, seed=step.settings.training.seed)
+                prepared.train, seed=step.settings.training.seed)
                 if mode in quantization.INTEGER_MODES else None)
             content = quantization.convert(model, mode, representative)
             folder = os.path.join(output_uri, mode)
@@ -59,7 +59,7 @@ class Executor(StepExecutor):
                               input_contract(tflite, source, mode))
             predict, single = evaluation.tflite_predictor(tflite)
             report[mode] = evaluation.evaluate_candidate(
-                predict, single, prepared.x_eval, prepared.y_eval, path,
+                predict, single, prepared.eval, path,
                 params=source.core.count_params())
             log.info("quantizer: %s: accuracy %.4f, AUC %.4f, %d bytes", mode,
                      report[mode]["accuracy"], report[mode]["auc"], report[mode]["size_bytes"])

@@ -1,0 +1,3 @@
+from components.trainer.component import Trainer
+
+__all__ = ["Trainer"]
