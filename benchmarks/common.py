@@ -20,7 +20,8 @@ DATA_DIR = os.path.join(ROOT, "runs", "benchmark-data")
 
 
 def ingest():
-    """(examples uri, schema path) of the default data, produced by TFX components."""
+    """(examples uri, schema path, statistics uri) of the default data, produced by TFX
+    components."""
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_components
@@ -39,7 +40,8 @@ def ingest():
             config.metadata_path), beam_pipeline_args=list(config.beam_args)))
     examples = _latest(os.path.join(config.pipeline_root, "CsvExampleGen", "examples", "*"))
     schema = _latest(os.path.join(config.pipeline_root, "SchemaGen", "schema", "*"))
-    return examples, os.path.join(schema, "schema.pbtxt")
+    statistics = _latest(os.path.join(config.pipeline_root, "StatisticsGen", "statistics", "*"))
+    return examples, os.path.join(schema, "schema.pbtxt"), statistics
 
 
 def _latest(pattern):
@@ -59,10 +61,10 @@ def examples_artifact(uri, splits=("train", "eval")):
 def prepared_default_data():
     from modules import data, training
 
-    examples, schema = ingest()
+    examples, schema, statistics = ingest()
     artifact = examples_artifact(examples)
     return training.prepare_data(data.split_files(artifact, "train"),
-                                 data.split_files(artifact, "eval"), schema,
+                                 data.split_files(artifact, "eval"), schema, statistics,
                                  configs.DEFAULT_LABEL, configs.DEFAULT_DROP)
 
 

@@ -33,7 +33,7 @@ def main():
     p.add_argument("--prune-epochs", type=int, default=6)
     args = p.parse_args()
     prepared = prepared_default_data()
-    dim, classes = prepared.x_train.shape[1], prepared.num_classes
+    dim, classes = prepared.dim, prepared.num_classes
     teacher_config = ModelConfig()
     per_seed = []
     with tempfile.TemporaryDirectory() as workdir:
@@ -45,16 +45,16 @@ def main():
                                                   "activation": teacher_config.activation},
                                                  "float32", 20)
             search = distillation.search_student(prepared, teacher, evaluation.keras_metrics(
-                teacher, prepared.x_eval, prepared.y_eval), config, seed=seed,
+                teacher, prepared.eval), config, seed=seed,
                                                  max_auc_drop=0.005, max_accuracy_drop=0.01)
             selected = search.selected
             student = distillation.rebuild(selected, prepared, config)
             distilling = ({"loss_fn": distillation.distillation_loss(selected.alpha,
-                                                                     selected.temperature),
-                           "extra_targets": distillation.teacher_targets(teacher, prepared)}
+                                                                     selected.temperature)}
                           if selected.origin == "distilled" else {})
             pruned, _ = pruning.prune(
-                student, prepared, config, target_sparsity=args.sparsity,
+                student, distillation.with_teacher_logits(teacher, prepared) if distilling
+                else prepared, config, target_sparsity=args.sparsity,
                 epochs=args.prune_epochs, seed=seed, verbose=False, **distilling)
             results = {}
             for name, model in (("teacher", teacher), ("distilled", student),
@@ -64,15 +64,15 @@ def main():
                                     prepared.label, prepared.classes, {})
                 predict, single = evaluation.keras_predictor(model)
                 results[name] = evaluation.evaluate_candidate(
-                    predict, single, prepared.x_eval, prepared.y_eval,
+                    predict, single, prepared.eval,
                     os.path.join(folder, export.SERVING_DIR), model.count_params())
             path = os.path.join(workdir, f"{seed}-int8.tflite")
             with open(path, "wb") as f:
                 f.write(quantization.convert(pruned, "int8", quantization.representative_sample(
-                    prepared.x_train, seed=seed)))
+                    prepared.train, seed=seed)))
             predict, single = evaluation.tflite_predictor(quantization.TFLiteModel.from_file(path))
             results["int8"] = evaluation.evaluate_candidate(
-                predict, single, prepared.x_eval, prepared.y_eval, path, pruned.count_params())
+                predict, single, prepared.eval, path, pruned.count_params())
             results["sparsity"] = pruning.sparsity_report(pruned)["pruned_weights_sparsity"]
             results["student"] = selected.row()
             print("seed", seed, selected.size, selected.origin,

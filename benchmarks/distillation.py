@@ -27,7 +27,7 @@ def main():
     p.add_argument("--epochs", type=int, default=20)
     args = p.parse_args()
     prepared = prepared_default_data()
-    dim, classes = prepared.x_train.shape[1], prepared.num_classes
+    dim, classes = prepared.dim, prepared.num_classes
     teacher_config = ModelConfig()
     grid = distillation.filter_choices(distillation.DISTILLATION_GRID, args.alpha,
                                        args.temperature)
@@ -40,9 +40,8 @@ def main():
                                               "activation": teacher_config.activation},
                                              "float32", args.epochs)
         search = distillation.search_student(
-            prepared, teacher, evaluation.keras_metrics(teacher, prepared.x_eval,
-                                                        prepared.y_eval), config, seed=seed, sizes=[(args.student_layers,
-                                                          args.student_units)],
+            prepared, teacher, evaluation.keras_metrics(teacher, prepared.eval), config,
+            seed=seed, sizes=[(args.student_layers, args.student_units)],
             grid=grid, max_auc_drop=0.005, max_accuracy_drop=0.01)
         best = max(search.grid, key=distillation.rank)
         row = {"seed": seed, "teacher_auc": search.teacher_metrics["auc"],

@@ -47,10 +47,9 @@ def main():
     args = p.parse_args()
     prepared = prepared_default_data()
     config = ModelConfig()
-    dim, classes, n = prepared.x_train.shape[1], prepared.num_classes, len(prepared.x_train)
+    dim, classes, n = prepared.dim, prepared.num_classes, len(prepared.train)
     steps = -(-n // config.batch_size)
-    data = loop.make_dataset(prepared.x_train, {"label": prepared.y_train}, config.batch_size,
-                             shuffle=True, seed=0)
+    data = prepared.train.dataset(config.batch_size, shuffle=True, seed=0)
     fit_data = data.map(lambda x, t: (x, t["label"]))
     rates = {"loop": [], "fit": []}
     for repeat in range(args.repeats):

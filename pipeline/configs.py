@@ -15,9 +15,21 @@ TAXI_CSV = os.path.join("examples", "chicago_taxi_pipeline", "data", "big_tipper
                         "data.csv")
 TRAIN_EVAL_BUCKETS = (4, 1)  # 80% train, 20% eval, by hash of the row
 
-# Beam on one machine: in-process is fastest for data this size (multi_processing costs
-# more than it saves on 2 cores); --beam-arg adds to or overrides these.
+# Beam on one machine (the DirectRunner): in-process is fastest for small inputs (worker
+# processes cost more than they save); from LARGE_INPUT_BYTES of CSV on, ExampleGen,
+# StatisticsGen and the Evaluator's TFMA run on one worker process per core
+# (`large_input_beam_args`). --beam-arg adds to or overrides these; other runners (Dataflow,
+# Flink, Spark) are chosen with it too (README).
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+LARGE_INPUT_BYTES = 32 * 2 ** 20
+
+
+def local_beam_args(input_bytes: int) -> Tuple[str, ...]:
+    """The DirectRunner's arguments for `input_bytes` of CSV on this machine."""
+    if input_bytes < LARGE_INPUT_BYTES:
+        return DEFAULT_BEAM_ARGS
+    return ("--direct_running_mode=multi_processing",
+            f"--direct_num_workers={os.cpu_count() or 1}")
 
 
 def default_data_path() -> str:

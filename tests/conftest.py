@@ -133,6 +133,22 @@ def statistics_of(split: data.Split, columns, bins: int):
         batch, preprocessing.statistics_options(bins)).datasets[0]
 
 
+def write_statistics(uri: str, train_examples) -> str:
+    """A statistics artifact at `uri` as StatisticsGen writes it (the train split's
+    FeatureStats.pb, from these serialized tf.Examples); returns `uri`."""
+    from tensorflow_data_validation.statistics import stats_impl
+    from tfx_bsl.coders import example_coder
+
+    from modules import fileio, preprocessing
+
+    statistics = stats_impl.generate_statistics_in_memory(
+        example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(train_examples)),
+        preprocessing.statistics_options())
+    fileio.write_bytes(os.path.join(uri, "Split-train", "FeatureStats.pb"),
+                       statistics.SerializeToString())
+    return uri
+
+
 def small_config(**overrides) -> ModelConfig:
     """A small, fast, deterministic model: 1 x 16 DenseBlock, no cross, no dropout."""
     values = dict(num_layers=1, units=16, activation="relu", dropout=0.0, batch_norm=True,

@@ -24,6 +24,7 @@ from components.evaluator.executor import Executor as EvaluatorExecutor
 from components.pruner.executor import Executor as PrunerExecutor
 from components.pusher import executor as pusher
 from components.quantizer.executor import Executor as QuantizerExecutor
+from conftest import write_statistics
 from modules import evaluation, export, fileio, trainer
 from modules.settings import (Blessing, Distillation, Pruning, Quantization, RunSettings,
                               Teacher, Training)
@@ -67,19 +68,24 @@ def _example(fare, company, label):
     })).SerializeToString()
 
 
-def _examples_artifact(uri, seed=0):
+def _examples_artifact(uri, seed=0, statistics_uri=None):
     """An Examples artifact as CsvExampleGen writes it (gzipped tf.Examples per split);
-    `tipped` follows `fare` with some noise, so a model can learn it."""
+    `tipped` follows `fare` with some noise, so a model can learn it. With `statistics_uri`,
+    StatisticsGen's statistics of the train split are written there too."""
     rng = tf.random.Generator.from_seed(seed)
     for split, n in (("train", 600), ("eval", 300)):
         fares = rng.uniform([n], 0, 10).numpy()
         noise = rng.normal([n], 0, 1.5).numpy()
         path = os.path.join(uri, f"Split-{split}", "data_tfrecord-00000-of-00001.gz")
         fileio.makedirs(os.path.dirname(path))
+        records = [_example(float(fare), ["Flash", "Sun", "Blue"][i % 3],
+                            "yes" if fare + e > 5 else "no")
+                   for i, (fare, e) in enumerate(zip(fares, noise))]
         with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-            for i, (fare, e) in enumerate(zip(fares, noise)):
-                writer.write(_example(float(fare), ["Flash", "Sun", "Blue"][i % 3],
-                                      "yes" if fare + e > 5 else "no"))
+            for record in records:
+                writer.write(record)
+        if split == "train" and statistics_uri:
+            write_statistics(statistics_uri, records)
     artifact = standard_artifacts.Examples()
     artifact.uri = uri
     artifact.split_names = '["train", "eval"]'
@@ -106,7 +112,9 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
     for name, value in (("num_layers", 2), ("units", 32), ("cross_rank", 0),
                         ("batch_size", 64)):
         tuned.Fixed(name, value)
-    examples = _examples_artifact(os.path.join(root, "CsvExampleGen", "examples", "1"))
+    statistics_uri = os.path.join(root, "StatisticsGen", "statistics", "2")
+    examples = _examples_artifact(os.path.join(root, "CsvExampleGen", "examples", "1"),
+                                  statistics_uri=statistics_uri)
     schema = schema_pb2.Schema()
     for name, kind in (("fare", schema_pb2.FLOAT), ("company", schema_pb2.BYTES),
                        ("tipped", schema_pb2.BYTES)):
@@ -121,7 +129,8 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
         schema_path=schema_path,
         serving_model_dir=os.path.join(teacher.uri, export.SERVING_DIR),
         model_run_dir=os.path.join(root, "Trainer", "model_run", "3"),
-        custom_config={**run, Teacher.KEY: Teacher(epochs=2).to_json()},
+        custom_config={**run, Teacher.KEY: Teacher(epochs=2).to_json(),
+                       trainer.STATISTICS_URI: statistics_uri},
         hyperparameters=tuned.get_config()))
 
     student, scratch = (_artifact(standard_artifacts.Model,

@@ -6,7 +6,7 @@ import modules  # noqa: F401  (must precede tensorflow)
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from conftest import features_of
+from conftest import features_of, write_statistics
 from modules import training
 from modules.settings import Distillation, Tuning
 from pipeline.configs import PipelineConfig
@@ -31,22 +31,6 @@ def _write(path, rows):
     return path
 
 
-def _statistics(tmp_path, serialized):
-    """A statistics artifact folder as StatisticsGen writes it (train split only)."""
-    from tensorflow_data_validation.statistics import stats_impl
-    from tfx_bsl.coders import example_coder
-
-    from modules import preprocessing
-
-    statistics = stats_impl.generate_statistics_in_memory(
-        example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(serialized),
-        preprocessing.statistics_options())
-    folder = tmp_path / "statistics"
-    (folder / "Split-train").mkdir(parents=True)
-    (folder / "Split-train" / "FeatureStats.pb").write_bytes(statistics.SerializeToString())
-    return str(folder)
-
-
 def test_rows_without_label_and_unseen_eval_classes_are_dropped_and_counted(tmp_path):
     train = [(float(i), "Ünïcode cab" if i % 2 else "Flash", "yes" if i % 3 else "no")
              for i in range(60)] + [(1.0, "Flash", "")] * 4
@@ -60,7 +44,7 @@ def test_rows_without_label_and_unseen_eval_classes_are_dropped_and_counted(tmp_
         schema.feature.add(name=name, type=kind)
     schema_path = tmp_path / "schema.pbtxt"
     schema_path.write_text(str(schema))
-    statistics = _statistics(tmp_path, [_example(*row) for row in train])
+    statistics = write_statistics(str(tmp_path / "statistics"), [_example(*row) for row in train])
     prepared = training.prepare_data([train_file], [eval_file], str(schema_path), statistics,
                                      "label")
     assert prepared.classes == ["no", "yes"]
