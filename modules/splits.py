@@ -84,16 +84,25 @@ class Split:
                                  float("inf") if self.in_memory else 0)
 
     def sample(self, rows: int, seed: int = 0, cache_mb: float = DEFAULT_CACHE_MB) -> "Split":
-        """A random subset of at most `rows` rows (bounded: drawn through the shuffle buffer
-        of a streamed split)."""
+        """A uniform random subset of at most `rows` rows. A streamed split is sampled in one
+        pass (each row kept with probability rows / len, seeded by its position), so the
+        sample is spread over the whole split and never held beyond `cache_mb`."""
         if rows >= self.rows:
             return self
         if self.in_memory:
             x, targets = self._arrays
             index = np.sort(np.random.default_rng(seed).choice(self.rows, rows, replace=False))
             return Split.from_arrays(x[index], {k: v[index] for k, v in targets.items()})
-        blocks = self._rows(shuffle=True, seed=seed).take(rows).batch(BLOCK_ROWS)
-        return Split.from_blocks(blocks, self.dim, rows, cache_mb)
+        keep = rows / self.rows
+
+        def kept(position, row):
+            return tf.random.stateless_uniform([], seed=tf.stack(
+                [tf.constant(seed, tf.int64), position])) < keep
+
+        sampled = (self._blocks().unbatch().enumerate().filter(kept)
+                   .map(lambda position, row: row).take(rows))
+        count = int(sampled.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+        return Split.from_blocks(sampled.batch(BLOCK_ROWS), self.dim, count, cache_mb)
 
     # -- reading --------------------------------------------------------------------------
     def _blocks(self) -> tf.data.Dataset:

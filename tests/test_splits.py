@@ -1,0 +1,79 @@
+"""modules.splits: a prepared split reads the same rows in memory and streamed from disk."""
+import modules  # noqa: F401  (tf_keras before tensorflow)
+
+import os
+
+import numpy as np
+import pytest
+
+from modules import splits
+
+
+def _split(n=3000, dim=6, seed=0, cache_mb=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    x[:, 0] = np.arange(n)  # a row id, to check which rows come back
+    y = rng.integers(0, 3, size=n)
+    memory = splits.Split.from_arrays(x, {"label": y})
+    streamed = splits.Split.from_blocks(memory._blocks(), dim, n, cache_mb)
+    return x, y, memory, streamed
+
+
+def _ids(dataset):
+    return np.concatenate([x[:, 0].numpy() for x, _ in dataset]).astype(int)
+
+
+def test_small_split_stays_in_memory_and_large_one_streams_from_a_snapshot():
+    _, _, memory, streamed = _split()
+    assert memory.in_memory and not streamed.in_memory
+    assert os.listdir(streamed._path)  # a tf.data snapshot on local disk
+    small = splits.Split.from_blocks(memory._blocks(), 6, 3000, cache_mb=1)
+    assert small.in_memory  # 3000 x 6 floats: 72 KB
+
+
+def test_streamed_split_gives_every_row_once_per_pass_and_reshuffles():
+    x, y, _, streamed = _split()
+    first = streamed.dataset(256, shuffle=True, seed=1, repeat=2)
+    assert int(first.cardinality()) == -(-2 * len(x) // 256)
+    ids = _ids(first)
+    assert sorted(ids) == sorted(list(range(len(x))) * 2)
+    assert list(ids[:len(x)]) != list(range(len(x)))  # shuffled
+    assert list(_ids(first)) != list(ids)  # a new order each iteration
+    ordered = streamed.dataset(500)  # in order without shuffle, labels with their rows
+    labels = np.concatenate([t["label"].numpy() for _, t in ordered])
+    np.testing.assert_array_equal(_ids(ordered), np.arange(len(x)))
+    np.testing.assert_array_equal(labels, y)
+
+
+def test_streamed_and_in_memory_splits_hold_the_same_rows_and_counts():
+    x, y, memory, streamed = _split()
+    for split in (memory, streamed):
+        blocks = list(split.blocks())
+        np.testing.assert_array_equal(np.concatenate([b for b, _ in blocks]), x)
+        np.testing.assert_array_equal(split.class_counts(3), np.bincount(y, minlength=3))
+        np.testing.assert_array_equal(split.first_row(), x[0])
+    features = streamed.features(1000)
+    assert [b.shape[0] for b in features.as_numpy_iterator()] == [1000, 1000, 1000]
+
+
+@pytest.mark.parametrize("streamed_source", [False, True])
+def test_sample_is_bounded_uniform_and_reproducible(streamed_source):
+    x, _, memory, streamed = _split(n=6000)
+    source = streamed if streamed_source else memory
+    sample = source.sample(1000, seed=3)
+    ids = np.concatenate([b[:, 0] for b, _ in sample.blocks()]).astype(int)
+    assert 900 <= len(sample) <= 1000 and len(ids) == len(sample)
+    assert len(set(ids)) == len(ids)
+    assert ids.max() > 4500  # spread over the whole split, not its first rows
+    again = np.concatenate([b[:, 0] for b, _ in source.sample(1000, seed=3).blocks()])
+    np.testing.assert_array_equal(again.astype(int), ids)
+    assert source.sample(10_000) is source
+
+
+def test_snapshot_is_removed_with_its_split():
+    _, _, _, streamed = _split()
+    path = streamed._path
+    del streamed
+    import gc
+    gc.collect()
+    assert not os.path.exists(path)
