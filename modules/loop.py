@@ -31,13 +31,13 @@ def make_dataset(features: np.ndarray, targets: Optional[Dict[str, np.ndarray]],
                  repeat: int = 1) -> tf.data.Dataset:
     """(features, {"label": ..., ...}) batches from in-memory arrays, reshuffled every epoch
     (features alone when `targets` is None). With `repeat`, one iteration (an epoch) makes
-    that many passes over the rows, each in a new order."""
+    that many passes over the rows, each in a new order; 0 repeats them endlessly."""
     dataset = tf.data.Dataset.from_tensor_slices(
         features if targets is None else (features, targets))
     if shuffle:
         dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
-    if repeat > 1:
-        dataset = dataset.repeat(repeat)
+    if repeat != 1:
+        dataset = dataset.repeat(repeat or None)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -164,17 +164,22 @@ class TrainingLoop:
     def fit(self, train: tf.data.Dataset, validation: Optional[tf.data.Dataset] = None, *,
             epochs: int = 1, initial_epoch: int = 0,
             callbacks: Iterable[tf.keras.callbacks.Callback] = (),
-            verbose: bool = True) -> Dict[str, list]:
+            verbose: bool = True, steps_per_epoch: Optional[int] = None) -> Dict[str, list]:
         """Trains from `initial_epoch` to `epochs`; returns the per-epoch logs (History).
+
+        An epoch is one iteration of `train`; with `steps_per_epoch` (an endless `train`),
+        that many batches of one iterator, each epoch going on where the last stopped.
 
         A callback that restores a checkpoint in `on_train_begin` sets `restored_epoch`, and
         training continues from there. `model.stop_training` (early stopping) ends it.
         """
         with self.strategy.scope():  # callbacks may touch distributed variables, as in fit
-            return self._fit(train, validation, epochs, initial_epoch, list(callbacks), verbose)
+            return self._fit(train, validation, epochs, initial_epoch, list(callbacks), verbose,
+                             steps_per_epoch)
 
-    def _fit(self, train, validation, epochs, initial_epoch, callbacks, verbose):
-        steps = _num_batches(train)
+    def _fit(self, train, validation, epochs, initial_epoch, callbacks, verbose,
+             steps_per_epoch):
+        steps = steps_per_epoch or _num_batches(train)
         progress = []
         if verbose:  # our metrics are already running means: the bar must not average them
             names = [*self.train_metrics.results(), *self.val_metrics.results()]
@@ -192,10 +197,11 @@ class TrainingLoop:
         initial_epoch = max([initial_epoch, *restored])
         logs: Dict[str, float] = {}
         distributed = self.strategy.experimental_distribute_dataset(train)
+        stream = iter(distributed) if steps_per_epoch else None
         for epoch in range(initial_epoch, epochs):
             callback_list.on_epoch_begin(epoch)
             self.train_metrics.reset()
-            iterator = iter(distributed)
+            iterator = stream or iter(distributed)
             for first in range(0, steps, self.steps_per_execution):
                 count = min(self.steps_per_execution, steps - first)
                 callback_list.on_train_batch_begin(first)

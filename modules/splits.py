@@ -122,8 +122,8 @@ class Split:
     def dataset(self, batch_size: int, shuffle: bool = False, seed: Optional[int] = None,
                 repeat: int = 1, features_only: bool = False) -> tf.data.Dataset:
         """(features, targets) batches (features alone with `features_only`); with `repeat`,
-        one iteration makes that many passes over the rows, each in a new order. Its
-        cardinality is known (the training loop counts steps with it)."""
+        one iteration makes that many passes over the rows, each in a new order (0: endless).
+        Its cardinality is known (the training loop counts steps with it)."""
         if self.in_memory:
             x, targets = self._arrays
             return loop.make_dataset(x, None if features_only else targets, batch_size,
@@ -131,6 +131,8 @@ class Split:
         rows = self._rows(shuffle, seed)
         if features_only:
             rows = rows.map(lambda x, t: x)
+        if repeat == 0:
+            return rows.repeat().batch(batch_size).prefetch(tf.data.AUTOTUNE)
         if repeat > 1:
             rows = rows.repeat(repeat)
         batches = -(-self.rows * repeat // batch_size)

@@ -138,12 +138,16 @@ def make_strategy(name: str = "none") -> tf.distribute.Strategy:
 
 # Training budgets that fit the data. On a small split a batch is at most 1/8 of the rows (not
 # below 16), and an epoch repeats the split until it makes at least MIN_STEPS_PER_EPOCH
-# optimizer steps: epoch counts (training, tuning budgets, patience, the learning-rate
-# schedule) then mean enough optimizer steps whatever the number of rows. Large splits are
-# unaffected: one epoch is one pass.
+# optimizer steps; on a split of more than MAX_ROWS_PER_EPOCH rows an epoch is that many rows
+# of one continuous shuffled stream (each epoch goes on where the last one stopped, so
+# successive epochs see new rows), as Keras' `steps_per_epoch` does for large data. Epoch
+# counts (training, tuning budgets, patience, the learning-rate schedule) then mean a bounded,
+# sufficient number of optimizer steps, and validation comes as often, whatever the number of
+# rows. Splits in between: one epoch is one pass.
 MIN_BATCH_SIZE = 16
 MIN_BATCHES_PER_PASS = 8
 MIN_STEPS_PER_EPOCH = 32
+MAX_ROWS_PER_EPOCH = 131_072
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,14 +157,18 @@ class Budget:
     global_batch_size: int
     passes_per_epoch: int  # passes over the training split per epoch
     steps_per_epoch: int
+    continuous: bool = False  # epochs are MAX_ROWS_PER_EPOCH rows of one endless stream
 
 
 def budget(rows: int, batch_size: int, replicas: int = 1) -> Budget:
     """The batch size capped by the number of rows, and the passes an epoch needs to make
-    MIN_STEPS_PER_EPOCH steps."""
+    MIN_STEPS_PER_EPOCH steps (or, past MAX_ROWS_PER_EPOCH rows, the steps of that many)."""
     cap = max(MIN_BATCH_SIZE, rows // (MIN_BATCHES_PER_PASS * replicas))
     per_replica = max(1, min(batch_size, cap))
     global_batch = per_replica * replicas
+    if rows > MAX_ROWS_PER_EPOCH:
+        return Budget(per_replica, global_batch, 1,
+                      math.ceil(MAX_ROWS_PER_EPOCH / global_batch), continuous=True)
     passes = max(1, math.ceil(MIN_STEPS_PER_EPOCH * global_batch / max(1, rows)))
     if math.ceil(rows / global_batch) >= MIN_STEPS_PER_EPOCH:
         passes = 1
@@ -232,7 +240,7 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
         if restore_model is not None:
             restore_model(model)
     train = prepared.train.dataset(plan.global_batch_size, shuffle=True, seed=seed,
-                                   repeat=plan.passes_per_epoch)
+                                   repeat=0 if plan.continuous else plan.passes_per_epoch)
     evaluation = prepared.eval.dataset(plan.global_batch_size)
     weights = class_weights(prepared.counts("train")) if balance_classes else None
     training_loop = loop.TrainingLoop(model, optimizer, loss_fn, prepared.num_classes,
@@ -252,7 +260,9 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     callbacks.extend(extra_callbacks)
     history = training_loop.fit(train, evaluation, epochs=epochs or config.epochs,
                                 initial_epoch=initial_epoch, callbacks=callbacks,
-                                verbose=verbose)
+                                verbose=verbose,
+                                steps_per_epoch=plan.steps_per_epoch if plan.continuous
+                                else None)
     with distribution.scope():
         batchnorm.recalibrate(model, prepared.train.features(plan.global_batch_size))
     return TrainResult(model, history, training_loop.epochs_trained,

@@ -252,3 +252,23 @@ def test_fit_runs_with_progress_bar(prepared, capsys):
     history = training_loop.fit(train, evaluation, epochs=1, verbose=True)
     assert len(history["loss"]) == 1
     assert "val_auc" in capsys.readouterr().out
+
+
+def test_steps_per_epoch_continues_one_stream_across_epochs(prepared):
+    """Large splits: an epoch is `steps_per_epoch` batches of one endless stream, and the next
+    epoch goes on where it stopped (it must not restart at the first rows)."""
+    consumed = []
+
+    def note(index):
+        consumed.append(int(index))
+        return index
+
+    x, y = features_of(prepared.train)[:BATCH], labels_of(prepared.train)[:BATCH]
+    stream = (tf.data.Dataset.range(10_000)
+              .map(lambda i: tf.py_function(note, [i], tf.int64))
+              .map(lambda i: (tf.constant(x), {"label": tf.constant(y)})))
+    training_loop = new_loop()
+    training_loop.fit(stream, epochs=3, steps_per_epoch=5, verbose=False)
+    assert training_loop.epochs_trained == 3
+    assert int(training_loop.optimizer.iterations.numpy()) == 15
+    assert consumed[:15] == list(range(15))  # batch 5 opens epoch 2, not batch 0 again

@@ -47,6 +47,7 @@ def test_train_model_steps_per_epoch_follow_the_budget(prepared):
     (455, 512, 1, (56, 56, 4, 33)),  # small: capped at rows // 8, repeated to >= 32 steps
     (120, 256, 1, (16, 16, 5, 38)),  # tiny: never below 16 rows a batch
     (10, 256, 1, (16, 16, 52, 33)),
+    (131072, 256, 1, (256, 256, 1, 512)),  # up to MAX_ROWS_PER_EPOCH: one pass
 ])
 def test_budget_caps_the_batch_by_the_rows_and_makes_enough_steps(rows, batch, replicas,
                                                                    expected):
@@ -54,6 +55,11 @@ def test_budget_caps_the_batch_by_the_rows_and_makes_enough_steps(rows, batch, r
     assert (plan.batch_size, plan.global_batch_size, plan.passes_per_epoch,
             plan.steps_per_epoch) == expected
     assert plan.steps_per_epoch >= training.MIN_STEPS_PER_EPOCH
+
+
+def test_large_split_epochs_are_a_bounded_slice_of_one_continuous_stream():
+    plan = training.budget(480_000, 256)
+    assert plan.continuous and plan.steps_per_epoch == training.MAX_ROWS_PER_EPOCH // 256
 
 
 def test_make_strategy_rejects_unknown_names_and_multi_worker_without_tf_config(monkeypatch):
