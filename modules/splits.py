@@ -33,20 +33,26 @@ class Split:
     """Prepared rows: features float32 [rows, dim] and targets {"label": int64, ...}.
 
     Build one with `from_arrays` or `from_blocks`; read it with `dataset` (training and
-    evaluation batches), `features` (features alone) or `blocks` (numpy, for metrics).
+    evaluation batches), `features` (features alone) or `blocks` (numpy, for metrics). A split
+    from blocks is stored on first read that needs it (`dataset`, `blocks`, `with_targets`):
+    a step that only samples it, or reads its first row, never stores it whole.
     """
 
     def __init__(self, rows: int, dim: int, arrays: Optional[Tuple[np.ndarray, Targets]] = None,
-                 path: Optional[str] = None, element_spec=None):
+                 pending: Optional[tf.data.Dataset] = None,
+                 cache_mb: float = DEFAULT_CACHE_MB):
         self.rows, self.dim = int(rows), int(dim)
-        self._arrays, self._path, self._spec = arrays, path, element_spec
+        self._arrays, self._pending, self._cache_mb = arrays, pending, cache_mb
+        self._path = self._spec = None
 
     def __len__(self) -> int:
         return self.rows
 
     @property
     def in_memory(self) -> bool:
-        return self._arrays is not None
+        """Whether the rows are (or will be) held in memory rather than streamed."""
+        return self._arrays is not None or (
+            self._pending is not None and self.rows * self.dim * 4 <= self._cache_mb * 2 ** 20)
 
     # -- building -------------------------------------------------------------------------
     @classmethod
@@ -60,26 +66,32 @@ class Split:
                     cache_mb: float = DEFAULT_CACHE_MB) -> "Split":
         """From a dataset of (features [n, dim], targets) blocks holding `rows` rows in all:
         in memory when the features take at most `cache_mb`, else written to a local snapshot
-        (removed when the Split is)."""
-        if rows * dim * 4 <= cache_mb * 2 ** 20:
+        (removed when the Split is). `blocks` is read when the split is first needed."""
+        return cls(rows, dim, pending=blocks, cache_mb=cache_mb)
+
+    def _store(self) -> None:
+        """Reads the pending blocks once, into memory or a local snapshot."""
+        blocks, self._pending = self._pending, None
+        if self.rows * self.dim * 4 <= self._cache_mb * 2 ** 20:
             chunks = [(x.numpy(), {k: v.numpy() for k, v in t.items()}) for x, t in blocks]
-            if not chunks:
-                spec = blocks.element_spec
-                return cls.from_arrays(np.zeros((0, dim), np.float32), {
-                    k: np.zeros((0, *s.shape[1:]), s.dtype.as_numpy_dtype)
-                    for k, s in spec[1].items()})
-            return cls.from_arrays(np.concatenate([x for x, _ in chunks]), {
-                k: np.concatenate([t[k] for _, t in chunks]) for k in chunks[0][1]})
-        path = tempfile.mkdtemp(prefix="split-")
-        blocks.rebatch(BLOCK_ROWS).save(path, shard_func=lambda *_: tf.constant(0, tf.int64))
-        split = cls(rows, dim, path=path, element_spec=blocks.element_spec)
-        weakref.finalize(split, shutil.rmtree, path, True)
-        return split
+            if chunks:
+                self._arrays = (np.concatenate([x for x, _ in chunks]), {
+                    k: np.concatenate([t[k] for _, t in chunks]) for k in chunks[0][1]})
+            else:
+                self._arrays = (np.zeros((0, self.dim), np.float32), {
+                    k: np.zeros((0, *spec.shape[1:]), spec.dtype.as_numpy_dtype)
+                    for k, spec in blocks.element_spec[1].items()})
+            return
+        self._path = tempfile.mkdtemp(prefix="split-")
+        weakref.finalize(self, shutil.rmtree, self._path, True)
+        blocks.rebatch(BLOCK_ROWS).save(self._path,
+                                        shard_func=lambda *_: tf.constant(0, tf.int64))
+        self._spec = blocks.element_spec
 
     def with_targets(self, name: str, compute: Callable[[tf.Tensor], tf.Tensor]) -> "Split":
         """The same rows with one more target, `compute(features block)`, computed once and
         stored as this split is (in memory, or streamed from a new snapshot)."""
-        blocks = self._blocks().map(lambda x, t: (x, {**t, name: compute(x)}))
+        blocks = self._blocks(store=False).map(lambda x, t: (x, {**t, name: compute(x)}))
         return Split.from_blocks(blocks, self.dim, self.rows,
                                  float("inf") if self.in_memory else 0)
 
@@ -90,7 +102,7 @@ class Split:
         if rows >= self.rows:
             return self
         if self.in_memory:
-            x, targets = self._arrays
+            x, targets = self.arrays()
             index = np.sort(np.random.default_rng(seed).choice(self.rows, rows, replace=False))
             return Split.from_arrays(x[index], {k: v[index] for k, v in targets.items()})
         keep = rows / self.rows
@@ -99,14 +111,20 @@ class Split:
             return tf.random.stateless_uniform([], seed=tf.stack(
                 [tf.constant(seed, tf.int64), position])) < keep
 
-        sampled = (self._blocks().unbatch().enumerate().filter(kept)
+        sampled = (self._blocks(store=False).unbatch().enumerate().filter(kept)
                    .map(lambda position, row: row).take(rows))
         count = int(sampled.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
         return Split.from_blocks(sampled.batch(BLOCK_ROWS), self.dim, count, cache_mb)
 
     # -- reading --------------------------------------------------------------------------
-    def _blocks(self) -> tf.data.Dataset:
-        if self.in_memory:
+    def _blocks(self, store: bool = True) -> tf.data.Dataset:
+        """(features, targets) blocks in row order; without `store`, a split not yet stored
+        is computed from its source instead (one more pass, nothing kept)."""
+        if self._pending is not None:
+            if not store:
+                return self._pending
+            self._store()
+        if self._arrays is not None:
             x, targets = self._arrays
             return tf.data.Dataset.from_tensor_slices((x, targets)).batch(BLOCK_ROWS)
         return tf.data.Dataset.load(self._path, element_spec=self._spec)
@@ -124,7 +142,9 @@ class Split:
         """(features, targets) batches (features alone with `features_only`); with `repeat`,
         one iteration makes that many passes over the rows, each in a new order (0: endless).
         Its cardinality is known (the training loop counts steps with it)."""
-        if self.in_memory:
+        if self._pending is not None:
+            self._store()
+        if self._arrays is not None:
             x, targets = self._arrays
             return loop.make_dataset(x, None if features_only else targets, batch_size,
                                      shuffle=shuffle, seed=seed, repeat=repeat)
@@ -150,19 +170,21 @@ class Split:
             yield x.numpy(), {k: v.numpy() for k, v in targets.items()}
 
     def first_row(self) -> np.ndarray:
-        for x, _ in self.blocks():
-            if len(x):
-                return x[0]
+        """The first row's features (read without storing the split)."""
+        for x, _ in self._blocks(store=False).unbatch().take(1):
+            return x.numpy()
         return np.zeros(self.dim, np.float32)
 
     def arrays(self) -> Tuple[np.ndarray, Targets]:
         """The whole split as numpy arrays: for tests and small in-memory data only."""
         if not self.in_memory:
             raise ValueError("a streamed split is not held in memory; read it with dataset()")
+        if self._pending is not None:
+            self._store()
         return self._arrays
 
     def class_counts(self, num_classes: int) -> np.ndarray:
         counts = np.zeros(num_classes, np.int64)
-        for _, targets in self.blocks():
-            counts += np.bincount(targets["label"], minlength=num_classes)[:num_classes]
+        for _, targets in self._blocks(store=False):
+            counts += np.bincount(targets["label"].numpy(), minlength=num_classes)[:num_classes]
         return counts

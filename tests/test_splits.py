@@ -26,6 +26,7 @@ def _ids(dataset):
 def test_small_split_stays_in_memory_and_large_one_streams_from_a_snapshot():
     _, _, memory, streamed = _split()
     assert memory.in_memory and not streamed.in_memory
+    next(streamed.blocks())
     assert os.listdir(streamed._path)  # a tf.data snapshot on local disk
     small = splits.Split.from_blocks(memory._blocks(), 6, 3000, cache_mb=1)
     assert small.in_memory  # 3000 x 6 floats: 72 KB
@@ -70,8 +71,16 @@ def test_sample_is_bounded_uniform_and_reproducible(streamed_source):
     assert source.sample(10_000) is source
 
 
+def test_a_split_only_sampled_or_peeked_at_is_never_stored():
+    x, _, _, streamed = _split()
+    np.testing.assert_array_equal(streamed.first_row(), x[0])
+    assert len(streamed.sample(100)) > 0
+    assert streamed._path is None and streamed._pending is not None
+
+
 def test_snapshot_is_removed_with_its_split():
     _, _, _, streamed = _split()
+    next(streamed.blocks())
     path = streamed._path
     del streamed
     import gc
