@@ -133,17 +133,21 @@ def label_counts(patterns: Sequence[str], label: FeatureColumn,
 
 
 def write_labeled_examples(patterns: Sequence[str], label: FeatureColumn,
-                           classes: Sequence[str], path: str) -> int:
+                           classes: Sequence[str], path: str, fraction: float = 1.0,
+                           seed: int = 0) -> int:
     """Copies the examples whose label is one of `classes` to a GZIP TFRecord file (for tools,
-    like TFMA, that cannot skip rows without a label); returns how many were kept."""
+    like TFMA, that cannot skip rows without a label), each with probability `fraction`
+    (a uniform sample, reproducible by `seed`); returns how many were kept."""
     known = tf.constant(list(classes))
+    rng = np.random.default_rng(seed)
     kept = 0
     fileio.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for batch in split_records(patterns).batch(4096):
             labels = parse_examples(batch, [], label)[label.name]
-            keep = tf.reduce_any(tf.equal(labels[:, None], known[None, :]), axis=1)
-            for record in tf.boolean_mask(batch, keep).numpy():
+            keep = tf.reduce_any(tf.equal(labels[:, None], known[None, :]), axis=1).numpy()
+            keep &= rng.random(len(keep)) < fraction
+            for record in batch.numpy()[keep]:
                 writer.write(record)
                 kept += 1
     return kept

@@ -314,6 +314,9 @@ class Blessing(Stage):
                                        "accuracy", flag=True, check=at_least(0.0))
     slice_features: Tuple[str, ...] = setting(("payment_type",), "TFMA slices, where the "
                                               "column exists")
+    slice_rows: int = setting(20_000, "TFMA's sliced metrics use a uniform sample of at most "
+                              "this many eval rows (0: all); the blessing always uses every "
+                              "eval row", flag="--slice-rows", check=at_least(0))
 
 
 STAGES: Tuple[Type[Stage], ...] = (Csv, Training, Tuning, Teacher, Distillation, Pruning,

@@ -73,6 +73,7 @@ def build_summary(records: List[metadata.ExecutionRecord]) -> Dict[str, Any]:
         "states": {r.component_id: r.state for r in records},
         "baseline": evaluation.get("baseline"),
         "slices": evaluation.get("slices", {}),
+        "slice_sample": evaluation.get("slice_sample"),
         "rows": evaluation.get("rows"),
         "histories": histories,
         "tuner_trials": _read_json(os.path.join(_output_uri(by_id.get("Tuner"), "tuner_results")
@@ -263,7 +264,10 @@ def render_html(summary: Dict[str, Any]) -> str:
         "<h2>Missing values per column (empty or a --na-values marker)</h2>",
         _table_html(["column", "missing values"],
                     [[k, v] for k, v in (summary.get("missing_values") or {}).items()]),
-        "<h2>Slices (TFMA)</h2>",
+        "<h2>Slices (TFMA{})</h2>".format(
+            ", on a uniform sample of {rows:,} of the {of:,} eval rows".format(
+                **summary["slice_sample"]) if summary.get("slice_sample")
+            and summary["slice_sample"]["rows"] < summary["slice_sample"]["of"] else ""),
         _table_html(["model", "slice", "examples", "AUC", "accuracy"], slices),
         "<h2>Component times</h2>",
         _table_html(["component", "seconds", "state"],

@@ -58,3 +58,38 @@ def test_parse_examples_gives_canonical_columns_with_missing_values():
     assert parsed["fare"].numpy()[0] == pytest.approx(7.25)
     assert list(parsed["city"].numpy()) == [b"Paris", b""]
     assert list(parsed["label"].numpy()) == [b"1", b""]
+
+
+def _write_examples(path, labels):
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for i, label in enumerate(labels):
+            feature = {"age": tf.train.Feature(int64_list=tf.train.Int64List(value=[i]))}
+            if label:
+                feature["label"] = tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[label.encode()]))
+            writer.write(tf.train.Example(
+                features=tf.train.Features(feature=feature)).SerializeToString())
+
+
+def test_label_counts_stream_a_split_and_count_missing_labels(tmp_path):
+    _write_examples(str(tmp_path / "a.gz"), ["yes", "no", "", "yes"] * 3000)
+    label = data.FeatureColumn("label", data.TEXT, schema_pb2.BYTES)
+    assert data.label_counts([str(tmp_path / "*.gz")], label) == {
+        "yes": 6000, "no": 3000, "": 3000}
+
+
+def test_labeled_examples_keep_known_classes_and_sample_uniformly(tmp_path):
+    """What TFMA reads: rows of known classes only, all of them or a uniform sample."""
+    _write_examples(str(tmp_path / "in.gz"), ["yes", "no", "", "maybe"] * 2500)
+    label = data.FeatureColumn("label", data.TEXT, schema_pb2.BYTES)
+    pattern = [str(tmp_path / "in.gz")]
+    assert data.write_labeled_examples(pattern, label, ["no", "yes"],
+                                       str(tmp_path / "all.gz")) == 5000
+    kept = data.write_labeled_examples(pattern, label, ["no", "yes"],
+                                       str(tmp_path / "sample.gz"), fraction=0.2, seed=1)
+    assert 900 <= kept <= 1100
+    ages = [tf.train.Example.FromString(r.numpy()).features.feature["age"].int64_list.value[0]
+            for r in tf.data.TFRecordDataset(str(tmp_path / "sample.gz"),
+                                             compression_type="GZIP")]
+    assert len(ages) == kept and all(age % 4 in (0, 1) for age in ages)
+    assert max(ages) > 9000  # spread over the whole split

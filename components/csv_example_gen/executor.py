@@ -4,8 +4,8 @@ markers, byte-order mark, CRLF, quoted fields, any delimiter, gzip), as a Beam P
 It plugs into TFX's FileBasedExampleGen (`custom_executor_spec`), which splits and writes the
 tf.Examples as CsvExampleGen does, and runs on any Beam runner. Like TFX's CSV executor, it
 reads each file in one piece (a quoted field may span lines) and infers each column's type
-over the whole split (Beam CombineGlobally): int64 if every value is an integer, float if
-every value is a number, bytes otherwise; missing values (empty or a marker) are ignored
+over the whole split (Beam CombineGlobally, on a first read of the files): int64 if every
+value is an integer, float if every value is a number, bytes otherwise; missing values (empty or a marker) are ignored
 for the inference and written as empty features. A column with an empty header name (R's
 write.csv writes its row names so) is left out.
 """
@@ -137,13 +137,17 @@ def CsvToExamples(pipeline: beam.Pipeline, files: Sequence[str], csv: Csv):
         if read_header(path, csv.delimiter) != columns:
             raise csvfile.CsvFormatError(f"{path}: its header differs from {files[0]}'s; "
                                          f"every file must have the same columns")
-    rows = (pipeline
-            | "Files" >> beam.Create(sorted(files))
-            | "ReadRows" >> beam.ParDo(_ReadRows(csv.delimiter)))
+    # The files are read twice, once to infer the types and once to write the examples,
+    # rather than once with every row kept until the types are known: a runner holds a
+    # PCollection consumed after a side input is ready (the DirectRunner in memory).
+    paths = pipeline | "Files" >> beam.Create(sorted(files))
     types = beam.pvalue.AsSingleton(
-        rows | "InferTypes" >> beam.CombineGlobally(InferColumnTypes(len(columns),
-                                                                     csv.na_values)))
-    return rows | "ToExample" >> beam.ParDo(_ToExample(columns, csv.na_values), types)
+        paths
+        | "ReadRowsForTypes" >> beam.ParDo(_ReadRows(csv.delimiter))
+        | "InferTypes" >> beam.CombineGlobally(InferColumnTypes(len(columns), csv.na_values)))
+    return (paths
+            | "ReadRows" >> beam.ParDo(_ReadRows(csv.delimiter))
+            | "ToExample" >> beam.ParDo(_ToExample(columns, csv.na_values), types))
 
 
 @beam.ptransform_fn

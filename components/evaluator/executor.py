@@ -112,14 +112,19 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
             min_auc=thresholds.min_auc, max_auc_drop=thresholds.max_auc_drop,
             max_accuracy_drop=thresholds.max_accuracy_drop)
 
-        slices = {}
+        slices, slice_sample = {}, None
         slice_features = [f for f in thresholds.slice_features
                           if f in {c.name for c in prepared.columns}]
         if sliced_metrics.supported(prepared.classes):
             tfma_dir = os.path.join(step.output_uri("evaluation"), "tfma")
             labeled = os.path.join(tfma_dir, "labeled_eval_examples.gz")
-            data.write_labeled_examples(data.split_files(step.input_dict["examples"], "eval"),
-                                        prepared.label, prepared.classes, labeled)
+            eval_rows = prepared.row_counts["eval_rows"]
+            fraction = (min(1.0, thresholds.slice_rows / eval_rows)
+                        if thresholds.slice_rows and eval_rows else 1.0)
+            slice_sample = {"rows": data.write_labeled_examples(
+                data.split_files(step.input_dict["examples"], "eval"), prepared.label,
+                prepared.classes, labeled, fraction, seed=step.settings.training.seed),
+                "of": eval_rows}
             slices = sliced_metrics.sliced_metrics(
                 {name: os.path.join(step.uri(name), export.SERVING_DIR)
                  for name in CANDIDATE_MODELS},
@@ -127,6 +132,7 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
                 beam_args=self._beam_pipeline_args)
         return {"candidates": candidates, "deployable": deploy_mode, "blessed": blessed,
                 "reasons": reasons, "baseline": baseline, "slices": slices,
+                "slice_sample": slice_sample,
                 "thresholds": {**thresholds.to_dict(),
                                "noise_tolerance": blessing.NOISE_TOLERANCE},
                 "majority_class": {"class": prepared.classes[majority_class],
