@@ -147,7 +147,7 @@ def make_strategy(name: str = "none") -> tf.distribute.Strategy:
 MIN_BATCH_SIZE = 16
 MIN_BATCHES_PER_PASS = 8
 MIN_STEPS_PER_EPOCH = 32
-MAX_ROWS_PER_EPOCH = 131_072
+MAX_ROWS_PER_EPOCH = 65_536
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,7 +47,7 @@ def test_train_model_steps_per_epoch_follow_the_budget(prepared):
     (455, 512, 1, (56, 56, 4, 33)),  # small: capped at rows // 8, repeated to >= 32 steps
     (120, 256, 1, (16, 16, 5, 38)),  # tiny: never below 16 rows a batch
     (10, 256, 1, (16, 16, 52, 33)),
-    (131072, 256, 1, (256, 256, 1, 512)),  # up to MAX_ROWS_PER_EPOCH: one pass
+    (65536, 256, 1, (256, 256, 1, 256)),  # up to MAX_ROWS_PER_EPOCH: one pass
 ])
 def test_budget_caps_the_batch_by_the_rows_and_makes_enough_steps(rows, batch, replicas,
                                                                    expected):
