@@ -76,8 +76,9 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         data_root=source.data_root, data_pattern=source.pattern,
         label=args.label, drop=drop,
         schema_path=_check_schema(args.schema),
-        beam_args=configs.local_beam_args(sum(os.path.getsize(f) for f in source.files))
-        + tuple(args.beam_arg),
+        beam_args=tuple(configs.DEFAULT_BEAM_ARGS) + tuple(args.beam_arg),
+        data_beam_args=configs.data_beam_args(sum(os.path.getsize(f) for f in source.files),
+                                              args.beam_arg),
         enable_cache=not args.no_cache, **stages)
 
 

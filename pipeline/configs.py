@@ -3,7 +3,7 @@
 `PipelineConfig` into the DAG."""
 import dataclasses
 import os
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 from modules.settings import (Blessing, Csv, Distillation, Pruning, Quantization,
                               RunSettings, Teacher, Training, Tuning)
@@ -16,18 +16,23 @@ TAXI_CSV = os.path.join("examples", "chicago_taxi_pipeline", "data", "big_tipper
 TRAIN_EVAL_BUCKETS = (4, 1)  # 80% train, 20% eval, by hash of the row
 
 # Beam on one machine (the DirectRunner): in-process is fastest for small inputs (worker
-# processes cost more than they save); from LARGE_INPUT_BYTES of CSV on, ExampleGen,
-# StatisticsGen and the Evaluator's TFMA run on one worker process per core
-# (`large_input_beam_args`). --beam-arg adds to or overrides these; other runners (Dataflow,
-# Flink, Spark) are chosen with it too (README).
+# processes cost more than they save). From LARGE_INPUT_BYTES of CSV on, CsvExampleGen and
+# StatisticsGen, which read every row, run on one worker process per core
+# (`data_beam_args`, their component-level Beam args); the Evaluator's TFMA reads a bounded
+# sample and stays in-process. --beam-arg adds to or overrides these (a Beam mode or runner
+# given there replaces the large-input choice); other runners (Dataflow, Flink, Spark) are
+# chosen with it too (README).
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 LARGE_INPUT_BYTES = 32 * 2 ** 20
+_RUNNER_ARGS = ("--runner", "--direct_running_mode", "--direct_num_workers")
 
 
-def local_beam_args(input_bytes: int) -> Tuple[str, ...]:
-    """The DirectRunner's arguments for `input_bytes` of CSV on this machine."""
-    if input_bytes < LARGE_INPUT_BYTES:
-        return DEFAULT_BEAM_ARGS
+def data_beam_args(input_bytes: int, user_args: Sequence[str] = ()) -> Tuple[str, ...]:
+    """CsvExampleGen's and StatisticsGen's own Beam args for `input_bytes` of CSV here: a
+    worker process per core for large inputs, unless `user_args` chose the runner or mode."""
+    if input_bytes < LARGE_INPUT_BYTES or any(
+            arg.split("=", 1)[0] in _RUNNER_ARGS for arg in user_args):
+        return ()
     return ("--direct_running_mode=multi_processing",
             f"--direct_num_workers={os.cpu_count() or 1}")
 
@@ -53,6 +58,7 @@ class PipelineConfig:
     drop: Tuple[str, ...] = DEFAULT_DROP
     schema_path: Optional[str] = None  # curated schema: ImportSchemaGen, anomalies stop the run
     beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
+    data_beam_args: Tuple[str, ...] = ()  # after beam_args, for CsvExampleGen, StatisticsGen
     enable_cache: bool = True
     verbose: bool = True
     # Compare with the last blessed model (TFX Resolver). The open-source Kubeflow Pipelines

@@ -35,12 +35,13 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
             tfx.proto.SplitConfig.Split(name="eval", hash_buckets=TRAIN_EVAL_BUCKETS[1])])),
         custom_config=csv_example_gen.custom_config(config.csv),
         custom_executor_spec=executor_spec.BeamExecutorSpec(csv_example_gen.Executor),
-    ).with_id("CsvExampleGen")
+    ).with_id("CsvExampleGen").with_beam_pipeline_args(config.data_beam_args)
     examples = example_gen.outputs["examples"]
     # Its statistics of the training split are what the preprocessing is fitted on
     # (modules.preprocessing.fit_preprocessor): means, deviations, quantiles, vocabularies.
     statistics_gen = tfx.components.StatisticsGen(
-        examples=examples, stats_options=preprocessing.statistics_options())
+        examples=examples, stats_options=preprocessing.statistics_options(),
+    ).with_beam_pipeline_args(config.data_beam_args)
     statistics = statistics_gen.outputs["statistics"]
     if config.schema_path:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)

@@ -117,3 +117,19 @@ def test_each_component_receives_its_stage_config(tmp_path):
         Distillation.KEY]) == Distillation(alpha=0.2)
     tuner_config = components["Tuner"].exec_properties["custom_config"]
     assert Tuning.KEY in tuner_config and "run_settings" in tuner_config
+
+
+def test_large_inputs_give_the_data_components_a_worker_per_core(tmp_path):
+    from pipeline import configs
+
+    assert configs.data_beam_args(configs.LARGE_INPUT_BYTES - 1) == ()
+    large = configs.data_beam_args(configs.LARGE_INPUT_BYTES)
+    assert large[0] == "--direct_running_mode=multi_processing"
+    # A mode or runner the user chose wins.
+    assert configs.data_beam_args(10 ** 9, ["--direct_running_mode=in_memory"]) == ()
+    assert configs.data_beam_args(10 ** 9, ["--runner=DataflowRunner"]) == ()
+    assert configs.data_beam_args(10 ** 9, ["--temp_location=/tmp/x"]) == large
+    components = {c.id: c for c in create_components(_config(tmp_path, data_beam_args=large))}
+    for name in ("CsvExampleGen", "StatisticsGen"):
+        assert list(components[name].executor_spec.beam_pipeline_args) == list(large)
+    assert not components["Evaluator"].executor_spec.beam_pipeline_args
