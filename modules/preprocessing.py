@@ -140,7 +140,8 @@ def fit_preprocessor(statistics, columns: Sequence[data.FeatureColumn], *,
 
     An integer column whose values span at most `max_categories` integers holds categorical
     codes (one slot per integer of its range); text values seen fewer than `min_count` times
-    fall into the out-of-vocabulary slot, as do missing ones.
+    fall into the out-of-vocabulary slot; a missing text value is a category ("") like any
+    other value.
     """
     from tensorflow_metadata.proto.v0 import schema_pb2
 
@@ -172,9 +173,12 @@ def fit_preprocessor(statistics, columns: Sequence[data.FeatureColumn], *,
             numeric.append({"name": column.name, "mean": mean, "std": std if std > 0 else 1.0,
                             "edges": [float(e) for e in edges]})
         else:
-            buckets = (feature.string_stats.rank_histogram.buckets
-                       if feature is not None and feature.HasField("string_stats") else [])
-            counts = {b.label: b.sample_count for b in buckets}
+            stats = (feature.string_stats
+                     if feature is not None and feature.HasField("string_stats") else None)
+            counts = {b.label: b.sample_count
+                      for b in (stats.rank_histogram.buckets if stats else [])}
+            if stats:  # a missing value ("") is a category of its own when it is common
+                counts[""] = counts.get("", 0) + stats.common_stats.num_missing
             categorical.append({"name": column.name, "source": "text",
                                 "vocabulary": _vocabulary(counts, max_categories, min_count)})
     return FeaturePreprocessor(numeric, categorical, clip=clip, name="preprocessor")

@@ -160,3 +160,13 @@ def test_transform_of_an_empty_split():
     _, preprocessor = make_split(), fit_preprocessor(statistics_of(make_split(), COLUMNS, BINS), COLUMNS)
     out = transform(preprocessor, split_of([], [], []))
     assert out.shape == (0, preprocessor.output_dim)
+
+
+def test_missing_text_is_its_own_category_when_common():
+    split = split_of(num=[1.0] * 12, code=[1] * 12, city=["a"] * 6 + [""] * 6)
+    preprocessor = fit_preprocessor(statistics_of(split, COLUMNS, BINS), COLUMNS, min_count=5)
+    city = slots(preprocessor)[("city", "one_hot")]
+    assert city["vocabulary"] == ["<out of vocabulary>", "", "a"]  # ties by name
+    out = transform(preprocessor, split_of([1.0, 1.0], [1, 1], ["", "zzz"]))
+    block = out[:, city["offset"]:city["offset"] + city["width"]]
+    np.testing.assert_array_equal(block.argmax(axis=1), [1, 0])  # missing, unknown
