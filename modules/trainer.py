@@ -45,7 +45,8 @@ def run_fn(fn_args: FnArgs) -> None:
         lambda: build_core(prepared.dim, prepared.num_classes, config, seed=seed,
                            name="teacher"),
         prepared, config, seed=seed, strategy=settings.training.strategy,
-        run_dir=fn_args.model_run_dir, checkpoint_dir=checkpoint_dir, verbose=settings.verbose)
+        run_dir=fn_args.model_run_dir, checkpoint_dir=checkpoint_dir, verbose=settings.verbose,
+        epoch_rows=None)  # the final training: every epoch passes over every row
     artifact_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     export.export_model(artifact_uri, result.model, prepared.preprocessor, prepared.columns,
                         prepared.label, prepared.classes, {

@@ -138,12 +138,13 @@ def make_strategy(name: str = "none") -> tf.distribute.Strategy:
 
 # Training budgets that fit the data. On a small split a batch is at most 1/8 of the rows (not
 # below 16), and an epoch repeats the split until it makes at least MIN_STEPS_PER_EPOCH
-# optimizer steps; on a split of more than MAX_ROWS_PER_EPOCH rows an epoch is that many rows
-# of one continuous shuffled stream (each epoch goes on where the last one stopped, so
-# successive epochs see new rows), as Keras' `steps_per_epoch` does for large data. Epoch
-# counts (training, tuning budgets, patience, the learning-rate schedule) then mean a bounded,
-# sufficient number of optimizer steps, and validation comes as often, whatever the number of
-# rows. Splits in between: one epoch is one pass.
+# optimizer steps. The searches (tuner trials, student candidates, pruning and QAT fine-tuning)
+# cap an epoch at MAX_ROWS_PER_EPOCH rows of one continuous shuffled stream (each epoch goes
+# on where the last one stopped, so successive epochs see new rows), as Keras'
+# `steps_per_epoch` does for large data: their epoch counts, patience and learning-rate
+# schedules mean a bounded, sufficient number of steps, and validation comes as often,
+# whatever the number of rows. The Trainer's final training is not capped: its epochs are
+# passes over every row. Splits in between: one epoch is one pass.
 MIN_BATCH_SIZE = 16
 MIN_BATCHES_PER_PASS = 8
 MIN_STEPS_PER_EPOCH = 32
@@ -160,15 +161,17 @@ class Budget:
     continuous: bool = False  # epochs are MAX_ROWS_PER_EPOCH rows of one endless stream
 
 
-def budget(rows: int, batch_size: int, replicas: int = 1) -> Budget:
+def budget(rows: int, batch_size: int, replicas: int = 1,
+           epoch_rows: Optional[int] = MAX_ROWS_PER_EPOCH) -> Budget:
     """The batch size capped by the number of rows, and the passes an epoch needs to make
-    MIN_STEPS_PER_EPOCH steps (or, past MAX_ROWS_PER_EPOCH rows, the steps of that many)."""
+    MIN_STEPS_PER_EPOCH steps (or, past `epoch_rows` rows, the steps of that many; None:
+    no cap)."""
     cap = max(MIN_BATCH_SIZE, rows // (MIN_BATCHES_PER_PASS * replicas))
     per_replica = max(1, min(batch_size, cap))
     global_batch = per_replica * replicas
-    if rows > MAX_ROWS_PER_EPOCH:
-        return Budget(per_replica, global_batch, 1,
-                      math.ceil(MAX_ROWS_PER_EPOCH / global_batch), continuous=True)
+    if epoch_rows and rows > epoch_rows:
+        return Budget(per_replica, global_batch, 1, math.ceil(epoch_rows / global_batch),
+                      continuous=True)
     passes = max(1, math.ceil(MIN_STEPS_PER_EPOCH * global_batch / max(1, rows)))
     if math.ceil(rows / global_batch) >= MIN_STEPS_PER_EPOCH:
         passes = 1
@@ -214,7 +217,8 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                 balance_classes: bool = False,
                 extra_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
                 restore_model: Optional[Callable[[tf.keras.Model], None]] = None,
-                steps_per_execution: int = 16, verbose: bool = True) -> TrainResult:
+                steps_per_execution: int = 16, verbose: bool = True,
+                epoch_rows: Optional[int] = MAX_ROWS_PER_EPOCH) -> TrainResult:
     """Builds the model and optimizer in the strategy's scope and trains it with the loop.
 
     The targets of `prepared`'s splits (the labels, and e.g. a teacher's logits for
@@ -227,11 +231,13 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     logs; `checkpoint_dir` makes the training resumable. `restore_model` may load weights into
     the freshly built model before training (a Hyperband trial continuing another).
     `steps_per_execution` train steps run per tf.function call; pruning needs 1, so that its
-    step counter advances every batch.
+    step counter advances every batch. `epoch_rows` caps an epoch (see `budget`); None makes
+    every epoch a pass over every row (the Trainer's final training).
     """
     tf.keras.utils.set_random_seed(seed)
     distribution = make_strategy(strategy)
-    plan = budget(prepared.train.rows, config.batch_size, distribution.num_replicas_in_sync)
+    plan = budget(prepared.train.rows, config.batch_size, distribution.num_replicas_in_sync,
+                  epoch_rows)
     with distribution.scope():
         model = build_model()
         batchnorm.set_momentum(model, batchnorm.momentum_for(plan.steps_per_epoch))

@@ -60,6 +60,9 @@ def test_budget_caps_the_batch_by_the_rows_and_makes_enough_steps(rows, batch, r
 def test_large_split_epochs_are_a_bounded_slice_of_one_continuous_stream():
     plan = training.budget(480_000, 256)
     assert plan.continuous and plan.steps_per_epoch == training.MAX_ROWS_PER_EPOCH // 256
+    # The final training is not capped: an epoch is a pass over every row.
+    full = training.budget(480_000, 256, epoch_rows=None)
+    assert not full.continuous and full.steps_per_epoch == 1875
 
 
 def test_make_strategy_rejects_unknown_names_and_multi_worker_without_tf_config(monkeypatch):
