@@ -169,8 +169,3 @@ def class_vocabulary(labels) -> List[str]:
     except ValueError:
         return classes
 
-
-def class_ids(labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:
-    """Class indices; -1 for a class the training split never had."""
-    index = {name: i for i, name in enumerate(classes)}
-    return np.array([index.get(name, -1) for name in labels], dtype=np.int64)

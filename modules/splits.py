@@ -26,7 +26,6 @@ SHUFFLE_BUFFER = 16384  # rows in the shuffle buffer of a streamed split
 DEFAULT_CACHE_MB = 128  # prepared features held in memory up to this size
 
 Targets = Dict[str, np.ndarray]
-Element = Tuple[tf.Tensor, Dict[str, tf.Tensor]]
 
 
 class Split:

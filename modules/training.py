@@ -222,7 +222,8 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     """Builds the model and optimizer in the strategy's scope and trains it with the loop.
 
     The targets of `prepared`'s splits (the labels, and e.g. a teacher's logits for
-    distillation: `modules.splits.Split.with_targets`) reach `loss_fn`. The batch size and the epoch follow `budget`.
+    distillation: `modules.splits.Split.with_targets`) reach `loss_fn`. The batch size and
+    the epoch follow `budget`.
     With `early_stopping`, training stops when none of the metrics in `monitor` has improved
     for `config.early_stopping_patience` epochs, and keeps the weights of the epoch best on
     the first (by default the validation loss, a proper score: AUC alone ranks well while

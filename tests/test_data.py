@@ -36,11 +36,6 @@ def test_class_vocabulary_sorts_numbers_numerically():
     assert data.class_vocabulary(np.array(["b", "a", "c"])) == ["a", "b", "c"]
 
 
-def test_class_ids_mark_unseen_classes_with_minus_one():
-    ids = data.class_ids(np.array(["a", "c", "b"]), ["a", "b"])
-    np.testing.assert_array_equal(ids, [0, -1, 1])
-
-
 def test_parse_examples_gives_canonical_columns_with_missing_values():
     columns = data.feature_columns(schema(), "label")
     label = data.label_column(schema(), "label")
