@@ -77,7 +77,7 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         label=args.label, drop=drop,
         schema_path=_check_schema(args.schema),
         beam_args=tuple(configs.DEFAULT_BEAM_ARGS) + tuple(args.beam_arg),
-        data_beam_args=configs.data_beam_args(sum(os.path.getsize(f) for f in source.files),
+        data_beam_args=configs.data_beam_args([os.path.getsize(f) for f in source.files],
                                               args.beam_arg),
         enable_cache=not args.no_cache, **stages)
 

@@ -31,14 +31,38 @@ def make_dataset(features: np.ndarray, targets: Optional[Dict[str, np.ndarray]],
                  repeat: int = 1) -> tf.data.Dataset:
     """(features, {"label": ..., ...}) batches from in-memory arrays, reshuffled every epoch
     (features alone when `targets` is None). With `repeat`, one iteration (an epoch) makes
-    that many passes over the rows, each in a new order; 0 repeats them endlessly."""
-    dataset = tf.data.Dataset.from_tensor_slices(
-        features if targets is None else (features, targets))
-    if shuffle:
-        dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
-    if repeat != 1:
-        dataset = dataset.repeat(repeat or None)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    that many passes over the rows, each in a new order; 0 repeats them endlessly.
+
+    Shuffled batches are gathered by index: each pass draws a permutation of the row numbers
+    (a new one every pass and every iteration, reproducible from `seed`) and each batch
+    gathers its rows, rather than passing every row through a shuffle buffer (6x slower per
+    batch: the data pipeline, not the model, bounded the steps of small models)."""
+    arrays = features if targets is None else (features, targets)
+    rows = len(features)
+    if not shuffle:
+        dataset = tf.data.Dataset.from_tensor_slices(arrays)
+        if repeat != 1:
+            dataset = dataset.repeat(repeat or None)
+        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    tensors = tf.nest.map_structure(tf.convert_to_tensor, arrays)
+    orders = permutations(rows, seed)
+    if repeat:
+        orders = orders.take(repeat)
+    batches = orders.rebatch(batch_size).map(
+        lambda index: tf.nest.map_structure(lambda t: tf.gather(t, index), tensors),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    if repeat:
+        batches = batches.apply(tf.data.experimental.assert_cardinality(
+            math.ceil(rows * repeat / batch_size)))
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def permutations(rows: int, seed: Optional[int] = None) -> tf.data.Dataset:
+    """Endless random permutations of range(rows) (int64 [rows] each): different in every
+    iteration of the dataset, and the same sequence again for the same `seed`."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(
+        lambda draw: tf.random.experimental.stateless_shuffle(
+            tf.range(rows, dtype=tf.int64), seed=tf.stack([draw, tf.constant(0, tf.int64)])))
 
 
 class _Metrics:

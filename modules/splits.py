@@ -5,9 +5,12 @@ Every step that trains, calibrates or evaluates reads its splits through `Split.
 - in memory (`from_arrays`, or a prepared split of at most `cache_mb` of features): numpy
   arrays, shuffled whole every epoch, exactly as small data was always read;
 - streamed (larger): the prepared rows are written once to a local `tf.data` snapshot
-  (`Dataset.save`, in blocks of BLOCK_ROWS) and read back block by block every epoch,
-  shuffled through a bounded buffer (SHUFFLE_BUFFER rows). Memory then holds a few blocks and
-  the buffer, whatever the number of rows.
+  (`Dataset.save`), each row to one of `rows / SHARD_ROWS` shards drawn at random, so every
+  shard is a uniform random subset of the split whatever order the rows came in (a CSV
+  sorted by label or by time; ExampleGen does not shuffle). An epoch reads the shards in a
+  new random order, each shard whole and permuted (at most SHUFFLE_ROWS rows at once), and
+  cuts the batches from them. Memory then holds a shard or two, whatever the number of
+  rows.
 Targets computed from the features (a teacher's logits for distillation) are added with
 `with_targets`: once per row, batch by batch, stored like the rest of the split.
 """
@@ -21,8 +24,11 @@ import tensorflow as tf
 
 from modules import loop
 
-BLOCK_ROWS = 1024  # rows per stored block of a streamed split
-SHUFFLE_BUFFER = 16384  # rows in the shuffle buffer of a streamed split
+BLOCK_ROWS = 1024  # rows per block read from the examples, and per block in row order
+SHARD_ROWS = 8192  # rows per random shard of a streamed split, on average
+SHUFFLE_ROWS = 2 * SHARD_ROWS  # at most this many rows are permuted at once (a shard)
+MAX_SHARDS = 1024  # past SHARD_ROWS * MAX_SHARDS rows (8.4M), shards grow (permuted in parts)
+STORE_BLOCK_BYTES = 16 * 2 ** 20  # at most this much of a split is scattered at once
 DEFAULT_CACHE_MB = 128  # prepared features held in memory up to this size
 
 Targets = Dict[str, np.ndarray]
@@ -43,6 +49,7 @@ class Split:
         self.rows, self.dim = int(rows), int(dim)
         self._arrays, self._pending, self._cache_mb = arrays, pending, cache_mb
         self._path = self._spec = None
+        self._shards = 0
 
     def __len__(self) -> int:
         return self.rows
@@ -83,9 +90,17 @@ class Split:
             return
         self._path = tempfile.mkdtemp(prefix="split-")
         weakref.finalize(self, shutil.rmtree, self._path, True)
-        blocks.rebatch(BLOCK_ROWS).save(self._path,
-                                        shard_func=lambda *_: tf.constant(0, tf.int64))
-        self._spec = blocks.element_spec
+        self._shards = min(MAX_SHARDS, max(1, -(-self.rows // SHARD_ROWS)))
+        pieces = _scatter(blocks, self._shards, self.dim)
+        pieces.save(self._path, shard_func=lambda shard, x, targets: shard)
+        self._spec = pieces.element_spec
+
+    def _shard(self, index: tf.Tensor) -> tf.data.Dataset:
+        """The (features, targets) pieces of one stored shard (the index-th listed)."""
+        return tf.data.Dataset.load(
+            self._path, element_spec=self._spec,
+            reader_func=lambda shards: shards.skip(index).take(1).flat_map(lambda d: d),
+        ).map(lambda shard, x, targets: (x, targets))
 
     def with_targets(self, name: str, compute: Callable[[tf.Tensor], tf.Tensor]) -> "Split":
         """The same rows with one more target, `compute(features block)`, computed once and
@@ -117,8 +132,9 @@ class Split:
 
     # -- reading --------------------------------------------------------------------------
     def _blocks(self, store: bool = True) -> tf.data.Dataset:
-        """(features, targets) blocks in row order; without `store`, a split not yet stored
-        is computed from its source instead (one more pass, nothing kept)."""
+        """(features, targets) blocks, each row once: in row order while the split is in
+        memory or not yet stored (without `store`, a split not yet stored is computed from
+        its source instead: one more pass, nothing kept), shard by shard once it is stored."""
         if self._pending is not None:
             if not store:
                 return self._pending
@@ -126,15 +142,27 @@ class Split:
         if self._arrays is not None:
             x, targets = self._arrays
             return tf.data.Dataset.from_tensor_slices((x, targets)).batch(BLOCK_ROWS)
-        return tf.data.Dataset.load(self._path, element_spec=self._spec)
+        return (tf.data.Dataset.range(self._shards).flat_map(self._shard)
+                .rebatch(BLOCK_ROWS))
 
-    def _rows(self, shuffle: bool, seed: Optional[int]) -> tf.data.Dataset:
-        """The rows of a streamed split, through the bounded shuffle buffer."""
-        rows = self._blocks().unbatch()
-        if shuffle:
-            rows = rows.shuffle(min(max(1, self.rows), SHUFFLE_BUFFER), seed=seed,
-                                reshuffle_each_iteration=True)
-        return rows
+    def _shuffled_blocks(self, seed: Optional[int]) -> tf.data.Dataset:
+        """The blocks of a streamed split in a new random order each pass: the shards in a
+        random order, the rows of each permuted."""
+        order = tf.data.Dataset.range(self._shards).shuffle(
+            self._shards, seed=seed, reshuffle_each_iteration=True)
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+        def permuted(shard, draw):
+            def permute(part, block):
+                x, targets = block
+                index = tf.random.experimental.stateless_shuffle(
+                    tf.range(tf.shape(x, out_type=tf.int64)[0]), seed=tf.stack([draw, part]))
+                return (tf.gather(x, index),
+                        {name: tf.gather(v, index) for name, v in targets.items()})
+
+            return self._shard(shard).rebatch(SHUFFLE_ROWS).enumerate().map(permute)
+
+        return tf.data.Dataset.zip((order, draws)).flat_map(permuted)
 
     def dataset(self, batch_size: int, shuffle: bool = False, seed: Optional[int] = None,
                 repeat: int = 1, features_only: bool = False) -> tf.data.Dataset:
@@ -147,17 +175,16 @@ class Split:
             x, targets = self._arrays
             return loop.make_dataset(x, None if features_only else targets, batch_size,
                                      shuffle=shuffle, seed=seed, repeat=repeat)
-        rows = self._rows(shuffle, seed)
+        blocks = self._shuffled_blocks(seed) if shuffle else self._blocks()
         if features_only:
-            rows = rows.map(lambda x, t: x)
-        if repeat == 0:
-            return rows.repeat().batch(batch_size).prefetch(tf.data.AUTOTUNE)
-        if repeat > 1:
-            rows = rows.repeat(repeat)
-        batches = -(-self.rows * repeat // batch_size)
-        return (rows.batch(batch_size)
-                .apply(tf.data.experimental.assert_cardinality(batches))
-                .prefetch(tf.data.AUTOTUNE))
+            blocks = blocks.map(lambda x, targets: x)
+        if repeat != 1:
+            blocks = blocks.repeat(repeat or None)
+        batches = blocks.rebatch(batch_size)
+        if repeat:
+            batches = batches.apply(tf.data.experimental.assert_cardinality(
+                -(-self.rows * repeat // batch_size)))
+        return batches.prefetch(tf.data.AUTOTUNE)
 
     def features(self, batch_size: int = BLOCK_ROWS) -> tf.data.Dataset:
         """Feature batches in row order."""
@@ -169,7 +196,7 @@ class Split:
             yield x.numpy(), {k: v.numpy() for k, v in targets.items()}
 
     def first_row(self) -> np.ndarray:
-        """The first row's features (read without storing the split)."""
+        """One row's features, the first in row order (read without storing the split)."""
         for x, _ in self._blocks(store=False).unbatch().take(1):
             return x.numpy()
         return np.zeros(self.dim, np.float32)
@@ -187,3 +214,30 @@ class Split:
         for _, targets in self._blocks(store=False):
             counts += np.bincount(targets["label"].numpy(), minlength=num_classes)[:num_classes]
         return counts
+
+
+def _scatter(blocks: tf.data.Dataset, shards: int, dim: int, seed: int = 0) -> tf.data.Dataset:
+    """(features, targets) blocks -> (shard, features, targets) pieces, each row sent to one
+    of `shards` shards drawn uniformly (seeded by its block and place). Blocks are regrouped
+    to about 16 rows per shard (at most STORE_BLOCK_BYTES of features) so that a piece is
+    not a single row."""
+    rows = max(BLOCK_ROWS, min(16 * shards, STORE_BLOCK_BYTES // (4 * max(1, dim))))
+
+    def pieces(position, block):
+        x, targets = block
+        shard = tf.random.stateless_uniform(
+            tf.shape(x)[:1], seed=tf.stack([tf.constant(seed, tf.int64), position]),
+            minval=0, maxval=shards, dtype=tf.int64)
+        order = tf.argsort(shard, stable=True)
+        x, targets = tf.gather(x, order), {k: tf.gather(v, order) for k, v in targets.items()}
+        counts = tf.math.bincount(tf.cast(shard, tf.int32), minlength=shards,
+                                  maxlength=shards, dtype=tf.int64)
+        starts = tf.cumsum(counts, exclusive=True)
+        used = tf.where(counts > 0)[:, 0]
+        return tf.data.Dataset.from_tensor_slices(
+            (used, tf.gather(starts, used), tf.gather(counts, used))).map(
+            lambda k, start, count: (k, x[start:start + count],
+                                     {name: v[start:start + count]
+                                      for name, v in targets.items()}))
+
+    return blocks.rebatch(rows).enumerate().flat_map(pieces)

@@ -131,3 +131,43 @@ def test_an_unnamed_column_is_left_out(tmp_path):
     path = write(tmp_path / "rownames.csv", '"","x","label"\n"1",2.5,"a"\n"2",NA,"b"\n')
     check([path], [(("label", "a"), ("x", 2.5)), (("label", "b"), ("x", None))],
           {"x": "float_list", "label": "bytes_list"})
+
+
+def test_executor_writes_every_row_to_gzip_tfrecord_splits_by_hash(tmp_path):
+    """The executor as FileBasedExampleGen runs it: train and eval splits partitioned by hash
+    (4:1), every row written once to GZIP TFRecords, the artifact's split names and formats
+    set as TFX's readers (StatisticsGen, tfx-bsl) expect."""
+    from tfx.components.util import examples_utils
+    from tfx.proto import example_gen_pb2
+    from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as keys
+    from tfx.utils import proto_utils
+
+    from components.csv_example_gen.executor import Executor
+
+    (tmp_path / "in").mkdir()
+    write(tmp_path / "in" / "data.csv",
+          "n,label\n" + "".join(f"{i},{i % 3}\n" for i in range(500)))
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "out")
+    split_config = example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
+        example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)])
+    Executor().Do({}, {keys.EXAMPLES_KEY: [examples]}, {
+        keys.INPUT_BASE_KEY: str(tmp_path / "in"),
+        keys.INPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name="single_split", pattern="*.csv")])),
+        keys.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
+            example_gen_pb2.Output(split_config=split_config)),
+        keys.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(custom_config(Csv())),
+    })
+    assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]
+    assert examples_utils.get_payload_format(examples) == example_gen_pb2.FORMAT_TF_EXAMPLE
+    assert examples_utils.get_file_format(examples) == "tfrecords_gzip"
+    values = {}
+    for split in ("train", "eval"):
+        files = tf.io.gfile.glob(artifact_utils.get_split_uri([examples], split) + "/*.gz")
+        values[split] = [tf.train.Example.FromString(r.numpy()).features.feature["n"]
+                         .int64_list.value[0]
+                         for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    assert sorted(values["train"] + values["eval"]) == list(range(500))
+    assert 60 <= len(values["eval"]) <= 140  # about a fifth

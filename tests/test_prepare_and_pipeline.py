@@ -119,16 +119,21 @@ def test_each_component_receives_its_stage_config(tmp_path):
     assert Tuning.KEY in tuner_config and "run_settings" in tuner_config
 
 
-def test_large_inputs_give_the_data_components_a_worker_per_core(tmp_path):
+def test_large_inputs_in_several_files_give_the_data_components_a_worker_per_file(
+        tmp_path, monkeypatch):
     from pipeline import configs
 
-    assert configs.data_beam_args(configs.LARGE_INPUT_BYTES - 1) == ()
-    large = configs.data_beam_args(configs.LARGE_INPUT_BYTES)
-    assert large[0] == "--direct_running_mode=multi_processing"
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    half = configs.LARGE_INPUT_BYTES // 2
+    assert configs.data_beam_args([half, half - 1]) == ()  # small: one process
+    assert configs.data_beam_args([10 ** 9]) == ()  # one file is read by one worker
+    large = configs.data_beam_args([half] * 3)
+    assert large == ("--direct_running_mode=multi_processing", "--direct_num_workers=3")
+    assert configs.data_beam_args([half] * 9)[1] == "--direct_num_workers=4"  # the cores
     # A mode or runner the user chose wins.
-    assert configs.data_beam_args(10 ** 9, ["--direct_running_mode=in_memory"]) == ()
-    assert configs.data_beam_args(10 ** 9, ["--runner=DataflowRunner"]) == ()
-    assert configs.data_beam_args(10 ** 9, ["--temp_location=/tmp/x"]) == large
+    assert configs.data_beam_args([half] * 3, ["--direct_running_mode=in_memory"]) == ()
+    assert configs.data_beam_args([half] * 3, ["--runner=DataflowRunner"]) == ()
+    assert configs.data_beam_args([half] * 3, ["--temp_location=/tmp/x"]) == large
     components = {c.id: c for c in create_components(_config(tmp_path, data_beam_args=large))}
     for name in ("CsvExampleGen", "StatisticsGen"):
         assert list(components[name].executor_spec.beam_pipeline_args) == list(large)

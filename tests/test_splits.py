@@ -1,12 +1,21 @@
 """modules.splits: a prepared split reads the same rows in memory and streamed from disk."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
+import glob
 import os
 
 import numpy as np
 import pytest
 
 from modules import splits
+
+
+@pytest.fixture(autouse=True)
+def small_shards(monkeypatch):
+    """Shards of 500 rows, permuted 1,000 at most at once, so that a few thousand rows stream from
+    several random shards as millions would."""
+    monkeypatch.setattr(splits, "SHARD_ROWS", 500)
+    monkeypatch.setattr(splits, "SHUFFLE_ROWS", 1000)
 
 
 def _split(n=3000, dim=6, seed=0, cache_mb=0):
@@ -32,27 +41,51 @@ def test_small_split_stays_in_memory_and_large_one_streams_from_a_snapshot():
     assert small.in_memory  # 3000 x 6 floats: 72 KB
 
 
-def test_streamed_split_gives_every_row_once_per_pass_and_reshuffles():
-    x, y, _, streamed = _split()
-    first = streamed.dataset(256, shuffle=True, seed=1, repeat=2)
+@pytest.mark.parametrize("where", ["memory", "streamed"])
+def test_split_gives_every_row_once_per_pass_and_reshuffles(where):
+    x, y, memory, streamed = _split()
+    split = memory if where == "memory" else streamed
+    first = split.dataset(256, shuffle=True, seed=1, repeat=2)
     assert int(first.cardinality()) == -(-2 * len(x) // 256)
     ids = _ids(first)
     assert sorted(ids) == sorted(list(range(len(x))) * 2)
     assert list(ids[:len(x)]) != list(range(len(x)))  # shuffled
+    assert list(ids[:len(x)]) != list(ids[len(x):])  # each pass in a new order
     assert list(_ids(first)) != list(ids)  # a new order each iteration
-    ordered = streamed.dataset(500)  # in order without shuffle, labels with their rows
-    labels = np.concatenate([t["label"].numpy() for _, t in ordered])
-    np.testing.assert_array_equal(_ids(ordered), np.arange(len(x)))
-    np.testing.assert_array_equal(labels, y)
+    again = _ids(split.dataset(256, shuffle=True, seed=1, repeat=2))
+    np.testing.assert_array_equal(again, ids)  # the same seed, the same order
+    for features, targets in first.take(3):  # labels stay with their rows
+        np.testing.assert_array_equal(targets["label"].numpy(),
+                                      y[features[:, 0].numpy().astype(int)])
+    unshuffled = streamed.dataset(500)  # every row once, labels with their rows
+    labels = np.concatenate([t["label"].numpy() for _, t in unshuffled])
+    ids = _ids(unshuffled)
+    np.testing.assert_array_equal(np.sort(ids), np.arange(len(x)))
+    np.testing.assert_array_equal(labels, y[ids])
+    assert len(glob.glob(os.path.join(streamed._path, "*", "*.shard"))) == 6  # 3,000 / 500
+
+
+def test_rows_sorted_by_label_still_train_in_mixed_batches():
+    """A CSV sorted by its label (ExampleGen keeps the order): the stored shards are random
+    subsets, so each shuffled batch holds both classes about as often as the split does."""
+    n = 6000
+    x = np.zeros((n, 2), np.float32)
+    x[:, 0] = np.arange(n)
+    y = (np.arange(n) >= n // 2).astype(np.int64)  # 3,000 zeros, then 3,000 ones
+    streamed = splits.Split.from_blocks(splits.Split.from_arrays(x, {"label": y})._blocks(),
+                                        2, n, cache_mb=0)
+    for _, targets in streamed.dataset(100, shuffle=True, seed=0):
+        assert 0.2 <= targets["label"].numpy().mean() <= 0.8
 
 
 def test_streamed_and_in_memory_splits_hold_the_same_rows_and_counts():
     x, y, memory, streamed = _split()
+    np.testing.assert_array_equal(streamed.first_row(), x[0])  # before it is stored
     for split in (memory, streamed):
-        blocks = list(split.blocks())
-        np.testing.assert_array_equal(np.concatenate([b for b, _ in blocks]), x)
+        rows = np.concatenate([b for b, _ in split.blocks()])
+        np.testing.assert_array_equal(rows[np.argsort(rows[:, 0])], x)
         np.testing.assert_array_equal(split.class_counts(3), np.bincount(y, minlength=3))
-        np.testing.assert_array_equal(split.first_row(), x[0])
+        assert split.first_row().tolist() in x.tolist()
     features = streamed.features(1000)
     assert [b.shape[0] for b in features.as_numpy_iterator()] == [1000, 1000, 1000]
 
