@@ -8,7 +8,7 @@ The label is always a string (its class name); rows without a label are dropped 
 """
 import dataclasses
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -134,10 +134,13 @@ def label_counts(patterns: Sequence[str], label: FeatureColumn,
 
 def write_labeled_examples(patterns: Sequence[str], label: FeatureColumn,
                            classes: Sequence[str], path: str, fraction: float = 1.0,
-                           seed: int = 0) -> int:
+                           seed: int = 0, added: Optional[Callable[
+                               [tf.Tensor, np.ndarray], Dict[str, np.ndarray]]] = None) -> int:
     """Copies the examples whose label is one of `classes` to a GZIP TFRecord file (for tools,
     like TFMA, that cannot skip rows without a label), each with probability `fraction`
-    (a uniform sample, reproducible by `seed`); returns how many were kept."""
+    (a uniform sample, reproducible by `seed`); returns how many were kept.
+    `added(serialized, class ids)` of the kept rows of a batch gives float features to add to
+    them ({name: one value per row}): their scores by models, for TFMA."""
     known = tf.constant(list(classes))
     rng = np.random.default_rng(seed)
     kept = 0
@@ -145,9 +148,17 @@ def write_labeled_examples(patterns: Sequence[str], label: FeatureColumn,
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for batch in split_records(patterns).batch(4096):
             labels = parse_examples(batch, [], label)[label.name]
-            keep = tf.reduce_any(tf.equal(labels[:, None], known[None, :]), axis=1).numpy()
-            keep &= rng.random(len(keep)) < fraction
-            for record in batch.numpy()[keep]:
+            matches = tf.equal(labels[:, None], known[None, :]).numpy()
+            keep = matches.any(axis=1) & (rng.random(len(matches)) < fraction)
+            records = batch.numpy()[keep]
+            extra = added(tf.constant(records), matches[keep].argmax(axis=1)) if (
+                added and len(records)) else {}
+            for i, record in enumerate(records):
+                if extra:
+                    example = tf.train.Example.FromString(record)
+                    for name, values in extra.items():
+                        example.features.feature[name].float_list.value[:] = [values[i]]
+                    record = example.SerializeToString()
                 writer.write(record)
                 kept += 1
     return kept

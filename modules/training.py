@@ -39,6 +39,12 @@ class PreparedData:
         """Width of the preprocessed feature vector: the model core's input."""
         return self.train.dim
 
+    def features(self, serialized: tf.Tensor) -> tf.Tensor:
+        """Serialized tf.Examples -> their preprocessed feature vectors, as the splits hold
+        them (for scoring raw examples)."""
+        return self.preprocessor(data.parse_examples(
+            serialized, _inputs(self.columns, self.preprocessor)))
+
     def counts(self, split: str) -> np.ndarray:
         """Rows per class of "train" or "eval"."""
         if split not in self.class_counts:
@@ -104,10 +110,8 @@ def _prepared_blocks(files, columns, label_column, preprocessor: FeaturePreproce
     parsed and preprocessed batch by batch with the graph serving runs."""
     table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
         tf.constant(list(classes)), tf.range(len(classes), dtype=tf.int64)), -1)
-    needed = [c for c in columns if c.name in set(preprocessor.input_names)]
-
     def prepare(serialized):
-        parsed = data.parse_examples(serialized, needed, label_column)
+        parsed = data.parse_examples(serialized, _inputs(columns, preprocessor), label_column)
         ids = table.lookup(parsed.pop(label_column.name))
         known = ids >= 0
         x = preprocessor(parsed)
@@ -115,6 +119,12 @@ def _prepared_blocks(files, columns, label_column, preprocessor: FeaturePreproce
 
     return (data.split_records(files).batch(splits.BLOCK_ROWS)
             .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+
+
+def _inputs(columns: Sequence[data.FeatureColumn],
+            preprocessor: FeaturePreprocessor) -> List[data.FeatureColumn]:
+    """The columns the preprocessing reads."""
+    return [c for c in columns if c.name in set(preprocessor.input_names)]
 
 
 _STRATEGIES: Dict[str, tf.distribute.Strategy] = {}

@@ -90,3 +90,45 @@ def test_keras_predictor_gives_probabilities_and_a_single_example_call():
 
 def test_nonzero_params_counts_nonzero_weights():
     assert evaluation.nonzero_params([np.array([0.0, 1.0, 2.0]), np.zeros((2, 2))]) == 2
+
+
+def test_tfma_slices_the_models_scores_written_next_to_raw_examples(tmp_path):
+    """The Evaluator's TFMA path for any two-class label ("no"/"yes" here): each model's
+    probability of the second class is written into the raw examples with the class id, and
+    TFMA computes the metrics of each model overall and per slice of a raw feature."""
+    import tensorflow as tf
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from modules import data, sliced_metrics
+
+    rng = np.random.default_rng(0)
+    labels = rng.choice(["no", "yes"], 400)
+    colors = np.where(np.arange(400) < 100, "red", "blue")
+    with tf.io.TFRecordWriter(str(tmp_path / "eval.gz"), "GZIP") as writer:
+        for label, color in zip(labels, colors):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "color": tf.train.Feature(bytes_list=tf.train.BytesList(value=[color.encode()])),
+                "label": tf.train.Feature(bytes_list=tf.train.BytesList(value=[label.encode()])),
+            })).SerializeToString())
+    label = data.FeatureColumn("label", data.TEXT, schema_pb2.BYTES)
+
+    def scores(serialized, class_ids):
+        assert len(serialized.numpy()) == len(class_ids)
+        return {sliced_metrics.LABEL_KEY: class_ids.astype(np.float32),
+                sliced_metrics.prediction_key("right"): 0.1 + 0.8 * class_ids,
+                sliced_metrics.prediction_key("wrong"): 0.9 - 0.8 * class_ids}
+
+    scored = str(tmp_path / "scored.gz")
+    assert data.write_labeled_examples([str(tmp_path / "eval.gz")], label, ["no", "yes"],
+                                       scored, added=scores) == 400
+    assert sliced_metrics.supported(["no", "yes"]) and not sliced_metrics.supported(["a", "b", "c"])
+    result = sliced_metrics.sliced_metrics(["right", "wrong"], scored, ["color"],
+                                           str(tmp_path / "tfma"))
+    assert set(result) == {"right", "wrong"}
+    right, wrong = result["right"], result["wrong"]
+    assert set(right) == {"overall", "color=red", "color=blue"}
+    assert right["overall"]["examples"] == 400 and right["color=red"]["examples"] == 100
+    assert right["overall"]["auc"] == pytest.approx(1.0, abs=1e-3)
+    assert right["color=red"]["accuracy"] == pytest.approx(1.0)
+    assert wrong["overall"]["accuracy"] == pytest.approx(0.0)
+    assert wrong["color=blue"]["auc"] == pytest.approx(0.0, abs=1e-3)

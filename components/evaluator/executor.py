@@ -1,7 +1,9 @@
 """Evaluator executor: measure every candidate, slice with TFMA, decide the blessing."""
 import logging
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import numpy as np
 
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
@@ -72,6 +74,7 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
                              f"(modes: {', '.join(info['modes'])})")
         prepared = step.prepared
         candidates: Dict[str, Dict[str, Any]] = {}
+        predictors: Dict[str, Callable[[np.ndarray], np.ndarray]] = {}
         for name in CANDIDATE_MODELS:
             model = step.load(name)
             predict, single = evaluation.keras_predictor(model.core)
@@ -81,10 +84,15 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
                 params=model.core.count_params(), metrics=model.info.get("metrics"))
             candidates[name]["nonzero_params"] = evaluation.nonzero_params(
                 model.core.get_weights())
+            if name == "teacher":
+                predictors[name] = predict
         for mode in info["modes"]:  # measured by the Quantizer on this very split
             candidates[mode] = {**info["metrics"][mode],
                                 "nonzero_params": candidates["pruned"]["nonzero_params"]}
-        step.unload_models()  # TFMA loads its own copies
+        slices, slice_sample = self._slices(step, predictors, deploy_mode,
+                                            _tflite_path(quantized.uri, deploy_mode), thresholds)
+        predictors.clear()
+        step.unload_models()
         memory.release()
 
         baseline = None
@@ -112,24 +120,6 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
             min_auc=thresholds.min_auc, max_auc_drop=thresholds.max_auc_drop,
             max_accuracy_drop=thresholds.max_accuracy_drop)
 
-        slices, slice_sample = {}, None
-        slice_features = [f for f in thresholds.slice_features
-                          if f in {c.name for c in prepared.columns}]
-        if sliced_metrics.supported(prepared.classes):
-            tfma_dir = os.path.join(step.output_uri("evaluation"), "tfma")
-            labeled = os.path.join(tfma_dir, "labeled_eval_examples.gz")
-            eval_rows = prepared.row_counts["eval_rows"]
-            fraction = (min(1.0, thresholds.slice_rows / eval_rows)
-                        if thresholds.slice_rows and eval_rows else 1.0)
-            slice_sample = {"rows": data.write_labeled_examples(
-                data.split_files(step.input_dict["examples"], "eval"), prepared.label,
-                prepared.classes, labeled, fraction, seed=step.settings.training.seed),
-                "of": eval_rows}
-            slices = sliced_metrics.sliced_metrics(
-                {name: os.path.join(step.uri(name), export.SERVING_DIR)
-                 for name in CANDIDATE_MODELS},
-                labeled, step.settings.label, slice_features, tfma_dir,
-                beam_args=self._beam_pipeline_args)
         return {"candidates": candidates, "deployable": deploy_mode, "blessed": blessed,
                 "reasons": reasons, "baseline": baseline, "slices": slices,
                 "slice_sample": slice_sample,
@@ -139,6 +129,38 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
                                    "eval_accuracy": majority_accuracy},
                 "classes": prepared.classes, "auc_name": blessing.auc_name(prepared.num_classes),
                 "rows": prepared.row_counts}
+
+    def _slices(self, step: StepInputs, predictors: Dict[str, Callable[[np.ndarray], np.ndarray]],
+                deploy_mode: str, deployed_path: str,
+                thresholds: Blessing) -> Tuple[Dict[str, Any], Optional[Dict[str, int]]]:
+        """TFMA's metrics per slice of `predictors` (the teacher's; preprocessed rows ->
+        probabilities) and of the deployed TFLite model, on a uniform sample of at most
+        `--slice-rows` eval rows; see modules.sliced_metrics."""
+        prepared = step.prepared
+        if not sliced_metrics.supported(prepared.classes):
+            return {}, None
+        predictors = {**predictors, deploy_mode: quantization.TFLiteModel.from_file(
+            deployed_path).probabilities}
+        tfma_dir = os.path.join(step.output_uri("evaluation"), "tfma")
+        scored = os.path.join(tfma_dir, "scored_eval_examples.gz")
+        eval_rows = prepared.row_counts["eval_rows"]
+        fraction = (min(1.0, thresholds.slice_rows / eval_rows)
+                    if thresholds.slice_rows and eval_rows else 1.0)
+
+        def scores(serialized, class_ids):
+            x = prepared.features(serialized).numpy()
+            return {sliced_metrics.LABEL_KEY: class_ids.astype(np.float32),
+                    **{sliced_metrics.prediction_key(name): predict(x)[:, 1]
+                       for name, predict in predictors.items()}}
+
+        sample = {"rows": data.write_labeled_examples(
+            data.split_files(step.input_dict["examples"], "eval"), prepared.label,
+            prepared.classes, scored, fraction, seed=step.settings.training.seed,
+            added=scores), "of": eval_rows}
+        slice_features = [f for f in thresholds.slice_features
+                          if f in {c.name for c in prepared.columns}]
+        return sliced_metrics.sliced_metrics(list(predictors), scored, slice_features,
+                                             tfma_dir, beam_args=self._beam_pipeline_args), sample
 
     @staticmethod
     def _write_blessing(output_dict, quantized, report: Dict[str, Any]) -> None:
