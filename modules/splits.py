@@ -187,11 +187,11 @@ class Split:
         return batches.prefetch(tf.data.AUTOTUNE)
 
     def features(self, batch_size: int = BLOCK_ROWS) -> tf.data.Dataset:
-        """Feature batches in row order."""
+        """Feature batches, each row once (`_blocks`' order)."""
         return self.dataset(batch_size, features_only=True)
 
     def blocks(self) -> Iterator[Tuple[np.ndarray, Targets]]:
-        """(features, targets) as numpy blocks in row order."""
+        """(features, targets) as numpy blocks, each row once (`_blocks`' order)."""
         for x, targets in self._blocks():
             yield x.numpy(), {k: v.numpy() for k, v in targets.items()}
 

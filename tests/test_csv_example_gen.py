@@ -38,7 +38,8 @@ def check(files, rows, kinds, csv=Csv()):
     """Runs the transform in a TestPipeline: its examples must be `rows` (sorted (column,
     value) tuples, None for missing) and each column's feature kind as in `kinds`."""
     with TestPipeline() as pipeline:
-        examples = pipeline | CsvToExamples([str(f) for f in files], csv)
+        examples = (pipeline | CsvToExamples([str(f) for f in files], csv)
+                    | "Parse" >> beam.Map(tf.train.Example.FromString))
         assert_that(examples | "Rows" >> beam.Map(_row), equal_to(rows), label="rows")
         assert_that(examples | "Kinds" >> beam.FlatMap(_kinds) | beam.Distinct(),
                     equal_to(list(kinds.items())), label="kinds")
