@@ -54,7 +54,8 @@ class StepInputs:
     @functools.cached_property
     def prepared(self) -> training.PreparedData:
         return training.prepare_like(self.model, self.input_dict["examples"],
-                                     self.settings.training.cache_mb)
+                                     self.settings.training.cache_mb,
+                                     self.settings.work_subdir("label_counts"))
 
     @property
     def budget(self) -> Blessing:

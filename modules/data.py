@@ -7,6 +7,8 @@ Canonical raw form of a feature, whatever its CSV looked like:
 The label is always a string (its class name); rows without a label are dropped and counted.
 """
 import dataclasses
+import hashlib
+import json
 import os
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -118,9 +120,20 @@ def split_records(patterns: Sequence[str]) -> tf.data.Dataset:
     return tf.data.TFRecordDataset(files, compression_type="GZIP")
 
 
-def label_counts(patterns: Sequence[str], label: FeatureColumn,
-                 batch_size: int = 8192) -> Dict[str, int]:
-    """How many rows of a split hold each label value ("" for rows without one), streamed."""
+def label_counts(patterns: Sequence[str], label: FeatureColumn, batch_size: int = 8192,
+                 cache_dir: Optional[str] = None) -> Dict[str, int]:
+    """How many rows of a split hold each label value ("" for rows without one), streamed.
+    With `cache_dir`, counted once per split and label: the steps that prepare the same
+    examples after the first read the counts from there (a JSON file per split and label)."""
+    cache = None
+    if cache_dir:
+        key = json.dumps([sorted(patterns), label.name]).encode("utf-8")
+        cache = os.path.join(cache_dir, hashlib.sha256(key).hexdigest()[:16] + ".json")
+        if fileio.exists(cache):
+            try:
+                return {str(k): int(v) for k, v in fileio.read_json(cache).items()}
+            except (ValueError, AttributeError):
+                pass  # a file cut short: count again
     counts: Dict[str, int] = {}
     labels = split_records(patterns).batch(batch_size).map(
         lambda s: parse_examples(s, [], label)[label.name])
@@ -129,6 +142,8 @@ def label_counts(patterns: Sequence[str], label: FeatureColumn,
         for name, number in zip(names, numbers):
             key = name.decode("utf-8", "replace")
             counts[key] = counts.get(key, 0) + int(number)
+    if cache:
+        fileio.write_json(cache, counts)
     return counts
 
 

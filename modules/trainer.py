@@ -38,7 +38,8 @@ def run_fn(fn_args: FnArgs) -> None:
     prepared = training.prepare_data(fn_args.train_files, fn_args.eval_files,
                                      fn_args.schema_path, statistics_uri(fn_args),
                                      settings.label, settings.drop,
-                                     settings.training.cache_mb)
+                                     settings.training.cache_mb,
+                                     settings.work_subdir("label_counts"))
     seed = settings.training.seed
     checkpoint_dir = settings.work_subdir("trainer", fn_args.train_files, config.to_dict(), seed)
     result = training.train_model(

@@ -55,34 +55,38 @@ class PreparedData:
 
 def prepare_data(train_files: Sequence[str], eval_files: Sequence[str], schema_path: str,
                  statistics_uri: str, label: str, drop: Sequence[str] = (),
-                 cache_mb: float = splits.DEFAULT_CACHE_MB) -> PreparedData:
+                 cache_mb: float = splits.DEFAULT_CACHE_MB,
+                 counts_dir: Optional[str] = None) -> PreparedData:
     """Prepares the train and eval splits: the preprocessing is fitted on StatisticsGen's
     statistics of the training split (`statistics_uri`), the classes are the training
-    split's labels."""
+    split's labels. `counts_dir` keeps the label counts for the next steps
+    (`data.label_counts`)."""
     schema = data.load_schema(schema_path)
     columns = data.feature_columns(schema, label, drop)
     preprocessor = fit_preprocessor(load_statistics(statistics_uri, "train"), columns)
     return _prepare(train_files, eval_files, columns, data.label_column(schema, label),
-                    preprocessor, cache_mb=cache_mb)
+                    preprocessor, cache_mb=cache_mb, counts_dir=counts_dir)
 
 
-def prepare_like(model, examples: Sequence,
-                 cache_mb: float = splits.DEFAULT_CACHE_MB) -> PreparedData:
+def prepare_like(model, examples: Sequence, cache_mb: float = splits.DEFAULT_CACHE_MB,
+                 counts_dir: Optional[str] = None) -> PreparedData:
     """Prepares the train and eval splits of an Examples artifact (a one-item list, as in an
     executor's input_dict) exactly as `model` (an `export.ExportedModel`) was trained: its
     columns, label, classes and preprocessing."""
     return _prepare(data.split_files(examples, "train"), data.split_files(examples, "eval"),
-                    model.columns, model.label, model.preprocessor, model.classes, cache_mb)
+                    model.columns, model.label, model.preprocessor, model.classes, cache_mb,
+                    counts_dir)
 
 
 def _prepare(train_files, eval_files, columns, label_column,
              preprocessor: FeaturePreprocessor, classes: Optional[Sequence[str]] = None,
-             cache_mb: float = splits.DEFAULT_CACHE_MB) -> PreparedData:
+             cache_mb: float = splits.DEFAULT_CACHE_MB,
+             counts_dir: Optional[str] = None) -> PreparedData:
     """Rows without a label are dropped; eval rows of a class the training split never had
     are dropped too. Both are counted in `row_counts`. One streamed pass counts the labels,
     a second prepares the rows."""
-    train_labels = data.label_counts(train_files, label_column)
-    eval_labels = data.label_counts(eval_files, label_column)
+    train_labels = data.label_counts(train_files, label_column, cache_dir=counts_dir)
+    eval_labels = data.label_counts(eval_files, label_column, cache_dir=counts_dir)
     classes = list(classes) if classes is not None else data.class_vocabulary(train_labels)
     if len(classes) < 2:
         raise ValueError(f"label '{label_column.name}' has a single class ({classes}) in the "

@@ -185,7 +185,8 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     prepared = training.prepare_data(fn_args.train_files, fn_args.eval_files,
                                      fn_args.schema_path, statistics_uri(fn_args),
                                      settings.label, settings.drop,
-                                     settings.training.cache_mb)
+                                     settings.training.cache_mb,
+                                     settings.work_subdir("label_counts"))
     if tuning.sample_rows and prepared.train.rows > tuning.sample_rows:
         log.info("tuner: trials train on a sample of %d of the %d training rows "
                  "(--tuner-sample-rows; the Trainer uses them all)", tuning.sample_rows,

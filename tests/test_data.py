@@ -1,6 +1,8 @@
 """modules.data: schema columns, class vocabulary and parsing tf.Examples."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -71,6 +73,21 @@ def test_label_counts_stream_a_split_and_count_missing_labels(tmp_path):
     label = data.FeatureColumn("label", data.TEXT, schema_pb2.BYTES)
     assert data.label_counts([str(tmp_path / "*.gz")], label) == {
         "yes": 6000, "no": 3000, "": 3000}
+
+
+def test_label_counts_are_counted_once_per_split_and_label(tmp_path):
+    """The steps after the first read the counts of the same examples from the cache."""
+    _write_examples(str(tmp_path / "a.gz"), ["yes", "no"] * 100)
+    label = data.FeatureColumn("label", data.TEXT, schema_pb2.BYTES)
+    cache = str(tmp_path / "counts")
+    assert data.label_counts([str(tmp_path / "a.gz")], label, cache_dir=cache) == {
+        "yes": 100, "no": 100}
+    os.remove(tmp_path / "a.gz")  # no longer readable: the counts come from the cache
+    assert data.label_counts([str(tmp_path / "a.gz")], label, cache_dir=cache) == {
+        "yes": 100, "no": 100}
+    other = data.FeatureColumn("age", data.TEXT, schema_pb2.INT)
+    with pytest.raises(Exception):  # another label is counted afresh
+        data.label_counts([str(tmp_path / "a.gz")], other, cache_dir=cache)
 
 
 def test_labeled_examples_keep_known_classes_and_sample_uniformly(tmp_path):

@@ -104,7 +104,8 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
                 # had other columns (--drop) or statistics than the candidate.
                 source = export.load_model(export.read_info(baseline_artifact.uri)["source_uri"])
                 own = training.prepare_like(source, step.input_dict["examples"],
-                                            step.settings.training.cache_mb)
+                                            step.settings.training.cache_mb,
+                                            step.settings.work_subdir("label_counts"))
                 predict, single = evaluation.tflite_predictor(
                     quantization.TFLiteModel.from_file(path))
                 baseline = {"artifact_id": baseline_artifact.id, "uri": baseline_artifact.uri,
