@@ -163,6 +163,7 @@ MIN_BATCH_SIZE = 16
 MIN_BATCHES_PER_PASS = 8
 MIN_STEPS_PER_EPOCH = 32
 MAX_ROWS_PER_EPOCH = 65_536
+EVAL_BATCH_SIZE = 2048
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,7 +263,9 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
             restore_model(model)
     train = prepared.train.dataset(plan.global_batch_size, shuffle=True, seed=seed,
                                    repeat=0 if plan.continuous else plan.passes_per_epoch)
-    evaluation = prepared.eval.dataset(plan.global_batch_size)
+    # Validation batches are large: their size changes no metric (means over rows), and
+    # every epoch of every search validates.
+    evaluation = prepared.eval.dataset(max(plan.global_batch_size, EVAL_BATCH_SIZE))
     weights = class_weights(prepared.counts("train")) if balance_classes else None
     training_loop = loop.TrainingLoop(model, optimizer, loss_fn, prepared.num_classes,
                                       strategy=distribution, clip_norm=config.clip_norm,
