@@ -45,6 +45,8 @@ def sliced_metrics(models: Sequence[str], scored_examples: str,
             model_names=list(models))])
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    # Beam's file systems know local paths and remote schemes (gs://), not file:// URIs.
+    scored_examples, output_path = (_beam_path(p) for p in (scored_examples, output_path))
     tfma.run_model_analysis(
         eval_config=eval_config, data_location=scored_examples, output_path=output_path,
         pipeline_options=PipelineOptions(beam_args or []))
@@ -60,6 +62,10 @@ def sliced_metrics(models: Sequence[str], scored_examples: str,
                                      for k, v in values.items() if "doubleValue" in v}
         out[name] = per_slice
     return out
+
+
+def _beam_path(uri: str) -> str:
+    return uri[len("file://"):] if uri.startswith("file://") else uri
 
 
 def _finite(value) -> Optional[float]:
