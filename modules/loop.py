@@ -28,10 +28,13 @@ def cross_entropy(targets: Dict[str, tf.Tensor], logits: tf.Tensor) -> tf.Tensor
 
 def make_dataset(features: np.ndarray, targets: Optional[Dict[str, np.ndarray]],
                  batch_size: int, shuffle: bool, seed: Optional[int] = None,
-                 repeat: int = 1) -> tf.data.Dataset:
+                 repeat: int = 1,
+                 transform: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
+                 ) -> tf.data.Dataset:
     """(features, {"label": ..., ...}) batches from in-memory arrays, reshuffled every epoch
     (features alone when `targets` is None). With `repeat`, one iteration (an epoch) makes
     that many passes over the rows, each in a new order; 0 repeats them endlessly.
+    `transform` maps each batch of `features` (rows as stored) to the features yielded.
 
     Shuffled batches are gathered by index: each pass draws a permutation of the row numbers
     (a new one every pass and every iteration, reproducible from `seed`) and each batch
@@ -39,17 +42,29 @@ def make_dataset(features: np.ndarray, targets: Optional[Dict[str, np.ndarray]],
     batch: the data pipeline, not the model, bounded the steps of small models)."""
     arrays = features if targets is None else (features, targets)
     rows = len(features)
+
+    def transformed(batch):
+        if transform is None:
+            return batch
+        return transform(batch) if targets is None else (transform(batch[0]), batch[1])
+
     if not shuffle:
         dataset = tf.data.Dataset.from_tensor_slices(arrays)
         if repeat != 1:
             dataset = dataset.repeat(repeat or None)
-        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        dataset = dataset.batch(batch_size)
+        if transform is not None:
+            dataset = dataset.map(lambda *batch: transformed(batch[0] if targets is None
+                                                             else batch),
+                                  num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE)
     tensors = tf.nest.map_structure(tf.convert_to_tensor, arrays)
     orders = permutations(rows, seed)
     if repeat:
         orders = orders.take(repeat)
     batches = orders.rebatch(batch_size).map(
-        lambda index: tf.nest.map_structure(lambda t: tf.gather(t, index), tensors),
+        lambda index: transformed(tf.nest.map_structure(lambda t: tf.gather(t, index),
+                                                        tensors)),
         num_parallel_calls=tf.data.AUTOTUNE)
     if repeat:
         batches = batches.apply(tf.data.experimental.assert_cardinality(
@@ -129,6 +144,9 @@ class TrainingLoop:
                                   else tf.constant(class_weights, tf.float32))
             self.train_metrics = _Metrics(num_classes)
             self.val_metrics = _Metrics(num_classes, prefix="val_")
+            # The optimizer's slots are made here rather than in the first call of the train
+            # step: a tf.function that creates variables is traced twice (0.6 s a model).
+            optimizer.build(model.trainable_variables)
         self._train_fn = self._make_train_fn()
         self._eval_fn = self._make_eval_fn()
 

@@ -38,7 +38,7 @@ class FeaturePreprocessor(tf.keras.layers.Layer):
         self._specs = json.dumps({"numeric": list(numeric), "categorical": list(categorical)})
         self.clip = float(clip)
         self._lookups = [tf.keras.layers.StringLookup(vocabulary=spec["vocabulary"] or [""],
-                                                      num_oov_indices=1, output_mode="one_hot",
+                                                      num_oov_indices=1, output_mode="int",
                                                       name=f"lookup_{spec['name']}")
                          for spec in self.categorical]
 
@@ -60,21 +60,19 @@ class FeaturePreprocessor(tf.keras.layers.Layer):
 
     @tf.autograph.experimental.do_not_convert  # see modules.layers.DenseBlock.call
     def call(self, inputs: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
-        blocks = []
-        if self.numeric:
-            x = tf.stack([tf.cast(inputs[s["name"]], tf.float64) for s in self.numeric], axis=1)
-            missing = tf.math.is_nan(x)
-            mean = tf.constant([s["mean"] for s in self.numeric], tf.float64)
-            std = tf.constant([s["std"] for s in self.numeric], tf.float64)
-            z = tf.clip_by_value((x - mean) / std, -self.clip, self.clip)
-            blocks.append(tf.where(missing, tf.zeros_like(z), z))
-            blocks.append(tf.cast(missing, tf.float64))
-            for i, spec in enumerate(self.numeric):
-                edges = np.asarray(spec["edges"], np.float64)
-                lower, upper = edges[:-1], edges[1:]
-                column = x[:, i:i + 1]
-                encoded = tf.clip_by_value((column - lower) / (upper - lower), 0.0, 1.0)
-                blocks.append(tf.where(missing[:, i:i + 1], tf.zeros_like(encoded), encoded))
+        return self.expand(self.encode(inputs))
+
+    @property
+    def encoded_dim(self) -> int:
+        """Width of `encode`'s output: one value per input feature."""
+        return len(self.numeric) + len(self.categorical)
+
+    def encode(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+        """Raw columns -> float64 [batch, encoded_dim]: each numeric value as it is (NaN when
+        missing), then each categorical value's vocabulary index (0: out of vocabulary).
+        The compact form prepared splits are held in (`modules.splits`): a row takes one
+        number per feature, not one per output slot; `expand` makes the model's input."""
+        columns = [tf.cast(inputs[s["name"]], tf.float64) for s in self.numeric]
         for spec, lookup in zip(self.categorical, self._lookups):
             value = inputs[spec["name"]]
             if spec["source"] == "numeric":
@@ -83,8 +81,44 @@ class FeaturePreprocessor(tf.keras.layers.Layer):
                                  tf.strings.as_string(tf.cast(tf.where(
                                      tf.math.is_nan(value), tf.zeros_like(value), value),
                                      tf.int64)))
-            blocks.append(tf.cast(lookup(value), tf.float64))
-        return tf.cast(tf.concat(blocks, axis=1), tf.float32)
+            columns.append(tf.cast(lookup(value), tf.float64))
+        return tf.stack(columns, axis=1)
+
+    def expand(self, encoded: tf.Tensor) -> tf.Tensor:
+        """`encode`'s output -> float32 [batch, output_dim] (see `layout`), vectorized over
+        the features: a handful of ops per batch whatever their number."""
+        numeric, blocks = self.numeric, []
+        n = len(numeric)
+        if n:
+            x = encoded[:, :n]
+            missing = tf.math.is_nan(x)
+            present = tf.cast(tf.logical_not(missing), tf.float64)
+            x = tf.where(missing, tf.zeros_like(x), x)
+            mean = tf.constant([s["mean"] for s in numeric], tf.float64)
+            std = tf.constant([s["std"] for s in numeric], tf.float64)
+            blocks.append(tf.clip_by_value((x - mean) / std, -self.clip, self.clip) * present)
+            blocks.append(1.0 - present)
+            # Piecewise-linear bins of every feature side by side: bin t of feature i reads
+            # column i (and whether it is present) and its edges e[t], e[t+1].
+            owner = [i for i, s in enumerate(numeric) for _ in s["edges"][1:]]
+            lower = np.concatenate([np.asarray(s["edges"][:-1], np.float64) for s in numeric])
+            upper = np.concatenate([np.asarray(s["edges"][1:], np.float64) for s in numeric])
+            column, kept = tf.split(tf.gather(tf.concat([x, present], axis=1),
+                                              owner + [n + i for i in owner], axis=1), 2, axis=1)
+            blocks.append(tf.clip_by_value((column - lower) / (upper - lower), 0.0, 1.0) * kept)
+        numbers = tf.cast(tf.concat(blocks, axis=1), tf.float32) if blocks else None
+        if not self.categorical:
+            return numbers
+        # Every one-hot block at once: feature j's index lands at its block's offset.
+        widths = [len(s["vocabulary"] or [""]) + 1 for s in self.categorical]
+        offsets = np.cumsum([0] + widths[:-1])
+        slots = tf.cast(encoded[:, n:], tf.int64) + offsets
+        rows = tf.broadcast_to(tf.range(tf.shape(slots, out_type=tf.int64)[0])[:, None],
+                               tf.shape(slots, out_type=tf.int64))
+        hot = tf.scatter_nd(tf.stack([rows, slots], axis=-1),
+                            tf.ones_like(slots, tf.float32),
+                            tf.stack([tf.shape(slots, out_type=tf.int64)[0], sum(widths)]))
+        return hot if numbers is None else tf.concat([numbers, hot], axis=1)
 
     def layout(self) -> List[dict]:
         """Where each feature lands in the output vector, and how it was transformed."""

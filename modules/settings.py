@@ -221,9 +221,10 @@ class Training(Stage):
                             "(reads TF_CONFIG)", flag=True, check=one_of(STRATEGIES))
     precision: str = setting("float32", "float32, mixed_float16 or mixed_bfloat16",
                              flag=True, check=one_of(PRECISIONS))
-    cache_mb: int = setting(128, "prepared features of a split up to this many MB are held in "
-                            "memory; larger splits stream from a local snapshot "
-                            "(modules/splits.py)", flag=True, check=at_least(0))
+    cache_mb: int = setting(128, "a prepared split up to this many MB is held in memory "
+                            "(expanded when that fits, else encoded); larger splits stream "
+                            "from a local snapshot (modules/splits.py)", flag=True,
+                            check=at_least(0))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,9 +1,14 @@
 """One prepared split (preprocessed feature vectors, class ids, any per-row targets) read as
 `tf.data` batches, held in memory when small and streamed from local disk when not.
 
+Prepared splits are kept compact: `FeaturePreprocessor.encode`'s one number per feature (17
+float64 per taxi row), expanded into the model's input (`FeaturePreprocessor.expand`: 445
+float32) as they are read. Expanding costs time on every batch, so a split whose expanded
+rows fit `cache_mb` is expanded once and held so.
+
 Every step that trains, calibrates or evaluates reads its splits through `Split.dataset`:
-- in memory (`from_arrays`, or a prepared split of at most `cache_mb` of features): numpy
-  arrays, shuffled whole every epoch, exactly as small data was always read;
+- in memory (`from_arrays`, or a prepared split of at most `cache_mb`: expanded when that
+  fits, else compact): numpy arrays, shuffled whole every epoch;
 - streamed (larger): the prepared rows are written once to a local `tf.data` snapshot
   (`Dataset.save`), each row to one of `rows / SHARD_ROWS` shards drawn at random, so every
   shard is a uniform random subset of the split whatever order the rows came in (a CSV
@@ -29,9 +34,10 @@ SHARD_ROWS = 8192  # rows per random shard of a streamed split, on average
 SHUFFLE_ROWS = 2 * SHARD_ROWS  # at most this many rows are permuted at once (a shard)
 MAX_SHARDS = 1024  # past SHARD_ROWS * MAX_SHARDS rows (8.4M), shards grow (permuted in parts)
 STORE_BLOCK_BYTES = 16 * 2 ** 20  # at most this much of a split is scattered at once
-DEFAULT_CACHE_MB = 128  # prepared features held in memory up to this size
+DEFAULT_CACHE_MB = 128  # prepared rows held in memory up to this size (as stored)
 
 Targets = Dict[str, np.ndarray]
+Expand = Callable[[tf.Tensor], tf.Tensor]
 
 
 class Split:
@@ -40,14 +46,17 @@ class Split:
     Build one with `from_arrays` or `from_blocks`; read it with `dataset` (training and
     evaluation batches), `features` (features alone) or `blocks` (numpy, for metrics). A split
     from blocks is stored on first read that needs it (`dataset`, `blocks`, `with_targets`):
-    a step that only samples it, or reads its first row, never stores it whole.
+    a step that only samples it, or reads its first row, never stores it whole. With
+    `expand`, the rows are stored as given (e.g. [rows, width] float64) and every read
+    returns `expand(stored batch)`: float32 [batch, dim].
     """
 
     def __init__(self, rows: int, dim: int, arrays: Optional[Tuple[np.ndarray, Targets]] = None,
                  pending: Optional[tf.data.Dataset] = None,
-                 cache_mb: float = DEFAULT_CACHE_MB):
+                 cache_mb: float = DEFAULT_CACHE_MB, expand: Optional[Expand] = None):
         self.rows, self.dim = int(rows), int(dim)
         self._arrays, self._pending, self._cache_mb = arrays, pending, cache_mb
+        self._expand = expand
         self._path = self._spec = None
         self._shards = 0
 
@@ -55,45 +64,68 @@ class Split:
         return self.rows
 
     @property
+    def _row_bytes(self) -> int:
+        """Bytes of one stored row's features."""
+        if self._arrays is not None:
+            return self._arrays[0][:1].nbytes
+        spec = self._pending.element_spec[0]
+        return int(np.prod(spec.shape[1:], dtype=np.int64)) * spec.dtype.size
+
+    @property
     def in_memory(self) -> bool:
         """Whether the rows are (or will be) held in memory rather than streamed."""
         return self._arrays is not None or (
-            self._pending is not None and self.rows * self.dim * 4 <= self._cache_mb * 2 ** 20)
+            self._pending is not None
+            and self.rows * self._row_bytes <= self._cache_mb * 2 ** 20)
 
     # -- building -------------------------------------------------------------------------
     @classmethod
-    def from_arrays(cls, features: np.ndarray, targets: Targets) -> "Split":
-        features = np.asarray(features, np.float32)
-        return cls(len(features), features.shape[1] if features.ndim == 2 else 0,
-                   arrays=(features, {k: np.asarray(v) for k, v in targets.items()}))
+    def from_arrays(cls, features: np.ndarray, targets: Targets, *,
+                    expand: Optional[Expand] = None, dim: Optional[int] = None) -> "Split":
+        """Held in memory; `features` float32 [rows, dim], or stored rows that `expand`
+        turns into `dim` features."""
+        if expand is None:
+            features = np.asarray(features, np.float32)
+            dim = features.shape[1] if features.ndim == 2 else 0
+        return cls(len(features), dim,
+                   arrays=(features, {k: np.asarray(v) for k, v in targets.items()}),
+                   expand=expand)
 
     @classmethod
     def from_blocks(cls, blocks: tf.data.Dataset, dim: int, rows: int,
-                    cache_mb: float = DEFAULT_CACHE_MB) -> "Split":
-        """From a dataset of (features [n, dim], targets) blocks holding `rows` rows in all:
-        in memory when the features take at most `cache_mb`, else written to a local snapshot
-        (removed when the Split is). `blocks` is read when the split is first needed."""
-        return cls(rows, dim, pending=blocks, cache_mb=cache_mb)
+                    cache_mb: float = DEFAULT_CACHE_MB,
+                    expand: Optional[Expand] = None) -> "Split":
+        """From a dataset of (stored features [n, ...], targets) blocks holding `rows` rows in
+        all: in memory when they take at most `cache_mb`, else written to a local snapshot
+        (removed when the Split is). `blocks` is read when the split is first needed. Reads
+        give `expand(stored features)` ([n, dim]), or the stored features without it."""
+        return cls(rows, dim, pending=blocks, cache_mb=cache_mb, expand=expand)
 
     def _store(self) -> None:
         """Reads the pending blocks once, into memory or a local snapshot."""
-        blocks, self._pending = self._pending, None
-        if self.rows * self.dim * 4 <= self._cache_mb * 2 ** 20:
-            chunks = [(x.numpy(), {k: v.numpy() for k, v in t.items()}) for x, t in blocks]
-            if chunks:
-                self._arrays = (np.concatenate([x for x, _ in chunks]), {
-                    k: np.concatenate([t[k] for _, t in chunks]) for k in chunks[0][1]})
-            else:
-                self._arrays = (np.zeros((0, self.dim), np.float32), {
-                    k: np.zeros((0, *spec.shape[1:]), spec.dtype.as_numpy_dtype)
-                    for k, spec in blocks.element_spec[1].items()})
+        if not self.in_memory:
+            blocks, row_bytes, self._pending = self._pending, self._row_bytes, None
+            self._path = tempfile.mkdtemp(prefix="split-")
+            weakref.finalize(self, shutil.rmtree, self._path, True)
+            self._shards = min(MAX_SHARDS, max(1, -(-self.rows // SHARD_ROWS)))
+            pieces = _scatter(blocks, self._shards, row_bytes)
+            pieces.save(self._path, shard_func=lambda shard, x, targets: shard)
+            self._spec = pieces.element_spec
             return
-        self._path = tempfile.mkdtemp(prefix="split-")
-        weakref.finalize(self, shutil.rmtree, self._path, True)
-        self._shards = min(MAX_SHARDS, max(1, -(-self.rows // SHARD_ROWS)))
-        pieces = _scatter(blocks, self._shards, self.dim)
-        pieces.save(self._path, shard_func=lambda shard, x, targets: shard)
-        self._spec = pieces.element_spec
+        blocks, self._pending = self._pending, None
+        if self._expand is not None and self.rows * self.dim * 4 <= self._cache_mb * 2 ** 20:
+            # Small enough to hold expanded: expanded once here, not for every batch.
+            expand, self._expand = self._expand, None
+            blocks = blocks.map(lambda x, targets: (expand(x), targets))
+        chunks = [(x.numpy(), {k: v.numpy() for k, v in t.items()}) for x, t in blocks]
+        if chunks:
+            self._arrays = (np.concatenate([x for x, _ in chunks]), {
+                k: np.concatenate([t[k] for _, t in chunks]) for k in chunks[0][1]})
+        else:
+            self._arrays = tuple(
+                tf.nest.map_structure(lambda spec: np.zeros((0, *spec.shape[1:]),
+                                                            spec.dtype.as_numpy_dtype),
+                                      blocks.element_spec))
 
     def _shard(self, index: tf.Tensor) -> tf.data.Dataset:
         """The (features, targets) pieces of one stored shard (the index-th listed)."""
@@ -105,9 +137,10 @@ class Split:
     def with_targets(self, name: str, compute: Callable[[tf.Tensor], tf.Tensor]) -> "Split":
         """The same rows with one more target, `compute(features block)`, computed once and
         stored as this split is (in memory, or streamed from a new snapshot)."""
-        blocks = self._blocks(store=False).map(lambda x, t: (x, {**t, name: compute(x)}))
+        blocks = self._blocks(store=False).map(
+            lambda x, t: (x, {**t, name: compute(self._expanded(x))}))
         return Split.from_blocks(blocks, self.dim, self.rows,
-                                 float("inf") if self.in_memory else 0)
+                                 self._cache_mb if self.in_memory else 0, self._expand)
 
     def sample(self, rows: int, seed: int = 0, cache_mb: float = DEFAULT_CACHE_MB) -> "Split":
         """A uniform random subset of at most `rows` rows. A streamed split is sampled in one
@@ -116,9 +149,12 @@ class Split:
         if rows >= self.rows:
             return self
         if self.in_memory:
-            x, targets = self.arrays()
+            if self._pending is not None:
+                self._store()
+            x, targets = self._arrays
             index = np.sort(np.random.default_rng(seed).choice(self.rows, rows, replace=False))
-            return Split.from_arrays(x[index], {k: v[index] for k, v in targets.items()})
+            return Split(rows, self.dim, (x[index], {k: v[index] for k, v in targets.items()}),
+                         expand=self._expand)
         keep = rows / self.rows
 
         def kept(position, row):
@@ -128,11 +164,15 @@ class Split:
         sampled = (self._blocks(store=False).unbatch().enumerate().filter(kept)
                    .map(lambda position, row: row).take(rows))
         count = int(sampled.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
-        return Split.from_blocks(sampled.batch(BLOCK_ROWS), self.dim, count, cache_mb)
+        return Split.from_blocks(sampled.batch(BLOCK_ROWS), self.dim, count, cache_mb,
+                                 self._expand)
 
     # -- reading --------------------------------------------------------------------------
+    def _expanded(self, x: tf.Tensor) -> tf.Tensor:
+        return x if self._expand is None else self._expand(x)
+
     def _blocks(self, store: bool = True) -> tf.data.Dataset:
-        """(features, targets) blocks, each row once: in row order while the split is in
+        """(stored features, targets) blocks, each row once: in row order while the split is in
         memory or not yet stored (without `store`, a split not yet stored is computed from
         its source instead: one more pass, nothing kept), shard by shard once it is stored."""
         if self._pending is not None:
@@ -174,13 +214,19 @@ class Split:
         if self._arrays is not None:
             x, targets = self._arrays
             return loop.make_dataset(x, None if features_only else targets, batch_size,
-                                     shuffle=shuffle, seed=seed, repeat=repeat)
+                                     shuffle=shuffle, seed=seed, repeat=repeat,
+                                     transform=self._expand)
         blocks = self._shuffled_blocks(seed) if shuffle else self._blocks()
         if features_only:
             blocks = blocks.map(lambda x, targets: x)
         if repeat != 1:
             blocks = blocks.repeat(repeat or None)
         batches = blocks.rebatch(batch_size)
+        if self._expand is not None:
+            batches = batches.map(
+                (lambda x: self._expand(x)) if features_only
+                else (lambda x, targets: (self._expand(x), targets)),
+                num_parallel_calls=tf.data.AUTOTUNE)
         if repeat:
             batches = batches.apply(tf.data.experimental.assert_cardinality(
                 -(-self.rows * repeat // batch_size)))
@@ -193,21 +239,23 @@ class Split:
     def blocks(self) -> Iterator[Tuple[np.ndarray, Targets]]:
         """(features, targets) as numpy blocks, each row once (`_blocks`' order)."""
         for x, targets in self._blocks():
-            yield x.numpy(), {k: v.numpy() for k, v in targets.items()}
+            yield self._expanded(x).numpy(), {k: v.numpy() for k, v in targets.items()}
 
     def first_row(self) -> np.ndarray:
         """One row's features, the first in row order (read without storing the split)."""
         for x, _ in self._blocks(store=False).unbatch().take(1):
-            return x.numpy()
+            return self._expanded(x[None]).numpy()[0]
         return np.zeros(self.dim, np.float32)
 
     def arrays(self) -> Tuple[np.ndarray, Targets]:
-        """The whole split as numpy arrays: for tests and small in-memory data only."""
+        """The whole split as numpy arrays (features expanded): for tests and small
+        in-memory data only."""
         if not self.in_memory:
             raise ValueError("a streamed split is not held in memory; read it with dataset()")
         if self._pending is not None:
             self._store()
-        return self._arrays
+        x, targets = self._arrays
+        return (x if self._expand is None else self._expand(tf.constant(x)).numpy()), targets
 
     def class_counts(self, num_classes: int) -> np.ndarray:
         counts = np.zeros(num_classes, np.int64)
@@ -216,12 +264,13 @@ class Split:
         return counts
 
 
-def _scatter(blocks: tf.data.Dataset, shards: int, dim: int, seed: int = 0) -> tf.data.Dataset:
+def _scatter(blocks: tf.data.Dataset, shards: int, row_bytes: int,
+             seed: int = 0) -> tf.data.Dataset:
     """(features, targets) blocks -> (shard, features, targets) pieces, each row sent to one
     of `shards` shards drawn uniformly (seeded by its block and place). Blocks are regrouped
     to about 16 rows per shard (at most STORE_BLOCK_BYTES of features) so that a piece is
     not a single row."""
-    rows = max(BLOCK_ROWS, min(16 * shards, STORE_BLOCK_BYTES // (4 * max(1, dim))))
+    rows = max(BLOCK_ROWS, min(16 * shards, STORE_BLOCK_BYTES // max(1, row_bytes)))
 
     def pieces(position, block):
         x, targets = block

@@ -29,6 +29,7 @@ class PreparedData:
     preprocessor: Optional[FeaturePreprocessor]
     row_counts: Dict[str, int]  # rows used and rows dropped, for the report
     class_counts: Dict[str, List[int]] = dataclasses.field(default_factory=dict)
+    samples: Dict[int, splits.Split] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -44,6 +45,15 @@ class PreparedData:
         them (for scoring raw examples)."""
         return self.preprocessor(data.parse_examples(
             serialized, _inputs(self.columns, self.preprocessor)))
+
+    def validation(self, rows: Optional[int] = None) -> splits.Split:
+        """The eval split, or a uniform sample of at most `rows` of its rows (drawn once,
+        the same for every model of a step)."""
+        if not rows or rows >= self.eval.rows:
+            return self.eval
+        if rows not in self.samples:
+            self.samples[rows] = self.eval.sample(rows)
+        return self.samples[rows]
 
     def counts(self, split: str) -> np.ndarray:
         """Rows per class of "train" or "eval"."""
@@ -101,7 +111,8 @@ def _prepare(train_files, eval_files, columns, label_column,
     prepared_splits = [
         splits.Split.from_blocks(_prepared_blocks(files, columns, label_column, preprocessor,
                                                   classes),
-                                 preprocessor.output_dim, rows, cache_mb)
+                                 preprocessor.output_dim, rows, cache_mb,
+                                 expand=preprocessor.expand)
         for files, rows in ((train_files, counts["train_rows"]),
                             (eval_files, counts["eval_rows"]))]
     return PreparedData(*prepared_splits, classes, list(columns), label_column, preprocessor,
@@ -110,15 +121,16 @@ def _prepare(train_files, eval_files, columns, label_column,
 
 def _prepared_blocks(files, columns, label_column, preprocessor: FeaturePreprocessor,
                      classes: Sequence[str]) -> tf.data.Dataset:
-    """(features, {"label": class id}) blocks of a split's labeled rows of known classes,
-    parsed and preprocessed batch by batch with the graph serving runs."""
+    """(encoded features, {"label": class id}) blocks of a split's labeled rows of known
+    classes, parsed and encoded batch by batch with the graph serving runs
+    (`FeaturePreprocessor.encode`; the split reads them through `expand`)."""
     table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
         tf.constant(list(classes)), tf.range(len(classes), dtype=tf.int64)), -1)
     def prepare(serialized):
         parsed = data.parse_examples(serialized, _inputs(columns, preprocessor), label_column)
         ids = table.lookup(parsed.pop(label_column.name))
         known = ids >= 0
-        x = preprocessor(parsed)
+        x = preprocessor.encode(parsed)
         return tf.boolean_mask(x, known), {"label": tf.boolean_mask(ids, known)}
 
     return (data.split_records(files).batch(splits.BLOCK_ROWS)
@@ -164,6 +176,10 @@ MIN_BATCHES_PER_PASS = 8
 MIN_STEPS_PER_EPOCH = 32
 MAX_ROWS_PER_EPOCH = 65_536
 EVAL_BATCH_SIZE = 2048
+# The searches validate on a uniform sample of at most this many eval rows (standard error of
+# an accuracy near 0.9: 0.002), bounded as their epochs are; the candidates they pick are
+# then measured on every eval row. The Trainer's final training validates on all of them.
+SEARCH_VALIDATION_ROWS = MAX_ROWS_PER_EPOCH // 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,8 +263,9 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     logs; `checkpoint_dir` makes the training resumable. `restore_model` may load weights into
     the freshly built model before training (a Hyperband trial continuing another).
     `steps_per_execution` train steps run per tf.function call; pruning needs 1, so that its
-    step counter advances every batch. `epoch_rows` caps an epoch (see `budget`); None makes
-    every epoch a pass over every row (the Trainer's final training).
+    step counter advances every batch. `epoch_rows` caps an epoch (see `budget`) and makes
+    validation use at most SEARCH_VALIDATION_ROWS eval rows; None makes every epoch a pass
+    over every row, validated on every eval row (the Trainer's final training).
     """
     tf.keras.utils.set_random_seed(seed)
     distribution = make_strategy(strategy)
@@ -265,7 +282,8 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                                    repeat=0 if plan.continuous else plan.passes_per_epoch)
     # Validation batches are large: their size changes no metric (means over rows), and
     # every epoch of every search validates.
-    evaluation = prepared.eval.dataset(max(plan.global_batch_size, EVAL_BATCH_SIZE))
+    evaluation = prepared.validation(SEARCH_VALIDATION_ROWS if epoch_rows else None).dataset(
+        max(plan.global_batch_size, EVAL_BATCH_SIZE))
     weights = class_weights(prepared.counts("train")) if balance_classes else None
     training_loop = loop.TrainingLoop(model, optimizer, loss_fn, prepared.num_classes,
                                       strategy=distribution, clip_norm=config.clip_norm,

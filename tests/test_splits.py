@@ -119,3 +119,42 @@ def test_snapshot_is_removed_with_its_split():
     import gc
     gc.collect()
     assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize("cache_mb,tier", [(1.0, "expanded"), (0.2, "compact"), (0, "streamed")])
+def test_compact_rows_are_held_expanded_compact_or_streamed_and_read_the_same(cache_mb, tier):
+    """Stored rows of 2 float64 expand to 40 float32 features (160 bytes): 4,000 rows are
+    640 KB expanded and 64 KB compact, so the cache decides which form is kept; every form
+    reads the same expanded rows, targets (a teacher's logits) and samples."""
+    import tensorflow as tf
+
+    n, dim = 4000, 40
+    compact = np.stack([np.arange(n), np.random.default_rng(0).normal(size=n)], 1)
+    y = (compact[:, 1] > 0).astype(np.int64)
+
+    def expand(stored):  # the row id, then the value repeated
+        ids, values = stored[:, :1], stored[:, 1:]
+        return tf.cast(tf.concat([ids, tf.tile(values, [1, dim - 1])], 1), tf.float32)
+
+    source = splits.Split.from_arrays(compact, {"label": y})
+    split = splits.Split.from_blocks(source._blocks(), dim, n, cache_mb, expand=expand)
+    assert split.in_memory == (tier != "streamed")
+    rows = {}
+    for x, targets in split.dataset(300, shuffle=True, seed=0):
+        for row, label in zip(x.numpy(), targets["label"].numpy()):
+            rows[int(row[0])] = (row, label)
+    assert sorted(rows) == list(range(n))
+    expected = expand(tf.constant(compact)).numpy()
+    np.testing.assert_array_equal(np.stack([rows[i][0] for i in range(n)]), expected)
+    np.testing.assert_array_equal([rows[i][1] for i in range(n)], y)
+    if tier != "streamed":
+        assert split._arrays[0].shape[1] == (dim if tier == "expanded" else 2)
+    logits = split.with_targets("teacher_logits", lambda x: x[:, 1:3])
+    for x, targets in logits.dataset(500).take(2):
+        np.testing.assert_array_equal(targets["teacher_logits"].numpy(), x.numpy()[:, 1:3])
+    sample = split.sample(100, seed=1)
+    ids = np.concatenate([x[:, 0].numpy() for x, _ in sample.dataset(64)]).astype(int)
+    assert len(ids) == len(set(ids)) and 0 < len(ids) <= 100
+    np.testing.assert_array_equal(np.concatenate(list(sample.features(64))), expected[ids])
+    first = split.first_row()  # a row, expanded (the first stored)
+    np.testing.assert_array_equal(first, expected[int(first[0])])
