@@ -317,7 +317,8 @@ class Blessing(Stage):
                                               "column exists")
     slice_rows: int = setting(20_000, "TFMA's sliced metrics use a uniform sample of at most "
                               "this many eval rows (0: all); the blessing always uses every "
-                              "eval row", flag="--slice-rows", check=at_least(0))
+                              "eval row", flag="--slice-rows", check=at_least(0),
+                              quick=5_000)
 
 
 STAGES: Tuple[Type[Stage], ...] = (Csv, Training, Tuning, Teacher, Distillation, Pruning,

@@ -259,8 +259,9 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     for `config.early_stopping_patience` epochs, and keeps the weights of the epoch best on
     the first (by default the validation loss, a proper score: AUC alone ranks well while
     probabilities drift). Batch normalization statistics are recalibrated on the training
-    split at the end (`modules.batchnorm`). `run_dir` receives metrics.jsonl and TensorBoard
-    logs; `checkpoint_dir` makes the training resumable. `restore_model` may load weights into
+    split at the end (`modules.batchnorm`; on an epoch's worth of rows where epochs are
+    capped). `run_dir` receives metrics.jsonl and TensorBoard logs; `checkpoint_dir` makes
+    the training resumable. `restore_model` may load weights into
     the freshly built model before training (a Hyperband trial continuing another).
     `steps_per_execution` train steps run per tf.function call; pruning needs 1, so that its
     step counter advances every batch. `epoch_rows` caps an epoch (see `budget`) and makes
@@ -305,8 +306,14 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                                 verbose=verbose,
                                 steps_per_epoch=plan.steps_per_epoch if plan.continuous
                                 else None)
+    # Batch normalization statistics from the training rows: all of them, or where epochs
+    # are capped, one epoch's worth of the shuffled stream (a uniform sample).
+    rows = prepared.train.features(plan.global_batch_size)
+    if plan.continuous:
+        rows = prepared.train.dataset(plan.global_batch_size, shuffle=True, seed=seed, repeat=0,
+                                      features_only=True).take(plan.steps_per_epoch)
     with distribution.scope():
-        batchnorm.recalibrate(model, prepared.train.features(plan.global_batch_size))
+        batchnorm.recalibrate(model, rows)
     return TrainResult(model, history, training_loop.epochs_trained,
                        stopper.best_epoch if stopper else None,
                        training_loop.evaluate(evaluation), plan)
