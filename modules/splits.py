@@ -57,6 +57,7 @@ class Split:
         self.rows, self.dim = int(rows), int(dim)
         self._arrays, self._pending, self._cache_mb = arrays, pending, cache_mb
         self._expand = expand
+        self._samples: Dict[Tuple[int, int, float], "Split"] = {}
         self._path = self._spec = None
         self._shards = 0
 
@@ -143,11 +144,18 @@ class Split:
                                  self._cache_mb if self.in_memory else 0, self._expand)
 
     def sample(self, rows: int, seed: int = 0, cache_mb: float = DEFAULT_CACHE_MB) -> "Split":
-        """A uniform random subset of at most `rows` rows. A streamed split is sampled in one
-        pass (each row kept with probability rows / len, seeded by its position), so the
-        sample is spread over the whole split and never held beyond `cache_mb`."""
+        """A uniform random subset of at most `rows` rows (kept: the same arguments give the
+        same sample without another pass). A streamed split is sampled in one pass (each row
+        kept with probability rows / len, seeded by its position), so the sample is spread
+        over the whole split and never held beyond `cache_mb`."""
         if rows >= self.rows:
             return self
+        key = (rows, seed, cache_mb)
+        if key not in self._samples:
+            self._samples[key] = self._sample(rows, seed, cache_mb)
+        return self._samples[key]
+
+    def _sample(self, rows: int, seed: int, cache_mb: float) -> "Split":
         if self.in_memory:
             if self._pending is not None:
                 self._store()

@@ -29,7 +29,6 @@ class PreparedData:
     preprocessor: Optional[FeaturePreprocessor]
     row_counts: Dict[str, int]  # rows used and rows dropped, for the report
     class_counts: Dict[str, List[int]] = dataclasses.field(default_factory=dict)
-    samples: Dict[int, splits.Split] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -48,12 +47,8 @@ class PreparedData:
 
     def validation(self, rows: Optional[int] = None) -> splits.Split:
         """The eval split, or a uniform sample of at most `rows` of its rows (drawn once,
-        the same for every model of a step)."""
-        if not rows or rows >= self.eval.rows:
-            return self.eval
-        if rows not in self.samples:
-            self.samples[rows] = self.eval.sample(rows)
-        return self.samples[rows]
+        the same for every model of a step: `Split.sample` keeps it)."""
+        return self.eval.sample(rows) if rows else self.eval
 
     def counts(self, split: str) -> np.ndarray:
         """Rows per class of "train" or "eval"."""

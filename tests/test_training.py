@@ -129,3 +129,36 @@ def test_train_model_writes_metrics_and_returns_eval_metrics(prepared, tmp_path)
     assert set(result.eval_metrics) == {"val_loss", "val_accuracy", "val_auc"}
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2
     assert result.history["learning_rate"][0] == pytest.approx(config.learning_rate)
+
+
+def test_searches_validate_on_a_bounded_sample_of_each_eval_split(monkeypatch):
+    """A search validates on at most SEARCH_VALIDATION_ROWS eval rows, the final training on
+    all; a split with other targets (the teacher's logits) has its own sample, whichever was
+    drawn first."""
+    import dataclasses
+
+    from conftest import make_prepared
+
+    monkeypatch.setattr(training, "SEARCH_VALIDATION_ROWS", 100)
+    prepared = make_prepared(n=2000)  # 400 eval rows
+    sample = prepared.validation(100)
+    assert sample.rows == 100 and prepared.validation(100) is sample  # drawn once
+    assert prepared.validation(None) is prepared.eval
+    distilled = dataclasses.replace(prepared, eval=prepared.eval.with_targets(
+        "teacher_logits", lambda x: x[:, :2]))
+    assert "teacher_logits" in next(iter(distilled.validation(100).dataset(50)))[1]
+    assert "teacher_logits" not in next(iter(prepared.validation(100).dataset(50)))[1]
+    seen = []
+    original = training.PreparedData.validation
+
+    def validation(self, rows=None):
+        seen.append(rows)
+        return original(self, rows)
+
+    monkeypatch.setattr(training.PreparedData, "validation", validation)
+    config = small_config(epochs=1)
+    training.train_model(lambda: build_core(prepared.dim, 2, config), prepared, config,
+                         verbose=False, epoch_rows=1000)
+    training.train_model(lambda: build_core(prepared.dim, 2, config), prepared, config,
+                         verbose=False, epoch_rows=None)
+    assert seen == [100, None]
