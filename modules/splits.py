@@ -68,7 +68,8 @@ class Split:
     def _row_bytes(self) -> int:
         """Bytes of one stored row's features."""
         if self._arrays is not None:
-            return self._arrays[0][:1].nbytes
+            x = self._arrays[0]
+            return int(np.prod(x.shape[1:], dtype=np.int64)) * x.dtype.size
         spec = self._pending.element_spec[0]
         return int(np.prod(spec.shape[1:], dtype=np.int64)) * spec.dtype.size
 
@@ -88,9 +89,7 @@ class Split:
         if expand is None:
             features = np.asarray(features, np.float32)
             dim = features.shape[1] if features.ndim == 2 else 0
-        return cls(len(features), dim,
-                   arrays=(features, {k: np.asarray(v) for k, v in targets.items()}),
-                   expand=expand)
+        return cls(len(features), dim, arrays=_tensors(features, targets), expand=expand)
 
     @classmethod
     def from_blocks(cls, blocks: tf.data.Dataset, dim: int, rows: int,
@@ -118,15 +117,22 @@ class Split:
             # Small enough to hold expanded: expanded once here, not for every batch.
             expand, self._expand = self._expand, None
             blocks = blocks.map(lambda x, targets: (expand(x), targets))
-        chunks = [(x.numpy(), {k: v.numpy() for k, v in t.items()}) for x, t in blocks]
-        if chunks:
-            self._arrays = (np.concatenate([x for x, _ in chunks]), {
-                k: np.concatenate([t[k] for _, t in chunks]) for k in chunks[0][1]})
-        else:
-            self._arrays = tuple(
-                tf.nest.map_structure(lambda spec: np.zeros((0, *spec.shape[1:]),
-                                                            spec.dtype.as_numpy_dtype),
-                                      blocks.element_spec))
+        # Filled in place (not a list of blocks concatenated: twice the memory at the end),
+        # then held as tensors that every dataset of the split shares.
+        stored = tf.nest.map_structure(
+            lambda spec: np.empty((self.rows, *spec.shape[1:]), spec.dtype.as_numpy_dtype),
+            blocks.element_spec)
+        filled = 0
+        for block in blocks:
+            count = int(tf.shape(block[0])[0])
+            if filled + count > self.rows:
+                raise ValueError(f"a split said to hold {self.rows} rows holds more")
+            for array, values in zip(tf.nest.flatten(stored), tf.nest.flatten(block)):
+                array[filled:filled + count] = values.numpy()
+            filled += count
+        self.rows = filled
+        x, targets = tf.nest.map_structure(lambda array: array[:filled], stored)
+        self._arrays = _tensors(x, targets)
 
     def _shard(self, index: tf.Tensor) -> tf.data.Dataset:
         """The (features, targets) pieces of one stored shard (the index-th listed)."""
@@ -159,10 +165,9 @@ class Split:
         if self.in_memory:
             if self._pending is not None:
                 self._store()
-            x, targets = self._arrays
             index = np.sort(np.random.default_rng(seed).choice(self.rows, rows, replace=False))
-            return Split(rows, self.dim, (x[index], {k: v[index] for k, v in targets.items()}),
-                         expand=self._expand)
+            return Split(rows, self.dim, tf.nest.map_structure(
+                lambda t: tf.gather(t, index), self._arrays), expand=self._expand)
         keep = rows / self.rows
 
         def kept(position, row):
@@ -263,13 +268,20 @@ class Split:
         if self._pending is not None:
             self._store()
         x, targets = self._arrays
-        return (x if self._expand is None else self._expand(tf.constant(x)).numpy()), targets
+        return (self._expanded(x).numpy(), {k: v.numpy() for k, v in targets.items()})
 
     def class_counts(self, num_classes: int) -> np.ndarray:
         counts = np.zeros(num_classes, np.int64)
         for _, targets in self._blocks(store=False):
             counts += np.bincount(targets["label"].numpy(), minlength=num_classes)[:num_classes]
         return counts
+
+
+def _tensors(features, targets: Targets) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+    """An in-memory split's rows, as the tensors its datasets gather from (one copy, shared
+    by every dataset: converting the arrays for each one held a copy per dataset)."""
+    return (tf.convert_to_tensor(features),
+            {k: tf.convert_to_tensor(np.asarray(v)) for k, v in targets.items()})
 
 
 def _scatter(blocks: tf.data.Dataset, shards: int, row_bytes: int,
