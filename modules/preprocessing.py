@@ -62,13 +62,8 @@ class FeaturePreprocessor(tf.keras.layers.Layer):
     def call(self, inputs: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
         return self.expand(self.encode(inputs))
 
-    @property
-    def encoded_dim(self) -> int:
-        """Width of `encode`'s output: one value per input feature."""
-        return len(self.numeric) + len(self.categorical)
-
     def encode(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
-        """Raw columns -> float64 [batch, encoded_dim]: each numeric value as it is (NaN when
+        """Raw columns -> float64 [batch, features]: each numeric value as it is (NaN when
         missing), then each categorical value's vocabulary index (0: out of vocabulary).
         The compact form prepared splits are held in (`modules.splits`): a row takes one
         number per feature, not one per output slot; `expand` makes the model's input."""
