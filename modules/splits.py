@@ -8,7 +8,7 @@ rows fit `cache_mb` is expanded once and held so.
 
 Every step that trains, calibrates or evaluates reads its splits through `Split.dataset`:
 - in memory (`from_arrays`, or a prepared split of at most `cache_mb`: expanded when that
-  fits, else compact): numpy arrays, shuffled whole every epoch;
+  fits, else compact): tensors, shuffled whole every epoch;
 - streamed (larger): the prepared rows are written once to a local `tf.data` snapshot
   (`Dataset.save`), each row to one of `rows / SHARD_ROWS` shards drawn at random, so every
   shard is a uniform random subset of the split whatever order the rows came in (a CSV
@@ -51,7 +51,8 @@ class Split:
     returns `expand(stored batch)`: float32 [batch, dim].
     """
 
-    def __init__(self, rows: int, dim: int, arrays: Optional[Tuple[np.ndarray, Targets]] = None,
+    def __init__(self, rows: int, dim: int,
+                 arrays: Optional[Tuple[tf.Tensor, Dict[str, tf.Tensor]]] = None,
                  pending: Optional[tf.data.Dataset] = None,
                  cache_mb: float = DEFAULT_CACHE_MB, expand: Optional[Expand] = None):
         self.rows, self.dim = int(rows), int(dim)
@@ -67,11 +68,8 @@ class Split:
     @property
     def _row_bytes(self) -> int:
         """Bytes of one stored row's features."""
-        if self._arrays is not None:
-            x = self._arrays[0]
-            return int(np.prod(x.shape[1:], dtype=np.int64)) * x.dtype.size
-        spec = self._pending.element_spec[0]
-        return int(np.prod(spec.shape[1:], dtype=np.int64)) * spec.dtype.size
+        x = self._arrays[0] if self._arrays is not None else self._pending.element_spec[0]
+        return int(np.prod(x.shape[1:], dtype=np.int64)) * x.dtype.size
 
     @property
     def in_memory(self) -> bool:
@@ -82,14 +80,11 @@ class Split:
 
     # -- building -------------------------------------------------------------------------
     @classmethod
-    def from_arrays(cls, features: np.ndarray, targets: Targets, *,
-                    expand: Optional[Expand] = None, dim: Optional[int] = None) -> "Split":
-        """Held in memory; `features` float32 [rows, dim], or stored rows that `expand`
-        turns into `dim` features."""
-        if expand is None:
-            features = np.asarray(features, np.float32)
-            dim = features.shape[1] if features.ndim == 2 else 0
-        return cls(len(features), dim, arrays=_tensors(features, targets), expand=expand)
+    def from_arrays(cls, features: np.ndarray, targets: Targets) -> "Split":
+        """Held in memory: `features` float32 [rows, dim]."""
+        features = np.asarray(features, np.float32)
+        return cls(len(features), features.shape[1] if features.ndim == 2 else 0,
+                   arrays=_tensors(features, targets))
 
     @classmethod
     def from_blocks(cls, blocks: tf.data.Dataset, dim: int, rows: int,
@@ -237,8 +232,7 @@ class Split:
         batches = blocks.rebatch(batch_size)
         if self._expand is not None:
             batches = batches.map(
-                (lambda x: self._expand(x)) if features_only
-                else (lambda x, targets: (self._expand(x), targets)),
+                self._expand if features_only else lambda x, targets: (self._expand(x), targets),
                 num_parallel_calls=tf.data.AUTOTUNE)
         if repeat:
             batches = batches.apply(tf.data.experimental.assert_cardinality(

@@ -303,10 +303,11 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                                 else None)
     # Batch normalization statistics from the training rows: all of them, or where epochs
     # are capped, one epoch's worth of the shuffled stream (a uniform sample).
-    rows = prepared.train.features(plan.global_batch_size)
     if plan.continuous:
         rows = prepared.train.dataset(plan.global_batch_size, shuffle=True, seed=seed, repeat=0,
                                       features_only=True).take(plan.steps_per_epoch)
+    else:
+        rows = prepared.train.features(plan.global_batch_size)
     with distribution.scope():
         batchnorm.recalibrate(model, rows)
     return TrainResult(model, history, training_loop.epochs_trained,
