@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from modules.layers import DenseBlock
+from modules.model import Towers
 
 MAX_MOMENTUM = 0.99  # Keras's default, for long trainings
 
@@ -48,39 +49,44 @@ def set_momentum(model: tf.keras.Model, momentum: float) -> None:
             module.momentum = momentum
 
 
-def _moments(below, block: DenseBlock, x: tf.Tensor):
-    """Sum, sum of squares and count of `block`'s pre-normalization activations."""
-    for layer in below:
-        x = layer(x, training=False)
-    z = tf.cast(block.pre_norm(x), tf.float64)
-    return tf.reduce_sum(z, 0), tf.reduce_sum(tf.square(z), 0), tf.shape(z)[0]
+def _moments(targets, state, x):
+    """`state` plus the sum and sum of squares of each (layers below, block)'s
+    pre-normalization activations over the batch `x`, and its row count."""
+    sums, count = state
+    added = []
+    for (below, block), (total, squares) in zip(targets, sums):
+        y = x
+        for layer in below:
+            y = layer(y, training=False)
+        z = tf.cast(block.pre_norm(y), tf.float64)
+        added.append((total + tf.reduce_sum(z, 0), squares + tf.reduce_sum(tf.square(z), 0)))
+    return tuple(added), count + tf.cast(tf.shape(x)[0], tf.int64)
 
 
 def recalibrate(model: tf.keras.Model, features: tf.data.Dataset) -> int:
     """Sets each batch normalization's moving mean and variance to the population statistics
     of its input over `features` (batches of the model's input, e.g. the training split).
 
-    Blocks are done bottom-up, one pass each: block k's input comes from the layers below it
-    in inference mode, with their statistics already recalibrated. Returns how many batch
-    normalizations were set.
+    Blocks are done bottom-up, one pass (a `Dataset.reduce`) per depth: block k's input comes
+    from the layers below it in inference mode, with their statistics already recalibrated.
+    The towers of a `Towers` share the passes. Returns how many batch normalizations were set.
     """
-    layers = model.layers
-    blocks = normalized_blocks(model)
-    for position, block in blocks:
-        # One tf.function per block, without AutoGraph (plain Python over the layers).
-        moments = tf.function(functools.partial(_moments, layers[:position], block),
-                              input_signature=[features.element_spec], autograph=False)
-        total = total_squares = None
-        count = 0
-        for x in features:
-            batch_sum, batch_squares, rows = moments(x)
-            total = batch_sum if total is None else total + batch_sum
-            total_squares = batch_squares if total_squares is None else total_squares + batch_squares
-            count += int(rows)
+    models = list(model.towers.values()) if isinstance(model, Towers) else [model]
+    blocks = [(m.layers, normalized_blocks(m)) for m in models]
+    for depth in range(max(len(b) for _, b in blocks)):
+        targets = [(layers[:b[depth][0]], b[depth][1]) for layers, b in blocks if len(b) > depth]
+        # Tuples: tf.data would read a list as one tensor.
+        initial = (tuple((tf.zeros(block.units, tf.float64), tf.zeros(block.units, tf.float64))
+                         for _, block in targets), tf.constant(0, tf.int64))
+        # Not converted by AutoGraph: plain Python over the layers.
+        sums, count = features.reduce(initial, tf.autograph.experimental.do_not_convert(
+            functools.partial(_moments, targets)))
+        count = int(count)
         if not count:
             return 0
-        mean = total.numpy() / count
-        variance = np.maximum(total_squares.numpy() / count - mean ** 2, 0.0)
-        block.norm.moving_mean.assign(mean.astype(np.float32))
-        block.norm.moving_variance.assign(variance.astype(np.float32))
-    return len(blocks)
+        for (_, block), (total, squares) in zip(targets, sums):
+            mean = total.numpy() / count
+            variance = np.maximum(squares.numpy() / count - mean ** 2, 0.0)
+            block.norm.moving_mean.assign(mean.astype(np.float32))
+            block.norm.moving_variance.assign(variance.astype(np.float32))
+    return sum(len(b) for _, b in blocks)

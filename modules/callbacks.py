@@ -4,12 +4,13 @@ Each one reacts only to the hooks it overrides.
 """
 import json
 import os
-from typing import Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
 
 from modules import fileio
+from modules.loop import output_key
 
 
 def current_learning_rate(optimizer) -> float:
@@ -65,13 +66,17 @@ class EarlyStopping(tf.keras.callbacks.Callback):
 
     `monitor` is a metric name or a sequence of them; `mode` ("min" or "max", one per metric
     or one for all) defaults to "min" for losses and "max" otherwise. Watching the validation
-    loss and ROC AUC together keeps training while either still improves.
+    loss and ROC AUC together keeps training while either still improves. `weights_of` is the
+    model whose weights are kept (default: the one trained; a tower of it, for
+    `EarlyStoppingPerTower`).
     """
 
     def __init__(self, monitor: Union[str, Sequence[str]] = "val_auc",
                  mode: Union[None, str, Sequence[str]] = None, patience: int = 4,
-                 min_delta: float = 0.0, restore_best_weights: bool = True):
+                 min_delta: float = 0.0, restore_best_weights: bool = True,
+                 weights_of: Optional[tf.keras.Model] = None):
         super().__init__()
+        self.weights_of = weights_of
         self.monitors = [monitor] if isinstance(monitor, str) else list(monitor)
         if mode is None or isinstance(mode, str):
             modes = [mode or ("min" if m.endswith("loss") else "max") for m in self.monitors]
@@ -109,7 +114,7 @@ class EarlyStopping(tf.keras.callbacks.Callback):
         if improved[0]:
             self.best, self.best_epoch = values[0], epoch + 1
             if self.restore_best_weights:
-                self.best_weights = self.model.get_weights()
+                self.best_weights = (self.weights_of or self.model).get_weights()
         if any(improved):
             self.wait = 0
             return
@@ -120,7 +125,42 @@ class EarlyStopping(tf.keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+            (self.weights_of or self.model).set_weights(self.best_weights)
+
+
+class EarlyStoppingPerTower(tf.keras.callbacks.Callback):
+    """`EarlyStopping` of each tower of a `modules.model.Towers` on its own metrics
+    (`monitor` names them as for one model: "val_loss" watches "val_{tower}_loss"): each
+    keeps and puts back its own tower's best weights, and training stops once every tower
+    has stopped improving (towers that stopped earlier keep training until then; only an
+    epoch better than their best replaces the weights they keep)."""
+
+    def __init__(self, towers: Dict[str, tf.keras.Model],
+                 monitor: Union[str, Sequence[str]] = "val_auc", patience: int = 4):
+        super().__init__()
+        monitors = [monitor] if isinstance(monitor, str) else list(monitor)
+        self.stoppers = {name: EarlyStopping([output_key(m, name) for m in monitors],
+                                             patience=patience, weights_of=tower)
+                         for name, tower in towers.items()}
+
+    def set_model(self, model):
+        super().set_model(model)
+        for stopper in self.stoppers.values():
+            stopper.set_model(model)
+
+    def on_train_begin(self, logs=None):
+        for stopper in self.stoppers.values():
+            stopper.on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for stopper in self.stoppers.values():
+            stopper.on_epoch_end(epoch, logs)
+        self.model.stop_training = all(s.stopped_epoch is not None
+                                       for s in self.stoppers.values())
+
+    def on_train_end(self, logs=None):
+        for stopper in self.stoppers.values():
+            stopper.on_train_end(logs)
 
 
 class TrainingCheckpoint(tf.keras.callbacks.Callback):

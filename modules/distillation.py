@@ -7,12 +7,18 @@ Teacher logits are computed once per example and stored next to the labels (bloc
 with the split: in memory or on local disk), so the teacher never runs inside the training
 loop and none of its weights can change.
 
-`search_student` sizes the student to the task: it tries sizes from tiny upwards
-(`STUDENT_SIZES`) and keeps the first whose eval-split scores stay within half of the
-blessing budget of the teacher (accuracy and ROC AUC drops), leaving the other half to
-pruning and quantization. At that size it picks alpha and temperature from a small grid and
-trains the same student from scratch on the labels alone as the control; the student handed on
-is the best of them, so distillation never ships worse than its control.
+`search_student` sizes the student to the task: it trains every size (`STUDENT_SIZES`) and
+keeps the smallest whose eval-split scores stay within half of the blessing budget of the
+teacher (accuracy and ROC AUC drops), leaving the other half to pruning and quantization.
+At that size it picks alpha and temperature from a small grid and trains the same student
+from scratch on the labels alone as the control; the student handed on is the best of them,
+so distillation never ships worse than its control.
+
+The candidates of each of these two steps train side by side, as towers of one model
+(`modules.model.Towers`): each learns on its own loss exactly as alone (the same batches,
+initial weights and steps), and they share the data pipeline, the per-step costs and the
+graph tracing, which is most of a small model's training time (x10 taxi: 8 students one
+after the other took most of the Distiller's 90 s).
 """
 import dataclasses
 import logging
@@ -21,9 +27,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from modules import blessing, evaluation, memory, training
+from modules import blessing, evaluation, loop, memory, training
 from modules.loop import LossFn
-from modules.model import ModelConfig, build_core
+from modules.model import ModelConfig, Towers, build_core
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +137,7 @@ def rank(candidate: Candidate) -> Tuple[float, float]:
 @dataclasses.dataclass
 class StudentSearch:
     teacher_metrics: Dict[str, float]
-    sizes: List[Candidate]  # distilled at the first grid point, smallest first
+    sizes: List[Candidate]  # every size, distilled at the first grid point, smallest first
     grid: List[Candidate]  # every alpha/temperature at the chosen size
     scratch: Candidate  # the control: the chosen size on the labels alone
     selected: Candidate  # the best of grid and scratch: what the Pruner starts from
@@ -143,7 +149,7 @@ class StudentSearch:
             "teacher": self.teacher_metrics, "budget_share": self.budget_share,
             "sizes": [c.row() for c in self.sizes], "grid": [c.row() for c in self.grid],
             "scratch": self.scratch.row(), "selected": self.selected.row(),
-            "size_within_budget": self.sizes[-1].budget_left >= self.budget_share,
+            "size_within_budget": self.grid[0].budget_left >= self.budget_share,
             "distilled_minus_scratch": {
                 k: distilled.metrics[k] - self.scratch.metrics[k] for k in ("accuracy", "auc")},
             "winner": self.selected.origin}
@@ -159,41 +165,50 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
     """The smallest student within `budget_share` of the blessing budget, its best alpha and
     temperature, and its scratch control; see the module docstring. `config` is the students'
     training configuration; `teacher_metrics` the teacher's `modules.evaluation` metrics on
-    the eval split; `run_dir(name)` gives each candidate's log folder. Candidates train
-    without progress bars: one line each reports them."""
+    the eval split; `run_dir(name)` gives each training's log folder ("sizes", "grid").
+    Candidates train without progress bars: one line each reports them."""
     distilled_data = with_teacher_logits(teacher, prepared)
     dim, classes = prepared.dim, prepared.num_classes
 
-    def train(layers: int, units: int, alpha: Optional[float] = None,
-              temperature: Optional[float] = None) -> Candidate:
-        memory.release()  # the previous candidate's graphs
-        sized = dataclasses.replace(config, num_layers=layers, units=units)
-        distilled = alpha is not None
-        name = (f"{layers}x{units}_alpha{alpha:g}_t{temperature:g}" if distilled
-                else f"{layers}x{units}_scratch")
+    def train(phase: str, candidates: Sequence[Tuple[int, int, Optional[float],
+                                                     Optional[float]]]) -> List[Candidate]:
+        """(layers, units, alpha, temperature) candidates (alpha None: from scratch, on the
+        labels alone) trained side by side, as towers of one model on the same batches."""
+        memory.release()  # the previous training's graphs
+        names = [f"{layers}x{units}_alpha{alpha:g}_t{temperature:g}" if alpha is not None
+                 else f"{layers}x{units}_scratch" for layers, units, alpha, temperature in
+                 candidates]
+        sized = {name: dataclasses.replace(config, num_layers=layers, units=units)
+                 for name, (layers, units, _, _) in zip(names, candidates)}
+        losses = {name: loop.cross_entropy if alpha is None
+                  else distillation_loss(alpha, temperature)
+                  for name, (_, _, alpha, temperature) in zip(names, candidates)}
         result = training.train_model(
-            lambda: build_core(dim, classes, sized, seed=seed, name="student"),
-            distilled_data if distilled else prepared, sized, seed=seed, strategy=strategy,
-            verbose=False, run_dir=run_dir(name) if run_dir else None,
-            **({"loss_fn": distillation_loss(alpha, temperature)} if distilled else {}))
-        metrics = evaluation.keras_metrics(result.model, prepared.eval)
-        candidate = Candidate(layers, units, result.model.count_params(),
-                              "distilled" if distilled else "scratch", alpha, temperature,
-                              metrics, blessing.budget_left(metrics, teacher_metrics,
-                                                            max_auc_drop, max_accuracy_drop),
-                              result.epochs_trained, result.history, result.model.get_weights())
-        log.info("distiller: %s: accuracy %.4f, AUC %.4f, budget left %+.2f", name,
-                 metrics["accuracy"], metrics["auc"], candidate.budget_left)
-        return candidate
+            lambda: Towers({name: build_core(dim, classes, sized[name], seed=seed, name=name)
+                            for name in names}, name="students"),
+            distilled_data, config, seed=seed, strategy=strategy, verbose=False,
+            run_dir=run_dir(phase) if run_dir else None, loss_fn=losses)
+        trained = []
+        for name, (layers, units, alpha, temperature) in zip(names, candidates):
+            core = result.model.towers[name]
+            metrics = evaluation.keras_metrics(core, prepared.eval)
+            trained.append(Candidate(
+                layers, units, core.count_params(), "scratch" if alpha is None else "distilled",
+                alpha, temperature, metrics,
+                blessing.budget_left(metrics, teacher_metrics, max_auc_drop, max_accuracy_drop),
+                result.epochs_trained, training.tower_history(result.history, name),
+                core.get_weights()))
+            log.info("distiller: %s: accuracy %.4f, AUC %.4f, budget left %+.2f", name,
+                     metrics["accuracy"], metrics["auc"], trained[-1].budget_left)
+        return trained
 
-    tried = []
-    for layers, units in sizes:
-        tried.append(train(layers, units, *grid[0]))
-        if tried[-1].budget_left >= budget_share:
-            break
-    chosen = tried[-1] if tried[-1].budget_left >= budget_share else max(tried, key=rank)
-    grid_candidates = [chosen] + [train(chosen.layers, chosen.units, a, t) for a, t in grid[1:]]
-    scratch = train(chosen.layers, chosen.units)
+    tried = train("sizes", [(layers, units, *grid[0]) for layers, units in sizes])
+    within = [c for c in tried if c.budget_left >= budget_share]
+    chosen = within[0] if within else max(tried, key=rank)
+    *others, scratch = train("grid", [(chosen.layers, chosen.units, alpha, temperature)
+                                      for alpha, temperature in grid[1:]]
+                             + [(chosen.layers, chosen.units, None, None)])
+    grid_candidates = [chosen] + others
     selected = max(grid_candidates + [scratch], key=rank)  # ties: distilled first
     return StudentSearch(teacher_metrics, tried, grid_candidates, scratch, selected,
                          budget_share)

@@ -98,6 +98,23 @@ def build_core(input_dim: int, num_classes: int, config: ModelConfig, seed=None,
     return model
 
 
+class Towers(tf.keras.Model):
+    """Models trained side by side on the same batches: one input, each tower's logits under
+    its name. The towers share no weights, so with a loss per tower (`modules.loop`) each
+    learns exactly as it would alone; they share the data pipeline and each step's
+    fixed costs, and the two cores run their ops in parallel (candidates of one search:
+    `modules.distillation`)."""
+
+    def __init__(self, towers: Dict[str, tf.keras.Model], **kwargs):
+        super().__init__(**kwargs)
+        self.names = list(towers)
+        self.towers = dict(towers)
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, inputs, training=None):
+        return {name: self.towers[name](inputs, training=training) for name in self.names}
+
+
 def to_float32(model: tf.keras.Model) -> tf.keras.Model:
     """The same model computing in float32: mixed precision is for training; TFLite and int8
     calibration want float32 graphs. Variables are float32 under mixed policies already."""

@@ -3,7 +3,7 @@ the optimizer with its learning-rate schedule, and one `train_model` around the 
 import dataclasses
 import math
 import os
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -227,14 +227,23 @@ class TrainResult:
     model: tf.keras.Model
     history: Dict[str, list]
     epochs_trained: int
-    best_epoch: Optional[int]
+    best_epoch: Optional[int]  # None for towers: each has its own (`tower_history`)
     eval_metrics: Dict[str, float]
     budget: Budget
 
 
+def tower_history(history: Dict[str, list], tower: str) -> Dict[str, list]:
+    """One tower's part of the history of a `Towers` training, keyed as for one model
+    ("loss", "val_auc", ...), with what the towers share (the learning rate)."""
+    metrics = {loop.output_key(m, tower): m for m in ("loss", "accuracy", "auc", "val_loss",
+                                                     "val_accuracy", "val_auc")}
+    return {metrics.get(key, key): values for key, values in history.items()
+            if key in metrics or not key.endswith(("loss", "accuracy", "auc"))}
+
+
 def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedData,
                 config: ModelConfig, *, seed: int = 0,
-                loss_fn: loop.LossFn = loop.cross_entropy,
+                loss_fn: Union[loop.LossFn, Dict[str, loop.LossFn]] = loop.cross_entropy,
                 strategy: str = "none", run_dir: Optional[str] = None,
                 checkpoint_dir: Optional[str] = None, initial_epoch: int = 0,
                 epochs: Optional[int] = None,
@@ -249,7 +258,9 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
 
     The targets of `prepared`'s splits (the labels, and e.g. a teacher's logits for
     distillation: `modules.splits.Split.with_targets`) reach `loss_fn`. The batch size and
-    the epoch follow `budget`.
+    the epoch follow `budget`. A dict of losses trains the towers of the
+    `modules.model.Towers` that `build_model` makes, each on its own loss, stopped early on
+    its own metrics (`tower_history` gives its part of the history).
     With `early_stopping`, training stops when none of the metrics in `monitor` has improved
     for `config.early_stopping_patience` epochs, and keeps the weights of the epoch best on
     the first (by default the validation loss, a proper score: AUC alone ranks well while
@@ -291,7 +302,10 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                                           os.path.join(run_dir, "tensorboard")))
     stopper = None
     if early_stopping:
-        stopper = cb.EarlyStopping(monitor=monitor, patience=config.early_stopping_patience)
+        stopper = (cb.EarlyStoppingPerTower(model.towers, monitor,
+                                            config.early_stopping_patience)
+                   if isinstance(loss_fn, dict) else
+                   cb.EarlyStopping(monitor=monitor, patience=config.early_stopping_patience))
         callbacks.append(stopper)
     if checkpoint_dir:
         callbacks.append(cb.TrainingCheckpoint(checkpoint_dir))
@@ -311,6 +325,6 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     with distribution.scope():
         batchnorm.recalibrate(model, rows)
     return TrainResult(model, history, training_loop.epochs_trained,
-                       stopper.best_epoch if stopper else None,
+                       getattr(stopper, "best_epoch", None),
                        training_loop.evaluate(evaluation), plan)
 

@@ -89,14 +89,15 @@ def search(prepared, teacher, **kwargs):
         grid=kwargs.pop("grid", ((0.3, 4.0), (0.1, 2.0))), **kwargs)
 
 
-def test_search_stops_at_the_first_size_within_its_share_of_the_budget(prepared,
-                                                                       trained_teacher):
+def test_search_takes_the_smallest_size_within_its_share_of_the_budget(prepared,
+                                                                      trained_teacher):
     teacher_weights = [w.copy() for w in trained_teacher.get_weights()]
     result = search(prepared, trained_teacher, max_auc_drop=0.5, max_accuracy_drop=0.5)
     for before, after in zip(teacher_weights, trained_teacher.get_weights()):
         np.testing.assert_array_equal(before, after)
     # Any student keeps half of so generous a budget: the smallest is taken.
-    assert [c.size for c in result.sizes] == ["1x2"]
+    assert [c.size for c in result.sizes] == ["1x2", "1x4", "1x8"]
+    assert result.grid[0] is result.sizes[0]
     assert [(c.alpha, c.temperature) for c in result.grid] == [(0.3, 4.0), (0.1, 2.0)]
     assert {c.size for c in result.grid} == {result.scratch.size} == {"1x2"}
     assert result.scratch.origin == "scratch" and result.scratch.alpha is None

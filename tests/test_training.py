@@ -162,3 +162,35 @@ def test_searches_validate_on_a_bounded_sample_of_each_eval_split(monkeypatch):
     training.train_model(lambda: build_core(prepared.dim, 2, config), prepared, config,
                          verbose=False, epoch_rows=None)
     assert seen == [100, None]
+
+
+def test_towers_train_each_as_it_would_alone(prepared):
+    """Two students of different sizes and losses trained side by side (`Towers`) end with
+    the weights, history and batch-normalization statistics each gets trained alone: the
+    same batches, steps, gradient clipping (per tower) and best-epoch weights."""
+    import dataclasses
+    from modules import distillation, loop
+    from modules.model import Towers
+    configs = {"small": small_config(num_layers=1, units=4, epochs=3, clip_norm=0.5,
+                                     dropout=0.0),
+               "wide": small_config(num_layers=2, units=16, epochs=3, clip_norm=0.5,
+                                    dropout=0.0)}
+    logits = lambda x: tf.stack([x[:, 0], -x[:, 0]], axis=1)  # a stand-in teacher
+    data = dataclasses.replace(prepared, train=prepared.train.with_targets("teacher_logits",
+                                                                           logits),
+                               eval=prepared.eval.with_targets("teacher_logits", logits))
+    losses = {"small": loop.cross_entropy, "wide": distillation.distillation_loss(0.3, 4.0)}
+    together = training.train_model(
+        lambda: Towers({name: build_core(20, 2, c, seed=3) for name, c in configs.items()}),
+        data, configs["small"], loss_fn=losses, seed=5, verbose=False)
+    assert together.epochs_trained == 3
+    for name, config in configs.items():
+        alone = training.train_model(lambda: build_core(20, 2, config, seed=3), data,
+                                     configs["small"], loss_fn=losses[name], seed=5,
+                                     verbose=False)
+        for a, b in zip(alone.model.get_weights(), together.model.towers[name].get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        history = training.tower_history(together.history, name)
+        assert set(history) == set(alone.history)
+        for key in ("loss", "val_auc", "learning_rate"):
+            np.testing.assert_allclose(history[key], alone.history[key], rtol=1e-4)
