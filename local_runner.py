@@ -166,7 +166,7 @@ def configure_logging() -> None:
 
 
 def run(config: configs.PipelineConfig, runner: str) -> None:
-    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipeline.pipeline import create_pipeline
 
@@ -177,7 +177,7 @@ def run(config: configs.PipelineConfig, runner: str) -> None:
 
         BeamDagRunner().run(dag)
     else:
-        tfx.orchestration.LocalDagRunner().run(dag)
+        LocalDagRunner().run(dag)
 
 
 def _user_error(error: BaseException) -> Optional[str]:

@@ -1,9 +1,18 @@
 """The whole DAG, defined once. Runners (local, Beam, Kubeflow) only choose how to run it."""
 from typing import List
 
-from tfx import v1 as tfx
+# Modules, not `tfx.v1`: that one also imports the Google Cloud extensions (5 s a start).
 from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.components.schema_gen.component import SchemaGen
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.dsl.components.base import base_node, executor_spec
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy)
+from tfx.orchestration import metadata, pipeline
+from tfx.proto import example_gen_pb2, trainer_pb2
+from tfx.types import Channel, standard_artifacts
 
 from components.csv_example_gen import executor as csv_example_gen
 from components.data_validator import DataValidator
@@ -28,25 +37,25 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
     # id users know.
     example_gen = FileBasedExampleGen(
         input_base=config.data_root,
-        input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name="single_split", pattern=config.data_pattern)]),
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-            tfx.proto.SplitConfig.Split(name="train", hash_buckets=TRAIN_EVAL_BUCKETS[0]),
-            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=TRAIN_EVAL_BUCKETS[1])])),
+        input_config=example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name="single_split", pattern=config.data_pattern)]),
+        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=TRAIN_EVAL_BUCKETS[0]),
+            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=TRAIN_EVAL_BUCKETS[1])])),
         custom_config=csv_example_gen.custom_config(config.csv),
         custom_executor_spec=executor_spec.BeamExecutorSpec(csv_example_gen.Executor),
     ).with_id("CsvExampleGen").with_beam_pipeline_args(config.data_beam_args)
     examples = example_gen.outputs["examples"]
     # Its statistics of the training split are what the preprocessing is fitted on
     # (modules.preprocessing.fit_preprocessor): means, deviations, quantiles, vocabularies.
-    statistics_gen = tfx.components.StatisticsGen(
+    statistics_gen = StatisticsGen(
         examples=examples, stats_options=preprocessing.statistics_options(),
     ).with_beam_pipeline_args(config.data_beam_args)
     statistics = statistics_gen.outputs["statistics"]
     if config.schema_path:
-        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+        schema_gen = ImportSchemaGen(schema_file=config.schema_path)
     else:
-        schema_gen = tfx.components.SchemaGen(
+        schema_gen = SchemaGen(
             statistics=statistics, infer_feature_shape=False)
     validator = DataValidator(statistics=statistics,
                               schema=schema_gen.outputs["schema"],
@@ -59,8 +68,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         tuner = Tuner(
             tuner_fn=TUNER_FN, examples=examples, schema=schema_gen.outputs["schema"],
             statistics=statistics,
-            train_args=tfx.proto.TrainArgs(splits=["train"]),
-            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+            train_args=trainer_pb2.TrainArgs(splits=["train"]),
+            eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
             custom_config={RunSettings.KEY: run.to_json(), Tuning.KEY: config.tuning.to_json(),
                            Teacher.KEY: config.teacher.to_json()})
         tuner.add_upstream_node(validator)  # no tuning on data that failed validation
@@ -69,8 +78,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
     trainer = Trainer(
         run_fn=RUN_FN, examples=examples, schema=schema_gen.outputs["schema"],
         statistics=statistics,
-        hyperparameters=hyperparameters, train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        hyperparameters=hyperparameters, train_args=trainer_pb2.TrainArgs(splits=["train"]),
+        eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
         custom_config={RunSettings.KEY: run.to_json(), Teacher.KEY: config.teacher.to_json()})
     trainer.add_upstream_node(validator)
     teacher = trainer.outputs["model"]
@@ -82,10 +91,10 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
                           run_settings=run, config=config.quantization)
     resolver = None
     if config.resolve_baseline:  # the last blessed deployable model, from ML Metadata
-        resolver = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        resolver = Resolver(
+            strategy_class=LatestBlessedModelStrategy,
+            model=Channel(type=standard_artifacts.Model),
+            model_blessing=Channel(type=standard_artifacts.ModelBlessing),
         ).with_id("latest_blessed_model_resolver")
     evaluator = Evaluator(
         teacher=teacher, student_scratch=distiller.outputs["student_scratch"],
@@ -103,13 +112,13 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
     return components
 
 
-def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
-    metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(
-        config.metadata_path) if config.metadata_path else None)
-    return tfx.dsl.Pipeline(
+def create_pipeline(config: PipelineConfig) -> pipeline.Pipeline:
+    connection = (metadata.sqlite_metadata_connection_config(config.metadata_path)
+                  if config.metadata_path else None)
+    return pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=create_components(config),
         enable_cache=config.enable_cache,
-        metadata_connection_config=metadata,
+        metadata_connection_config=connection,
         beam_pipeline_args=list(config.beam_args))
