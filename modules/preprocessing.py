@@ -62,6 +62,7 @@ class FeaturePreprocessor(tf.keras.layers.Layer):
     def call(self, inputs: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
         return self.expand(self.encode(inputs))
 
+    @tf.autograph.experimental.do_not_convert  # also when a tf.data map calls it
     def encode(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
         """Raw columns -> float64 [batch, features]: each numeric value as it is (NaN when
         missing), then each categorical value's vocabulary index (0: out of vocabulary).
@@ -79,6 +80,7 @@ class FeaturePreprocessor(tf.keras.layers.Layer):
             columns.append(tf.cast(lookup(value), tf.float64))
         return tf.stack(columns, axis=1)
 
+    @tf.autograph.experimental.do_not_convert
     def expand(self, encoded: tf.Tensor) -> tf.Tensor:
         """`encode`'s output -> float32 [batch, output_dim] (see `layout`), vectorized over
         the features: a handful of ops per batch whatever their number."""

@@ -121,6 +121,10 @@ def _prepared_blocks(files, columns, label_column, preprocessor: FeaturePreproce
     (`FeaturePreprocessor.encode`; the split reads them through `expand`)."""
     table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
         tf.constant(list(classes)), tf.range(len(classes), dtype=tf.int64)), -1)
+
+    # Not converted by AutoGraph (no Python control flow on tensors): converting the parsing
+    # and the preprocessing layers took 4.6 s a split, in every step that prepares data.
+    @tf.autograph.experimental.do_not_convert
     def prepare(serialized):
         parsed = data.parse_examples(serialized, _inputs(columns, preprocessor), label_column)
         ids = table.lookup(parsed.pop(label_column.name))
