@@ -33,7 +33,7 @@ from modules.model import ModelConfig, Towers, build_core
 
 log = logging.getLogger(__name__)
 
-# (layers, units), smallest first: the size search stops at the first that fits the budget.
+# (layers, units), smallest first: the size search keeps the first that fits the budget.
 # A second layer is tried where it adds capacity at a size's cost (2x32 is about 1x40).
 STUDENT_SIZES: Tuple[Tuple[int, int], ...] = ((1, 4), (1, 8), (1, 16), (1, 32), (2, 32),
                                               (1, 64))

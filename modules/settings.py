@@ -257,7 +257,7 @@ class Distillation(Stage):
     """The Distiller: the smallest student within the budget (modules.distillation)."""
     KEY: ClassVar[str] = "distillation"
     student_layers: Optional[int] = setting(
-        None, "student depth (DenseBlocks); none: searched, smallest first", flag=True,
+        None, "student depth (DenseBlocks); none: searched, the smallest within budget", flag=True,
         check=at_least(1))
     student_units: Optional[int] = setting(None, "student width; none: searched", flag=True,
                                            check=at_least(1))

@@ -2,8 +2,8 @@
 
 Inputs: the teacher Model (our artifact layout, see modules.export), the Examples, and
 optionally the Tuner's best hyperparameters (students reuse the tuned batch size and
-activation). It searches the student's size from tiny upwards, then alpha and temperature,
-and trains the chosen size from scratch on the labels alone as the control
+activation). It searches the student's size (the smallest within budget), then alpha and
+temperature, and trains the chosen size from scratch on the labels alone as the control
 (`modules.distillation.search_student`). Outputs: `student`, the better of the best distilled
 student and the control (what the Pruner starts from); `student_scratch`, the control; both
 with the teacher's serving signatures and preprocessing; and a `metrics` report of every
