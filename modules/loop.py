@@ -80,6 +80,10 @@ def permutations(rows: int, seed: Optional[int] = None) -> tf.data.Dataset:
             tf.range(rows, dtype=tf.int64), seed=tf.stack([draw, tf.constant(0, tf.int64)])))
 
 
+# What the loop measures, per output: the names its logs use (`_Metrics`).
+METRICS = ("loss", "accuracy", "auc")
+
+
 def output_key(metric: str, output: str) -> str:
     """The log key of `metric` ("loss", "val_auc", ...) for one output of a model with
     several (towers): "{output}_loss", "val_{output}_auc", as Keras names them."""
@@ -97,9 +101,10 @@ class _Metrics:
         self.num_classes = num_classes
         self.outputs = outputs
         prefixes = [prefix] if outputs is None else [output_key(prefix, o) for o in outputs]
-        self.groups = [(tf.keras.metrics.Mean(name=p + "loss"),
-                        tf.keras.metrics.SparseCategoricalAccuracy(name=p + "accuracy"),
-                        tf.keras.metrics.AUC(num_thresholds=1000, name=p + "auc",
+        loss, accuracy, auc = METRICS
+        self.groups = [(tf.keras.metrics.Mean(name=p + loss),
+                        tf.keras.metrics.SparseCategoricalAccuracy(name=p + accuracy),
+                        tf.keras.metrics.AUC(num_thresholds=1000, name=p + auc,
                                              multi_label=num_classes > 2,
                                              num_labels=num_classes if num_classes > 2 else None))
                        for p in prefixes]

@@ -101,9 +101,9 @@ def build_core(input_dim: int, num_classes: int, config: ModelConfig, seed=None,
 class Towers(tf.keras.Model):
     """Models trained side by side on the same batches: one input, each tower's logits under
     its name. The towers share no weights, so with a loss per tower (`modules.loop`) each
-    learns exactly as it would alone; they share the data pipeline and each step's
-    fixed costs, and the two cores run their ops in parallel (candidates of one search:
-    `modules.distillation`)."""
+    learns as it would alone (under mixed_float16 they share the dynamic loss scale); they
+    share the data pipeline, each step's fixed costs and one graph tracing (candidates of
+    one search: `modules.distillation`)."""
 
     def __init__(self, towers: Dict[str, tf.keras.Model], **kwargs):
         super().__init__(**kwargs)

@@ -123,7 +123,7 @@ def _prepared_blocks(files, columns, label_column, preprocessor: FeaturePreproce
         tf.constant(list(classes)), tf.range(len(classes), dtype=tf.int64)), -1)
 
     # Not converted by AutoGraph (no Python control flow on tensors): converting the parsing
-    # and the preprocessing layers took 4.6 s a split, in every step that prepares data.
+    # and the preprocessing layers took 4.6 s a split, once in every process that prepares data.
     @tf.autograph.experimental.do_not_convert
     def prepare(serialized):
         parsed = data.parse_examples(serialized, _inputs(columns, preprocessor), label_column)
@@ -239,10 +239,10 @@ class TrainResult:
 def tower_history(history: Dict[str, list], tower: str) -> Dict[str, list]:
     """One tower's part of the history of a `Towers` training, keyed as for one model
     ("loss", "val_auc", ...), with what the towers share (the learning rate)."""
-    metrics = {loop.output_key(m, tower): m for m in ("loss", "accuracy", "auc", "val_loss",
-                                                     "val_accuracy", "val_auc")}
+    names = [*loop.METRICS, *(f"val_{m}" for m in loop.METRICS)]
+    metrics = {loop.output_key(m, tower): m for m in names}
     return {metrics.get(key, key): values for key, values in history.items()
-            if key in metrics or not key.endswith(("loss", "accuracy", "auc"))}
+            if key in metrics or not key.endswith(loop.METRICS)}
 
 
 def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedData,

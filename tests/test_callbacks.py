@@ -49,6 +49,33 @@ class ScriptedMetric(tf.keras.callbacks.Callback):
 
 
 # -- EarlyStopping ----------------------------------------------------------------------------
+def test_early_stopping_per_tower_keeps_each_towers_best_and_stops_when_all_have():
+    """Tower a peaks at epoch 1 and b at epoch 3 (patience 1): training goes on while b
+    improves, stops once both have stopped, and each tower gets back its own best epoch's
+    weights."""
+    from modules.model import Towers
+    towers = {name: build_core(20, 2, small_config(), seed=i)
+              for i, name in enumerate(("a", "b"))}
+    model = Towers(towers)
+    stopper = cb.EarlyStoppingPerTower(towers, monitor="val_auc", patience=1)
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    scripted = {"a": [0.9, 0.8, 0.8, 0.8], "b": [0.5, 0.6, 0.7, 0.6]}
+    stopped_at = None
+    for epoch in range(4):
+        for tower in towers.values():  # each epoch: new weights, marked by the epoch
+            tower.set_weights([np.full_like(w, epoch) for w in tower.get_weights()])
+        stopper.on_epoch_end(epoch, {f"val_{n}_auc": v[epoch] for n, v in scripted.items()})
+        if model.stop_training:
+            stopped_at = epoch + 1
+            break
+    stopper.on_train_end()
+    assert stopped_at == 4  # a stopped at epoch 2, b only at epoch 4
+    for name, best in (("a", 0), ("b", 2)):
+        assert {float(w.flat[0]) for w in towers[name].get_weights()} == {best}, name
+    assert stopper.stoppers["a"].best_epoch == 1 and stopper.stoppers["b"].best_epoch == 3
+
+
 def test_early_stopping_restores_best_epoch_weights_and_sets_best_epoch(prepared):
     train, evaluation = datasets(prepared)
     training_loop = new_loop()
