@@ -57,7 +57,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--no-baseline-resolver", action="store_true",
                    help="leave out the TFX Resolver that finds the last blessed model (the "
                    "open-source Kubeflow Pipelines backend cannot run resolvers; Vertex AI "
-                   "Pipelines can); blessing then rests on --min-auc style thresholds alone")
+                   "Pipelines can); blessing then rests on the test-split criteria alone")
     p.add_argument("--dry-run", metavar="DIR", help="after compiling, execute the compiled "
                    "pipeline.json on this machine as the Kubeflow Pipelines v2 backend would "
                    "(each task's container command with its ExecutorInput, in a subprocess); "

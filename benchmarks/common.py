@@ -48,7 +48,7 @@ def _latest(pattern):
     return max(glob.glob(pattern), key=lambda p: int(os.path.basename(p)))
 
 
-def examples_artifact(uri, splits=("train", "eval")):
+def examples_artifact(uri, splits=("train", "validation", "test")):
     """An Examples artifact at `uri`, as an executor's input_dict holds it."""
     from tfx.types import artifact_utils, standard_artifacts
 
@@ -64,7 +64,7 @@ def prepared_default_data():
     examples, schema, statistics = ingest()
     artifact = examples_artifact(examples)
     return training.prepare_data(data.split_files(artifact, "train"),
-                                 data.split_files(artifact, "eval"), schema, statistics,
+                                 data.split_files(artifact, "validation"), schema, statistics,
                                  configs.DEFAULT_LABEL, configs.DEFAULT_DROP)
 
 

@@ -3,7 +3,7 @@
 Runs the pipeline's own steps in one process: teacher (Trainer defaults), the student the
 Distiller would choose (size search, alpha/temperature grid, scratch control), pruned student (Pruner defaults: 80% sparsity, distilling while it
 fine-tunes) and the int8 TFLite model (Quantizer). Every model is measured by
-`modules.evaluation.evaluate_candidate`, the Evaluator's path: ROC AUC on the eval split,
+`modules.evaluation.evaluate_candidate`, the Evaluator's path: ROC AUC on the validation split,
 bytes on disk and gzip bytes (SavedModel folders tarred, .tflite files as they are), and
 single-example CPU latency. The timed call takes one preprocessed float32 feature vector and
 returns class probabilities: for Keras models one call of the compiled inference function, for
@@ -44,8 +44,7 @@ def main():
             config = distillation.student_config({"batch_size": teacher_config.batch_size,
                                                   "activation": teacher_config.activation},
                                                  "float32", 20)
-            search = distillation.search_student(prepared, teacher, evaluation.keras_metrics(
-                teacher, prepared.eval), config, seed=seed,
+            search = distillation.search_student(prepared, teacher, config, seed=seed,
                                                  max_auc_drop=0.005, max_accuracy_drop=0.01)
             selected = search.selected
             student = distillation.rebuild(selected, prepared, config)
@@ -64,7 +63,7 @@ def main():
                                     prepared.label, prepared.classes, {})
                 predict, single = evaluation.keras_predictor(model)
                 results[name] = evaluation.evaluate_candidate(
-                    predict, single, prepared.eval,
+                    predict, single, prepared.held_out,
                     os.path.join(folder, export.SERVING_DIR), model.count_params())
             path = os.path.join(workdir, f"{seed}-int8.tflite")
             with open(path, "wb") as f:
@@ -72,7 +71,7 @@ def main():
                     prepared.train, seed=seed)))
             predict, single = evaluation.tflite_predictor(quantization.TFLiteModel.from_file(path))
             results["int8"] = evaluation.evaluate_candidate(
-                predict, single, prepared.eval, path, pruned.count_params())
+                predict, single, prepared.held_out, path, pruned.count_params())
             results["sparsity"] = pruning.sparsity_report(pruned)["pruned_weights_sparsity"]
             results["student"] = selected.row()
             print("seed", seed, selected.size, selected.origin,

@@ -4,7 +4,7 @@ Each seed trains the teacher (the Trainer's default configuration), then runs th
 search (`modules.distillation.search_student`) at one fixed student size: every
 alpha/temperature of the grid (or the one given) and the control (same architecture, budget
 and seed, labels only). Prints per-seed values, then as its last line the means:
-{"teacher_auc", "scratch_auc", "distilled_auc" (the best grid point on the eval split),
+{"teacher_auc", "scratch_auc", "distilled_auc" (the best grid point on the validation split),
  "param_ratio", ...}.
 
     python benchmarks/distillation.py [--seeds 3] [--student-units 16] [--alpha A --temperature T]
@@ -13,7 +13,7 @@ import argparse
 
 from common import mean, prepared_default_data, print_result
 
-from modules import distillation, evaluation, training
+from modules import distillation, training
 from modules.model import ModelConfig, build_core
 
 
@@ -40,8 +40,7 @@ def main():
                                               "activation": teacher_config.activation},
                                              "float32", args.epochs)
         search = distillation.search_student(
-            prepared, teacher, evaluation.keras_metrics(teacher, prepared.eval), config,
-            seed=seed, sizes=[(args.student_layers, args.student_units)],
+            prepared, teacher, config, seed=seed, sizes=[(args.student_layers, args.student_units)],
             grid=grid, max_auc_drop=0.005, max_accuracy_drop=0.01)
         best = max(search.grid, key=distillation.rank)
         row = {"seed": seed, "teacher_auc": search.teacher_metrics["auc"],

@@ -8,7 +8,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.types.component_spec import ExecutionParameter
 
-from modules import export, training
+from modules import data, export, training
 from modules.settings import Blessing, RunSettings, Stage
 
 RUN_SETTINGS = RunSettings.KEY  # the execution property holding RunSettings (JSON)
@@ -20,13 +20,16 @@ def json_parameter() -> ExecutionParameter:
 
 
 class StepInputs:
-    """Everything a step starts from. `model` (input `model_key`) and `prepared` (both
-    splits, prepared exactly as that model was trained) are loaded on first use, once."""
+    """Everything a step starts from. `model` (input `model_key`) and `prepared` (the train
+    split and the `held_out` split, prepared exactly as that model was trained) are loaded on
+    first use, once."""
 
     def __init__(self, settings: RunSettings, stage: Optional[Stage], model_key: str,
                  input_dict: Dict[str, List[types.Artifact]],
-                 output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
+                 output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any],
+                 held_out: str = data.VALIDATION):
         self.settings, self.stage, self.model_key = settings, stage, model_key
+        self.held_out = held_out
         self.input_dict, self.output_dict = input_dict, output_dict
         self.exec_properties = exec_properties
         self._models: Dict[str, export.ExportedModel] = {}
@@ -53,9 +56,13 @@ class StepInputs:
 
     @functools.cached_property
     def prepared(self) -> training.PreparedData:
-        return training.prepare_like(self.model, self.input_dict["examples"],
+        return self.prepare_like(self.model)
+
+    def prepare_like(self, model: export.ExportedModel) -> training.PreparedData:
+        """The train and held-out splits of the examples, prepared as `model` was trained."""
+        return training.prepare_like(model, self.input_dict["examples"],
                                      self.settings.training.cache_mb,
-                                     self.settings.work_subdir("label_counts"))
+                                     self.settings.work_subdir("label_counts"), self.held_out)
 
     @property
     def budget(self) -> Blessing:
@@ -65,16 +72,18 @@ class StepInputs:
 
 class StepExecutor(base_executor.BaseExecutor):
     """Parses `run_settings` and the stage config (`STAGE.KEY`) and calls `run` with the
-    step's inputs; the model of input `MODEL_KEY` is the one the examples are prepared like."""
+    step's inputs; the model of input `MODEL_KEY` is the one the examples are prepared like.
+    Steps score on the `HELD_OUT` split: validation, except the Evaluator's test."""
     STAGE: ClassVar[Optional[Type[Stage]]] = None
     MODEL_KEY: ClassVar[str] = "model"
+    HELD_OUT: ClassVar[str] = data.VALIDATION
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
         settings = RunSettings.from_json(exec_properties[RUN_SETTINGS])
         stage = self.STAGE.from_json(exec_properties[self.STAGE.KEY]) if self.STAGE else None
         self.run(StepInputs(settings, stage, self.MODEL_KEY, input_dict, output_dict,
-                            exec_properties))
+                            exec_properties, self.HELD_OUT))
 
     def run(self, step: StepInputs) -> None:
         raise NotImplementedError

@@ -25,6 +25,11 @@ from modules import fileio
 NUMERIC = "numeric"
 TEXT = "text"
 
+# CsvExampleGen's splits. Every step that selects (a tuner trial, early stopping, a student,
+# a sparsity) scores on VALIDATION; TEST is read by the Evaluator alone, for the verdict.
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+SPLITS = (TRAIN, VALIDATION, TEST)
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatureColumn:

@@ -8,8 +8,10 @@ with the split: in memory or on local disk), so the teacher never runs inside th
 loop and none of its weights can change.
 
 `search_student` sizes the student to the task: it trains every size (`STUDENT_SIZES`) and
-keeps the smallest whose eval-split scores stay within half of the blessing budget of the
-teacher (accuracy and ROC AUC drops), leaving the other half to pruning and quantization.
+keeps the smallest whose validation scores stay within half of the blessing budget of the
+teacher (accuracy and ROC AUC drops, paired on the same rows and widened by their noise as
+the Evaluator's rule is: `modules.blessing.budget_left`), leaving the other half to pruning
+and quantization.
 At that size it picks alpha and temperature from a small grid and trains the same student
 from scratch on the labels alone as the control; the student handed on is the best of them,
 so distillation never ships worse than its control.
@@ -72,7 +74,7 @@ def with_teacher_logits(teacher: tf.keras.Model,
 
     return dataclasses.replace(prepared,
                                train=prepared.train.with_targets("teacher_logits", logits),
-                               eval=prepared.eval.with_targets("teacher_logits", logits))
+                               held_out=prepared.held_out.with_targets("teacher_logits", logits))
 
 
 def student_config(tuned: Dict[str, Any], precision: str, epochs: int) -> ModelConfig:
@@ -96,7 +98,7 @@ def filter_choices(choices: Sequence[Tuple], *fixed: Optional[float]) -> List[Tu
 
 @dataclasses.dataclass
 class Candidate:
-    """One trained student: its size, how it learned, and its scores on the eval split."""
+    """One trained student: its size, how it learned, and its scores on validation."""
     layers: int
     units: int
     params: int
@@ -156,7 +158,7 @@ class StudentSearch:
 
 
 def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
-                   teacher_metrics: Dict[str, float], config: ModelConfig, *,
+                   config: ModelConfig, *,
                    max_auc_drop: float, max_accuracy_drop: float,
                    seed: int, sizes: Sequence[Tuple[int, int]] = STUDENT_SIZES,
                    grid: Sequence[Tuple[float, float]] = DISTILLATION_GRID,
@@ -164,11 +166,13 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
                    run_dir: Optional[Callable[[str], str]] = None) -> StudentSearch:
     """The smallest student within `budget_share` of the blessing budget, its best alpha and
     temperature, and its scratch control; see the module docstring. `config` is the students'
-    training configuration; `teacher_metrics` the teacher's `modules.evaluation` metrics on
-    the eval split; `run_dir(name)` gives each training's log folder ("sizes", "grid").
+    training configuration; every candidate is compared with `teacher` on the held-out
+    (validation) rows of `prepared`; `run_dir(name)` gives each training's log folder
+    ("sizes", "grid").
     Candidates train without progress bars: one line each reports them."""
     distilled_data = with_teacher_logits(teacher, prepared)
     dim, classes = prepared.dim, prepared.num_classes
+    teacher_scores = evaluation.keras_scores(teacher, prepared.held_out)
 
     def train(phase: str, candidates: Sequence[Tuple[int, int, Optional[float],
                                                      Optional[float]]]) -> List[Candidate]:
@@ -191,11 +195,13 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
         trained = []
         for name, (layers, units, alpha, temperature) in zip(names, candidates):
             core = result.model.towers[name]
-            metrics = evaluation.keras_metrics(core, prepared.eval)
+            scores = evaluation.keras_scores(core, prepared.held_out)
+            metrics = scores.metrics()
             trained.append(Candidate(
                 layers, units, core.count_params(), "scratch" if alpha is None else "distilled",
                 alpha, temperature, metrics,
-                blessing.budget_left(metrics, teacher_metrics, max_auc_drop, max_accuracy_drop),
+                blessing.budget_left(blessing.drops_from(teacher_scores, scores, seed=seed),
+                                     max_auc_drop, max_accuracy_drop),
                 result.epochs_trained, training.tower_history(result.history, name),
                 core.get_weights()))
             log.info("distiller: %s: accuracy %.4f, AUC %.4f, budget left %+.2f", name,
@@ -210,7 +216,7 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
                              + [(chosen.layers, chosen.units, None, None)])
     grid_candidates = [chosen] + others
     selected = max(grid_candidates + [scratch], key=rank)  # ties: distilled first
-    return StudentSearch(teacher_metrics, tried, grid_candidates, scratch, selected,
+    return StudentSearch(teacher_scores.metrics(), tried, grid_candidates, scratch, selected,
                          budget_share)
 
 

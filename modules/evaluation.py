@@ -2,8 +2,10 @@
 
 Every candidate (Keras core of a SavedModel artifact, or a TFLite model) is reduced to a
 function from preprocessed feature vectors to class probabilities, and measured the same way:
-- metrics on the eval split: accuracy, ROC AUC, precision, recall, log loss (binary: of the
-  second class; more classes: macro averages, one-vs-rest AUC);
+- metrics on a held-out split (validation in the steps that select, test in the Evaluator),
+  from each model's `Scores` (labels and probabilities): accuracy, ROC AUC, precision,
+  recall, log loss (binary: of the second class; more classes: macro averages, one-vs-rest
+  AUC); `modules.intervals` gives their 95% intervals from the same Scores;
 - size: bytes on disk, and gzip-compressed bytes (a folder is tarred first);
 - latency: one example on the CPU (TFLite: one interpreter thread; TensorFlow: its default
   thread pools), median over many calls after warm-up. The
@@ -12,6 +14,7 @@ function from preprocessed feature vectors to class probabilities, and measured 
   model, one call of its compiled inference function. Preprocessing, identical for all
   candidates, is not timed.
 """
+import dataclasses
 import functools
 import gzip
 import io
@@ -106,23 +109,44 @@ def keras_predictor(core: tf.keras.Model):
     return predict, single
 
 
-def split_metrics(predict: Callable[[np.ndarray], np.ndarray],
-                  split: Split) -> Dict[str, float]:
-    """`classification_metrics` of `predict` over a prepared split, read block by block (only
-    the labels and the predicted probabilities, a few numbers per row, are kept)."""
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """One model's class probabilities on the rows of a split, in row order, with their
+    labels: all its metrics and their intervals come from these (a few numbers per row)."""
+    labels: np.ndarray  # class ids [rows]
+    probabilities: np.ndarray  # [rows, classes]
+
+    def metrics(self) -> Dict[str, float]:
+        return classification_metrics(self.labels, self.probabilities)
+
+
+def split_scores(predict: Callable[[np.ndarray], np.ndarray], split: Split) -> Scores:
+    """`predict`'s probabilities over a prepared split, read block by block (only the labels
+    and the probabilities are kept)."""
     labels, probabilities = [], []
     for x, targets in split.blocks():
         labels.append(targets["label"])
         probabilities.append(predict(x))
     if not labels:
-        raise ValueError("the eval split has no labeled rows to measure a model on")
-    return classification_metrics(np.concatenate(labels), np.concatenate(probabilities))
+        raise ValueError("the held-out split has no labeled rows to measure a model on")
+    return Scores(np.concatenate(labels), np.concatenate(probabilities))
+
+
+def split_metrics(predict: Callable[[np.ndarray], np.ndarray],
+                  split: Split) -> Dict[str, float]:
+    """`classification_metrics` of `predict` over a prepared split."""
+    return split_scores(predict, split).metrics()
+
+
+def keras_scores(core: tf.keras.Model, split: Split) -> Scores:
+    """A Keras core's (inference mode) `Scores` on a prepared split."""
+    predict, _ = keras_predictor(core)
+    return split_scores(predict, split)
 
 
 def keras_metrics(core: tf.keras.Model, split: Split) -> Dict[str, float]:
     """`classification_metrics` of a Keras core (inference mode) on a prepared split."""
-    predict, _ = keras_predictor(core)
-    return split_metrics(predict, split)
+    return keras_scores(core, split).metrics()
 
 
 def tflite_predictor(model: TFLiteModel):
@@ -139,9 +163,8 @@ def evaluate_candidate(predict: Callable[[np.ndarray], np.ndarray],
                        single: Callable[[np.ndarray], Callable[[], object]],
                        evaluation: Split, path: str, params: int, latency_repeats: int = 300,
                        metrics: Optional[Dict[str, float]] = None) -> Dict[str, float]:
-    """All the numbers the report shows for one candidate on the prepared eval split.
-    `metrics`: its `classification_metrics` there, where the step that made it measured
-    them."""
+    """All the numbers the report shows for one candidate on a prepared held-out split.
+    `metrics`: its `classification_metrics` there, where they are already known."""
     result = dict(metrics) if metrics else split_metrics(predict, evaluation)
     result.update(size_on_disk(path))
     result["params"] = int(params)

@@ -100,7 +100,7 @@ def prune(core: tf.keras.Model, prepared: training.PreparedData, config: ModelCo
 @dataclasses.dataclass
 class PruneAttempt:
     sparsity: float
-    metrics: Dict[str, float]  # on the eval split (modules.evaluation)
+    metrics: Dict[str, float]  # on validation (modules.evaluation)
     budget_left: float
 
     def row(self) -> Dict[str, Any]:
@@ -118,12 +118,14 @@ class PruneOutcome:
 
 def prune_within_budget(core: tf.keras.Model, prepared: training.PreparedData,
                         config: ModelConfig, *, target_sparsity: float,
-                        teacher_metrics: Dict[str, float], max_auc_drop: float,
-                        max_accuracy_drop: float, budget_share: float = PRUNE_BUDGET_SHARE,
+                        teacher: evaluation.Scores, max_auc_drop: float,
+                        max_accuracy_drop: float, seed: int,
+                        budget_share: float = PRUNE_BUDGET_SHARE,
                         **prune_kwargs) -> PruneOutcome:
     """Prunes at the target sparsity, then at lower ones (SPARSITY_STEPS), until the pruned
-    model leaves `budget_share` of the blessing budget against the teacher; if none does, the
-    attempt that leaves the most (ties: the sparser)."""
+    model leaves `budget_share` of the blessing budget against the teacher (whose `Scores`
+    on the held-out rows of `prepared` are `teacher`: `blessing.budget_left`); if none does,
+    the attempt that leaves the most (ties: the sparser)."""
     ladder = sorted({round(target_sparsity * step, 4) for step in SPARSITY_STEPS}, reverse=True)
     attempts: List[PruneAttempt] = []
     best = None
@@ -131,15 +133,16 @@ def prune_within_budget(core: tf.keras.Model, prepared: training.PreparedData,
         memory.release()
         if sparsity > 0:
             model, result = prune(core, prepared, config, target_sparsity=sparsity,
-                                  **prune_kwargs)
+                                  seed=seed, **prune_kwargs)
         else:
             model, result = core, None
-        metrics = evaluation.keras_metrics(model, prepared.eval)
-        attempt = PruneAttempt(sparsity, metrics, blessing.budget_left(
-            metrics, teacher_metrics, max_auc_drop, max_accuracy_drop))
+        scores = evaluation.keras_scores(model, prepared.held_out)
+        attempt = PruneAttempt(sparsity, scores.metrics(), blessing.budget_left(
+            blessing.drops_from(teacher, scores, seed=seed),
+            max_auc_drop, max_accuracy_drop))
         attempts.append(attempt)
         log.info("pruner: sparsity %.2f: accuracy %.4f, AUC %.4f, budget left %+.2f", sparsity,
-                 metrics["accuracy"], metrics["auc"], attempt.budget_left)
+                 attempt.metrics["accuracy"], attempt.metrics["auc"], attempt.budget_left)
         if best is None or attempt.budget_left > best.chosen.budget_left:
             best = PruneOutcome(model, result, attempts, attempt)
         if attempt.budget_left >= budget_share:

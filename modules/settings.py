@@ -62,6 +62,15 @@ def between(low: float, high: float, *, high_open: bool = False, low_open: bool 
     return check
 
 
+def split_proportions(text: str) -> Tuple[int, ...]:
+    """--splits: "70,15,15" -> (70, 15, 15); anything else is left for the check to name."""
+    try:
+        return tuple(int(part) for part in comma_list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text}: three whole numbers (train, validation, test), e.g. 70,15,15") from None
+
+
 def greater_than(low: float) -> Check:
     return lambda v: None if v > low else f"must be greater than {low:g}"
 
@@ -213,6 +222,19 @@ class Csv(Stage):
 
 
 @dataclasses.dataclass(frozen=True)
+class Splits(Stage):
+    """How CsvExampleGen splits the rows: train, validation and test, by hash of the row.
+    Every step that selects (tuner trials, early stopping, student size, alpha and
+    temperature, pruning ladder, QAT) scores on validation; only the Evaluator reads test."""
+    KEY: ClassVar[str] = "splits"
+    proportions: Tuple[int, ...] = setting(
+        (70, 15, 15), "relative sizes of the train, validation and test splits (hash buckets)",
+        flag="--splits", parse=split_proportions, metavar="TRAIN,VALIDATION,TEST",
+        check=lambda v: None if len(v) == 3 and all(p >= 1 for p in v) and sum(v) <= 1000
+        else "three whole numbers of at least 1 (train, validation, test), e.g. 70,15,15")
+
+
+@dataclasses.dataclass(frozen=True)
 class Training(Stage):
     """What every training step shares: Tuner trials, Trainer, Distiller, Pruner, QAT."""
     KEY: ClassVar[str] = "training"
@@ -263,7 +285,7 @@ class Distillation(Stage):
                                            check=at_least(1))
     alpha: Optional[float] = setting(
         None, "weight of the label cross-entropy, 1 - alpha weighs the teacher's soft "
-        "targets; none: chosen on the eval split from a small grid", flag=True,
+        "targets; none: chosen on the validation split from a small grid", flag=True,
         check=between(0.0, 1.0))
     temperature: Optional[float] = setting(
         None, "temperature T that softens the logits; none: chosen with alpha", flag=True,
@@ -307,21 +329,25 @@ class Blessing(Stage):
     """The Evaluator's blessing (modules.blessing); the Distiller and Pruner compress within
     the same budget."""
     KEY: ClassVar[str] = "blessing_thresholds"  # "blessing" is the Evaluator's output
-    min_auc: float = setting(0.9, "the deployable model is blessed only with at least this "
-                             "ROC AUC", flag=True, check=between(0.0, 1.0))
-    max_auc_drop: float = setting(0.005, "... and at most this much below the teacher's ROC "
-                                  "AUC", flag=True, check=at_least(0.0))
-    max_accuracy_drop: float = setting(0.01, "... and at most this much below the teacher's "
-                                       "accuracy", flag=True, check=at_least(0.0))
+    min_auc: Optional[float] = setting(
+        None, "an absolute floor: the deployable model is blessed only with at least this "
+        "ROC AUC on test (none: no floor; the model must beat the class prior instead)",
+        flag=True, check=between(0.0, 1.0))
+    max_auc_drop: float = setting(0.005, "the deployable model's ROC AUC may be at most this "
+                                  "much below the teacher's, beyond noise (the paired 95%% "
+                                  "interval's low end)", flag=True, check=at_least(0.0))
+    max_accuracy_drop: float = setting(0.01, "... and its accuracy at most this much below "
+                                       "the teacher's, beyond noise", flag=True,
+                                       check=at_least(0.0))
     slice_features: Tuple[str, ...] = setting(("payment_type",), "TFMA slices, where the "
                                               "column exists")
     slice_rows: int = setting(20_000, "TFMA's sliced metrics use a uniform sample of at most "
-                              "this many eval rows (0: all); the blessing always uses every "
-                              "eval row", flag="--slice-rows", check=at_least(0),
+                              "this many test rows (0: all); the blessing always uses every "
+                              "test row", flag="--slice-rows", check=at_least(0),
                               quick=5_000)
 
 
-STAGES: Tuple[Type[Stage], ...] = (Csv, Training, Tuning, Teacher, Distillation, Pruning,
+STAGES: Tuple[Type[Stage], ...] = (Csv, Splits, Training, Tuning, Teacher, Distillation, Pruning,
                                    Quantization, Blessing)
 
 

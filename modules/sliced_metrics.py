@@ -1,6 +1,6 @@
 """TensorFlow Model Analysis: the models' metrics overall and per slice of a raw feature.
 
-The Evaluator scores a uniform sample of the eval split's tf.Examples with the models it
+The Evaluator scores a uniform sample of the test split's tf.Examples with the models it
 measures (the same predictors as its exact metrics: the teacher's Keras core and the
 deployed TFLite model, each behind the preprocessing) and writes, next to the raw features,
 the class id (`LABEL_KEY`) and each model's probability of the second class

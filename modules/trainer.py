@@ -57,6 +57,6 @@ def run_fn(fn_args: FnArgs) -> None:
                             "best_epoch": result.best_epoch, "history": result.history,
                             "eval_metrics": result.eval_metrics, "rows": prepared.row_counts,
                             # measured once here, reused by the Distiller, Pruner, Evaluator
-                            "metrics": evaluation.keras_metrics(result.model, prepared.eval)})
+                            "metrics": evaluation.keras_metrics(result.model, prepared.held_out)})
     if checkpoint_dir:  # the finished model is in the artifact; a rerun starts afresh
         fileio.rmtree(checkpoint_dir)

@@ -19,16 +19,18 @@ from modules.settings import STRATEGIES
 
 @dataclasses.dataclass
 class PreparedData:
-    """Both splits prepared (`modules.splits.Split`: in memory when small, streamed when
-    not), with what produced them."""
+    """The training split and one held-out split prepared (`modules.splits.Split`: in memory
+    when small, streamed when not), with what produced them. The held-out split is
+    `data.VALIDATION` for every step that selects and `data.TEST` for the Evaluator alone."""
     train: splits.Split
-    eval: splits.Split
+    held_out: splits.Split
     classes: List[str]
     columns: List[data.FeatureColumn]
     label: data.FeatureColumn
     preprocessor: Optional[FeaturePreprocessor]
     row_counts: Dict[str, int]  # rows used and rows dropped, for the report
     class_counts: Dict[str, List[int]] = dataclasses.field(default_factory=dict)
+    held_out_split: str = data.VALIDATION
 
     @property
     def num_classes(self) -> int:
@@ -46,62 +48,68 @@ class PreparedData:
             serialized, _inputs(self.columns, self.preprocessor)))
 
     def validation(self, rows: Optional[int] = None) -> splits.Split:
-        """The eval split, or a uniform sample of at most `rows` of its rows (drawn once,
+        """The held-out split, or a uniform sample of at most `rows` of its rows (drawn once,
         the same for every model of a step: `Split.sample` keeps it)."""
-        return self.eval.sample(rows) if rows else self.eval
+        return self.held_out.sample(rows) if rows else self.held_out
 
     def counts(self, split: str) -> np.ndarray:
-        """Rows per class of "train" or "eval"."""
+        """Rows per class of the training split (data.TRAIN) or of the held-out one."""
         if split not in self.class_counts:
-            self.class_counts[split] = getattr(self, split).class_counts(
-                self.num_classes).tolist()
+            held = {data.TRAIN: self.train, self.held_out_split: self.held_out}
+            self.class_counts[split] = held[split].class_counts(self.num_classes).tolist()
         return np.asarray(self.class_counts[split], np.int64)
 
 
-def prepare_data(train_files: Sequence[str], eval_files: Sequence[str], schema_path: str,
+def prepare_data(train_files: Sequence[str], held_out_files: Sequence[str], schema_path: str,
                  statistics_uri: str, label: str, drop: Sequence[str] = (),
                  cache_mb: float = splits.DEFAULT_CACHE_MB,
-                 counts_dir: Optional[str] = None) -> PreparedData:
-    """Prepares the train and eval splits: the preprocessing is fitted on StatisticsGen's
-    statistics of the training split (`statistics_uri`), the classes are the training
-    split's labels. `counts_dir` keeps the label counts for the next steps
-    (`data.label_counts`)."""
+                 counts_dir: Optional[str] = None,
+                 held_out_split: str = data.VALIDATION) -> PreparedData:
+    """Prepares the train split and a held-out split (validation unless told otherwise): the
+    preprocessing is fitted on StatisticsGen's statistics of the training split
+    (`statistics_uri`), the classes are the training split's labels. `counts_dir` keeps the
+    label counts for the next steps (`data.label_counts`)."""
     schema = data.load_schema(schema_path)
     columns = data.feature_columns(schema, label, drop)
-    preprocessor = fit_preprocessor(load_statistics(statistics_uri, "train"), columns)
-    return _prepare(train_files, eval_files, columns, data.label_column(schema, label),
-                    preprocessor, cache_mb=cache_mb, counts_dir=counts_dir)
+    preprocessor = fit_preprocessor(load_statistics(statistics_uri, data.TRAIN), columns)
+    return _prepare(train_files, held_out_files, held_out_split, columns,
+                    data.label_column(schema, label), preprocessor, cache_mb=cache_mb,
+                    counts_dir=counts_dir)
 
 
 def prepare_like(model, examples: Sequence, cache_mb: float = splits.DEFAULT_CACHE_MB,
-                 counts_dir: Optional[str] = None) -> PreparedData:
-    """Prepares the train and eval splits of an Examples artifact (a one-item list, as in an
-    executor's input_dict) exactly as `model` (an `export.ExportedModel`) was trained: its
-    columns, label, classes and preprocessing."""
-    return _prepare(data.split_files(examples, "train"), data.split_files(examples, "eval"),
+                 counts_dir: Optional[str] = None,
+                 held_out_split: str = data.VALIDATION) -> PreparedData:
+    """Prepares the train split and the `held_out_split` of an Examples artifact (a one-item
+    list, as in an executor's input_dict) exactly as `model` (an `export.ExportedModel`) was
+    trained: its columns, label, classes and preprocessing."""
+    return _prepare(data.split_files(examples, data.TRAIN),
+                    data.split_files(examples, held_out_split), held_out_split,
                     model.columns, model.label, model.preprocessor, model.classes, cache_mb,
                     counts_dir)
 
 
-def _prepare(train_files, eval_files, columns, label_column,
+def _prepare(train_files, held_out_files, held_out_split: str, columns, label_column,
              preprocessor: FeaturePreprocessor, classes: Optional[Sequence[str]] = None,
              cache_mb: float = splits.DEFAULT_CACHE_MB,
              counts_dir: Optional[str] = None) -> PreparedData:
-    """Rows without a label are dropped; eval rows of a class the training split never had
-    are dropped too. Both are counted in `row_counts`. One streamed pass counts the labels,
-    a second prepares the rows."""
+    """Rows without a label are dropped; held-out rows of a class the training split never
+    had are dropped too. Both are counted in `row_counts`. One streamed pass counts the
+    labels, a second prepares the rows (only when a step reads them)."""
     train_labels = data.label_counts(train_files, label_column, cache_dir=counts_dir)
-    eval_labels = data.label_counts(eval_files, label_column, cache_dir=counts_dir)
+    held_out_labels = data.label_counts(held_out_files, label_column, cache_dir=counts_dir)
     classes = list(classes) if classes is not None else data.class_vocabulary(train_labels)
     if len(classes) < 2:
         raise ValueError(f"label '{label_column.name}' has a single class ({classes}) in the "
                          f"training split; a classifier needs at least two")
     per_class = {name: [labels.get(c, 0) for c in classes]
-                 for name, labels in (("train", train_labels), ("eval", eval_labels))}
-    unseen = sum(n for labels in (train_labels, eval_labels) for c, n in labels.items()
+                 for name, labels in ((data.TRAIN, train_labels),
+                                      (held_out_split, held_out_labels))}
+    unseen = sum(n for labels in (train_labels, held_out_labels) for c, n in labels.items()
                  if c and c not in classes)
-    counts = {"train_rows": sum(per_class["train"]), "eval_rows": sum(per_class["eval"]),
-              "dropped_missing_label": train_labels.get("", 0) + eval_labels.get("", 0),
+    counts = {"train_rows": sum(per_class[data.TRAIN]),
+              f"{held_out_split}_rows": sum(per_class[held_out_split]),
+              "dropped_missing_label": train_labels.get("", 0) + held_out_labels.get("", 0),
               "dropped_unseen_class": unseen}
     prepared_splits = [
         splits.Split.from_blocks(_prepared_blocks(files, columns, label_column, preprocessor,
@@ -109,9 +117,9 @@ def _prepare(train_files, eval_files, columns, label_column,
                                  preprocessor.output_dim, rows, cache_mb,
                                  expand=preprocessor.expand)
         for files, rows in ((train_files, counts["train_rows"]),
-                            (eval_files, counts["eval_rows"]))]
+                            (held_out_files, counts[f"{held_out_split}_rows"]))]
     return PreparedData(*prepared_splits, classes, list(columns), label_column, preprocessor,
-                        counts, per_class)
+                        counts, per_class, held_out_split)
 
 
 def _prepared_blocks(files, columns, label_column, preprocessor: FeaturePreprocessor,
@@ -175,9 +183,9 @@ MIN_BATCHES_PER_PASS = 8
 MIN_STEPS_PER_EPOCH = 32
 MAX_ROWS_PER_EPOCH = 65_536
 EVAL_BATCH_SIZE = 2048
-# The searches validate on a uniform sample of at most this many eval rows (standard error of
-# an accuracy near 0.9: 0.002), bounded as their epochs are; the candidates they pick are
-# then measured on every eval row. The Trainer's final training validates on all of them.
+# The searches validate on a uniform sample of at most this many validation rows (standard
+# error of an accuracy near 0.9: 0.002), bounded as their epochs are; the candidates they pick
+# are then measured on every validation row. The Trainer's final training validates on all.
 SEARCH_VALIDATION_ROWS = MAX_ROWS_PER_EPOCH // 4
 
 
@@ -275,8 +283,8 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     the freshly built model before training (a Hyperband trial continuing another).
     `steps_per_execution` train steps run per tf.function call; pruning needs 1, so that its
     step counter advances every batch. `epoch_rows` caps an epoch (see `budget`) and makes
-    validation use at most SEARCH_VALIDATION_ROWS eval rows; None makes every epoch a pass
-    over every row, validated on every eval row (the Trainer's final training).
+    validation use at most SEARCH_VALIDATION_ROWS validation rows; None makes every epoch a pass
+    over every row, validated on every validation row (the Trainer's final training).
     """
     tf.keras.utils.set_random_seed(seed)
     distribution = make_strategy(strategy)
@@ -295,7 +303,7 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     # every epoch of every search validates.
     evaluation = prepared.validation(SEARCH_VALIDATION_ROWS if epoch_rows else None).dataset(
         max(plan.global_batch_size, EVAL_BATCH_SIZE))
-    weights = class_weights(prepared.counts("train")) if balance_classes else None
+    weights = class_weights(prepared.counts(data.TRAIN)) if balance_classes else None
     training_loop = loop.TrainingLoop(model, optimizer, loss_fn, prepared.num_classes,
                                       strategy=distribution, clip_norm=config.clip_norm,
                                       class_weights=weights,

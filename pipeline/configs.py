@@ -6,14 +6,13 @@ import os
 from typing import Optional, Sequence, Tuple
 
 from modules.settings import (Blessing, Csv, Distillation, Pruning, Quantization,
-                              RunSettings, Teacher, Training, Tuning)
+                              RunSettings, Splits, Teacher, Training, Tuning)
 
 PIPELINE_NAME = "tfx-compress"
 DEFAULT_LABEL = "big_tipper"
 DEFAULT_DROP = ("tips",)  # determines big_tipper: a feature made of the label leaks it
 TAXI_CSV = os.path.join("examples", "chicago_taxi_pipeline", "data", "big_tipper_label",
                         "data.csv")
-TRAIN_EVAL_BUCKETS = (4, 1)  # 80% train, 20% eval, by hash of the row
 
 # Beam on one machine (the DirectRunner): in one process by default, where memory stays flat
 # in the rows (CsvExampleGen and StatisticsGen stream; measured at 600,000 taxi rows in one
@@ -71,6 +70,7 @@ class PipelineConfig:
     # backend cannot run resolvers: there the thresholds alone decide.
     resolve_baseline: bool = True
     csv: Csv = Csv()
+    splits: Splits = Splits()
     training: Training = Training()
     tuning: Tuning = Tuning()
     teacher: Teacher = Teacher()

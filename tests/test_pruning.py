@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
-from conftest import features_of, small_config
-from modules import evaluation, pruning
+from conftest import features_of, labels_of, small_config
+from modules import blessing, evaluation, pruning
 from modules.layers import DenseBlock, FeatureCross
 from modules.model import build_core
 
@@ -51,7 +51,7 @@ def test_stripped_model_has_no_wrappers_and_predicts_like_the_pruned_model(prune
                    for layer in stripped.layers)
     assert isinstance(stripped.get_layer("block_0"), DenseBlock)
     assert isinstance(stripped.get_layer("cross"), FeatureCross)
-    x = features_of(prepared.eval)
+    x = features_of(prepared.held_out)
     np.testing.assert_allclose(stripped(x, training=False).numpy(),
                                result.model(x, training=False).numpy(), atol=1e-5)
 
@@ -103,9 +103,11 @@ def test_prune_under_mirrored_strategy_after_another_mirrored_training(
 
 def test_within_budget_keeps_the_target_sparsity_when_it_fits(prepared):
     core = build_core(20, 2, small_config(units=32), seed=0)
-    generous = {"auc": 0.0, "accuracy": 0.0}  # any model is better than this "teacher"
+    labels = labels_of(prepared.held_out)
+    # A "teacher" that is always wrong: any model is better.
+    wrong = evaluation.Scores(labels, np.eye(2)[1 - labels])
     outcome = pruning.prune_within_budget(core, prepared, small_config(units=32),
-                                          target_sparsity=0.8, teacher_metrics=generous,
+                                          target_sparsity=0.8, teacher=wrong,
                                           max_auc_drop=0.01, max_accuracy_drop=0.01,
                                           epochs=2, seed=0, verbose=False)
     assert [a.sparsity for a in outcome.attempts] == [0.8]
@@ -121,22 +123,31 @@ class _Scripted:
 
 def _prune_scripted(prepared, monkeypatch, accuracy_by_sparsity, dense):
     """prune_within_budget against a teacher of accuracy 0.90 (AUC 0.95), where prune()
-    returns a stand-in model whose eval accuracy is scripted per sparsity; returns the
-    outcome and the sparsities prune() was asked for."""
+    returns a stand-in model whose validation accuracy is scripted per sparsity, measured
+    without noise; returns the outcome and the sparsities prune() was asked for."""
     tried = []
 
     def fake_prune(core, prepared, config, *, target_sparsity, **kwargs):
         tried.append(target_sparsity)
         return _Scripted(accuracy_by_sparsity[target_sparsity]), f"result {target_sparsity}"
 
+    def scores(model, split):
+        accuracy = 0.90 if model == "teacher" else dense if model == "dense" else model.accuracy
+        return type("Scores", (), {"accuracy": accuracy,
+                                   "metrics": lambda self: {"auc": 0.95, "accuracy": accuracy,
+                                                            "log_loss": 0.1}})()
+
+    def exact_drops(teacher, candidate, seed):
+        drop = teacher.accuracy - candidate.accuracy
+        return {"auc": blessing.Difference(0, 0, 0),
+                "accuracy": blessing.Difference(drop, drop, drop)}
+
     monkeypatch.setattr(pruning, "prune", fake_prune)
-    monkeypatch.setattr(evaluation, "keras_metrics", lambda model, split: {
-        "auc": 0.95, "accuracy": (dense if model == "dense" else model.accuracy),
-        "log_loss": 0.1})
+    monkeypatch.setattr(evaluation, "keras_scores", scores)
+    monkeypatch.setattr(blessing, "drops_from", exact_drops)
     outcome = pruning.prune_within_budget(
         "dense", prepared, small_config(), target_sparsity=0.8,
-        teacher_metrics={"auc": 0.95, "accuracy": 0.90}, max_auc_drop=0.005,
-        max_accuracy_drop=0.01)
+        teacher=scores("teacher", None), max_auc_drop=0.005, max_accuracy_drop=0.01, seed=0)
     return outcome, tried
 
 

@@ -47,7 +47,7 @@ def test_post_training_modes_match_the_keras_model(trained, prepared, mode):
     core, _ = trained
     representative = quantization.representative_sample(prepared.train, size=100)
     content = quantization.convert(core, mode, representative)
-    tflite = check_tflite(content, core, features_of(prepared.eval), mode)
+    tflite = check_tflite(content, core, features_of(prepared.held_out), mode)
     contract = tflite.contract()
     if mode == "int8":
         assert contract["input"].dtype == "int8" and contract["output"].dtype == "int8"
@@ -75,7 +75,7 @@ def test_quantization_aware_modes_fine_tune_and_match_the_qat_model(trained, pre
     assert result.epochs_trained == 1
     representative = quantization.representative_sample(prepared.train, size=100)
     content = quantization.convert(result.model, mode, representative)
-    check_tflite(content, result.model, features_of(prepared.eval), mode)
+    check_tflite(content, result.model, features_of(prepared.held_out), mode)
     if mode == "pqat":
         kernels = [w.numpy() for w in result.model.weights
                    if w.name.endswith("kernel:0") and "logits" not in w.name]
@@ -86,8 +86,8 @@ def test_fold_to_dense_matches_dense_block_model_in_inference(trained, prepared)
     core, _ = trained
     folded = quantization.fold_to_dense(core)
     assert all(type(layer) is tf.keras.layers.Dense for layer in folded.layers)
-    np.testing.assert_allclose(folded(features_of(prepared.eval)).numpy(),
-                               core(features_of(prepared.eval), training=False).numpy(),
+    np.testing.assert_allclose(folded(features_of(prepared.held_out)).numpy(),
+                               core(features_of(prepared.held_out), training=False).numpy(),
                                rtol=1e-4, atol=1e-4)
 
 
@@ -118,6 +118,6 @@ def test_representative_sample_draws_distinct_training_rows(prepared):
 def test_tflite_predict_handles_changing_batch_sizes(trained, prepared):
     core, _ = trained
     tflite = quantization.TFLiteModel(quantization.convert(core, "float16"))
-    full = tflite.predict(features_of(prepared.eval), batch_size=50)  # batches of 50, 50, 20
-    np.testing.assert_allclose(tflite.predict(features_of(prepared.eval)[:7]), full[:7], atol=1e-6)
-    assert full.shape == (len(features_of(prepared.eval)), 2)
+    full = tflite.predict(features_of(prepared.held_out), batch_size=50)  # batches of 50, 50, 20
+    np.testing.assert_allclose(tflite.predict(features_of(prepared.held_out)[:7]), full[:7], atol=1e-6)
+    assert full.shape == (len(features_of(prepared.held_out)), 2)

@@ -21,7 +21,10 @@ def summary():
         "states": {"Trainer": "complete", "Pusher": "cached"}, "baseline": None,
         "slices": {"teacher": {"overall": {"examples": 3000, "auc": 0.95, "accuracy": 0.9},
                                "payment_type=Cash": {"examples": 10, "auc": None}}},
-        "rows": {"train_rows": 12000, "eval_rows": 3000}, "sparsity": None,
+        "rows": {"train_rows": 12000, "validation_rows": 3000, "test_rows": 3000},
+        "sparsity": None, "test_rows": 3000, "split": "test",
+        "interval": {"level": 0.95, "resamples": 1000, "method": "percentile bootstrap"},
+        "trivial_model": {"log_loss": 0.5401, "class_frequencies": [0.75, 0.25]},
         "histories": {"teacher": {"val_auc": [0.9, 0.95], "loss": [0.4, 0.3]}},
         "tuner_trials": [{"trial_id": "0", "score": 0.94, "epochs_trained": 1},
                          {"trial_id": "1", "score": 0.95, "epochs_trained": 3}],
@@ -34,6 +37,19 @@ def test_terminal_table_lists_every_candidate_and_the_verdict():
         assert name in text
     assert "NOT blessed" in text and "Pushed to: nothing pushed" in text
     assert "Pusher 0.0s (cached)" in text
+
+
+def test_every_figure_shows_its_interval_and_drops_are_paired():
+    data = summary()
+    data["candidates"]["int8"].update(auc_ci=[0.941, 0.958], accuracy_ci=[0.889, 0.912],
+                                      log_loss_ci=[0.21, 0.25], accuracy_drop=0.004,
+                                      accuracy_drop_ci=[-0.003, 0.011], auc_drop=0.001,
+                                      auc_drop_ci=[-0.002, 0.004])
+    text = report.terminal_text(data)
+    assert "0.9500 (0.941-0.958)" in text and "0.9000 (0.889-0.912)" in text
+    assert "On the test split (3,000 rows" in text and "log loss 0.5401" in text
+    page = report.render_html(data)
+    assert "+0.0040 (-0.003-+0.011)" in page and "Candidates (test split)" in page
 
 
 def test_html_escapes_text_and_embeds_three_plots():

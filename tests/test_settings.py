@@ -7,7 +7,7 @@ import pytest
 
 from modules import settings
 from modules.settings import (Blessing, Distillation, Pruning, Quantization, RunSettings,
-                              SettingError, Training, Tuning)
+                              SettingError, Splits, Training, Tuning)
 
 
 def parse(*argv, quick=False):
@@ -58,11 +58,24 @@ def test_flags_reach_their_stage_with_their_types():
     (["--min-auc", "1.5"], "--min-auc 1.5: must be in [0, 1]"),
     (["--max-accuracy-drop", "-1"], "--max-accuracy-drop -1: must be at least 0"),
     (["--sparsity", "abc"], "invalid float value: 'abc'"),
+    (["--splits", "80,20"], "--splits 80,20: three whole numbers of at least 1"),
+    (["--splits", "70,0,30"], "--splits 70,0,30: three whole numbers of at least 1"),
+    (["--splits", "0.7,0.15,0.15"], "three whole numbers (train, validation, test)"),
 ])
 def test_a_bad_value_names_its_flag(argv, message):
     with pytest.raises(SettingError) as error:
         parse(*argv)
     assert message in str(error.value)
+
+
+def test_splits_default_to_70_15_15_and_take_any_three_proportions():
+    assert parse()["splits"].proportions == (70, 15, 15)
+    assert parse("--splits", "8,1,1")["splits"].proportions == (8, 1, 1)
+
+
+def test_no_absolute_auc_floor_by_default():
+    assert parse()["blessing"].min_auc is None
+    assert parse("--min-auc", "0.9")["blessing"].min_auc == 0.9
 
 
 def test_settings_without_a_flag_are_named_by_stage():
@@ -83,7 +96,8 @@ def test_a_search_space_file_is_read_and_checked(tmp_path):
 
 @pytest.mark.parametrize("stage", [Training(seed=3), Tuning(trials=4), Distillation(alpha=0.5),
                                    Pruning(sparsity=0.5), Quantization(modes=("int8",)),
-                                   Blessing(slice_features=("a", "b"))])
+                                   Blessing(slice_features=("a", "b")),
+                                   Splits(proportions=(8, 1, 1))])
 def test_stages_round_trip_through_json(stage):
     assert type(stage).from_json(stage.to_json()) == stage
 

@@ -101,7 +101,7 @@ def test_mixed_float16_trains_on_cpu_with_loss_scaling_and_float32_logits(prepar
     core = build_core(20, 2, config, seed=0)
     block = core.get_layer("block_0")
     assert block.compute_dtype == "float16" and block.kernel.dtype == tf.float32
-    assert core(features_of(prepared.eval)[:4]).dtype == tf.float32
+    assert core(features_of(prepared.held_out)[:4]).dtype == tf.float32
 
     result = training.train_model(lambda: build_core(20, 2, config, seed=0), prepared, config,
                                   early_stopping=False, verbose=False)
@@ -110,7 +110,7 @@ def test_mixed_float16_trains_on_cpu_with_loss_scaling_and_float32_logits(prepar
     assert len(losses) == 2 and all(np.isfinite(losses))
     assert losses[-1] < losses[0]
     assert result.eval_metrics["val_auc"] > 0.8
-    assert result.model(features_of(prepared.eval)[:4], training=False).dtype == tf.float32
+    assert result.model(features_of(prepared.held_out)[:4], training=False).dtype == tf.float32
     # build_core sets the policy per layer; the process-wide policy is untouched.
     assert tf.keras.mixed_precision.global_policy().name == "float32"
 
@@ -131,8 +131,8 @@ def test_train_model_writes_metrics_and_returns_eval_metrics(prepared, tmp_path)
     assert result.history["learning_rate"][0] == pytest.approx(config.learning_rate)
 
 
-def test_searches_validate_on_a_bounded_sample_of_each_eval_split(monkeypatch):
-    """A search validates on at most SEARCH_VALIDATION_ROWS eval rows, the final training on
+def test_searches_validate_on_a_bounded_sample_of_each_validation_split(monkeypatch):
+    """A search validates on at most SEARCH_VALIDATION_ROWS validation rows, the final training on
     all; a split with other targets (the teacher's logits) has its own sample, whichever was
     drawn first."""
     import dataclasses
@@ -140,11 +140,11 @@ def test_searches_validate_on_a_bounded_sample_of_each_eval_split(monkeypatch):
     from conftest import make_prepared
 
     monkeypatch.setattr(training, "SEARCH_VALIDATION_ROWS", 100)
-    prepared = make_prepared(n=2000)  # 400 eval rows
+    prepared = make_prepared(n=2000)  # 400 validation rows
     sample = prepared.validation(100)
     assert sample.rows == 100 and prepared.validation(100) is sample  # drawn once
-    assert prepared.validation(None) is prepared.eval
-    distilled = dataclasses.replace(prepared, eval=prepared.eval.with_targets(
+    assert prepared.validation(None) is prepared.held_out
+    distilled = dataclasses.replace(prepared, held_out=prepared.held_out.with_targets(
         "teacher_logits", lambda x: x[:, :2]))
     assert "teacher_logits" in next(iter(distilled.validation(100).dataset(50)))[1]
     assert "teacher_logits" not in next(iter(prepared.validation(100).dataset(50)))[1]
@@ -178,7 +178,7 @@ def test_towers_train_each_as_it_would_alone(prepared):
     logits = lambda x: tf.stack([x[:, 0], -x[:, 0]], axis=1)  # a stand-in teacher
     data = dataclasses.replace(prepared, train=prepared.train.with_targets("teacher_logits",
                                                                            logits),
-                               eval=prepared.eval.with_targets("teacher_logits", logits))
+                               held_out=prepared.held_out.with_targets("teacher_logits", logits))
     losses = {"small": loop.cross_entropy, "wide": distillation.distillation_loss(0.3, 4.0)}
     together = training.train_model(
         lambda: Towers({name: build_core(20, 2, c, seed=3) for name, c in configs.items()}),

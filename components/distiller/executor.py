@@ -38,7 +38,7 @@ class Executor(StepExecutor):
                             f"--student-units")
         metrics_uri = step.output_uri("metrics")
         search = distillation.search_student(
-            prepared, teacher.core, teacher.info["metrics"], config, sizes=sizes, grid=grid,
+            prepared, teacher.core, config, sizes=sizes, grid=grid,
             max_auc_drop=budget.max_auc_drop, max_accuracy_drop=budget.max_accuracy_drop,
             seed=step.settings.training.seed, strategy=step.settings.training.strategy,
             run_dir=lambda name: os.path.join(metrics_uri, "candidates", name))

@@ -1,11 +1,12 @@
-"""Evaluator: every candidate on the same eval split through one path, then the blessing.
+"""Evaluator: every candidate on the test split, which no other step reads, through one path,
+then the blessing.
 
 Candidates: the teacher, the student from scratch, the distilled student, the pruned student
 (SavedModels) and each TFLite model of the Quantizer. All are measured by
 `modules.evaluation` (metrics, sizes, latency); TFMA adds per-slice metrics of the SavedModels.
 The deployable candidate (the `deploy_mode` TFLite model with its pruned SavedModel) is blessed
 by `modules.blessing.decide`, against the teacher and the last blessed model of this pipeline
-(`baseline`, resolved by TFX's LatestBlessedModelStrategy and re-evaluated on this eval split;
+(`baseline`, resolved by TFX's LatestBlessedModelStrategy and re-evaluated on this test split;
 when the baseline is the candidate itself, the evaluation that blessed it, kept in the work
 dir, is reused).
 """

@@ -1,4 +1,5 @@
 """Evaluator executor: measure every candidate, slice with TFMA, decide the blessing."""
+import dataclasses
 import logging
 import os
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -10,8 +11,8 @@ from tfx.types import artifact_utils
 
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
-from modules import (blessing, data, evaluation, export, fileio, memory, quantization,
-                     sliced_metrics, training)
+from modules import (blessing, data, evaluation, export, fileio, intervals, memory,
+                     quantization, sliced_metrics)
 from modules.settings import Blessing, RunSettings
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,25 @@ def _previous_evaluation(step: StepInputs, candidate_id: int) -> Optional[Dict[s
     return fileio.read_json(path)
 
 
+def _row_counts(step: StepInputs, prepared) -> Dict[str, int]:
+    """Labeled rows of known classes per split, and the rows left out, over all three
+    splits (label counts only: the validation split's were counted by the steps before)."""
+    counts: Dict[str, int] = {"dropped_missing_label": 0, "dropped_unseen_class": 0}
+    for split in data.SPLITS:
+        labels = data.label_counts(data.split_files(step.input_dict["examples"], split),
+                                   prepared.label,
+                                   cache_dir=step.settings.work_subdir("label_counts"))
+        counts[f"{split}_rows"] = sum(n for c, n in labels.items() if c in prepared.classes)
+        counts["dropped_missing_label"] += labels.get("", 0)
+        counts["dropped_unseen_class"] += sum(n for c, n in labels.items()
+                                              if c and c not in prepared.classes)
+    return counts
+
+
 class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
     STAGE = Blessing
     MODEL_KEY = "teacher"
+    HELD_OUT = data.TEST  # the one step that reads the test split
 
     def run(self, step: StepInputs) -> None:
         quantized = artifact_utils.get_single_instance(step.input_dict["quantized"])
@@ -72,22 +89,26 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
         if deploy_mode not in info["modes"]:
             raise ValueError(f"deploy mode '{deploy_mode}' was not produced by the Quantizer "
                              f"(modes: {', '.join(info['modes'])})")
-        prepared = step.prepared
+        prepared = step.prepared  # the test split, prepared as the teacher was trained
         candidates: Dict[str, Dict[str, Any]] = {}
+        scores: Dict[str, evaluation.Scores] = {}
         predictors: Dict[str, Callable[[np.ndarray], np.ndarray]] = {}
         for name in CANDIDATE_MODELS:
             model = step.load(name)
             predict, single = evaluation.keras_predictor(model.core)
+            scores[name] = evaluation.split_scores(predict, prepared.held_out)
             candidates[name] = evaluation.evaluate_candidate(
-                predict, single, prepared.eval,
+                predict, single, prepared.held_out,
                 os.path.join(step.uri(name), export.SERVING_DIR),
-                params=model.core.count_params(), metrics=model.info.get("metrics"))
+                params=model.core.count_params(), metrics=scores[name].metrics())
             candidates[name]["nonzero_params"] = evaluation.nonzero_params(
                 model.core.get_weights())
             if name == "teacher":
                 predictors[name] = predict
-        for mode in info["modes"]:  # measured by the Quantizer on this very split
-            candidates[mode] = {**info["metrics"][mode],
+        for mode in info["modes"]:  # sizes and latency as the Quantizer measured them
+            tflite = quantization.TFLiteModel.from_file(_tflite_path(quantized.uri, mode))
+            scores[mode] = evaluation.split_scores(tflite.probabilities, prepared.held_out)
+            candidates[mode] = {**info["metrics"][mode], **scores[mode].metrics(),
                                 "nonzero_params": candidates["pruned"]["nonzero_params"]}
         slices, slice_sample = self._slices(step, predictors, deploy_mode,
                                             _tflite_path(quantized.uri, deploy_mode), thresholds)
@@ -95,48 +116,103 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
         step.unload_models()
         memory.release()
 
-        baseline = None
+        baseline, baseline_scores = None, None
         if step.input_dict.get("baseline"):
             baseline_artifact = artifact_utils.get_single_instance(step.input_dict["baseline"])
             path = _tflite_path(baseline_artifact.uri, deploy_mode)
             if fileio.exists(path):
-                # The same eval rows, preprocessed as the baseline was trained: it may have
+                # The same test rows, preprocessed as the baseline was trained: it may have
                 # had other columns (--drop) or statistics than the candidate.
                 source = export.load_model(export.read_info(baseline_artifact.uri)["source_uri"])
-                own = training.prepare_like(source, step.input_dict["examples"],
-                                            step.settings.training.cache_mb,
-                                            step.settings.work_subdir("label_counts"))
+                own = step.prepare_like(source)
                 predict, single = evaluation.tflite_predictor(
                     quantization.TFLiteModel.from_file(path))
+                baseline_scores = evaluation.split_scores(predict, own.held_out)
                 baseline = {"artifact_id": baseline_artifact.id, "uri": baseline_artifact.uri,
                             "is_candidate": baseline_artifact.id == quantized.id,
                             **evaluation.evaluate_candidate(
-                                predict, single, own.eval, path,
-                                params=source.core.count_params())}
-        majority_class, majority_accuracy = blessing.majority_rate(prepared.counts("train"),
-                                                                   prepared.counts("eval"))
+                                predict, single, own.held_out, path,
+                                params=source.core.count_params(),
+                                metrics=baseline_scores.metrics())}
+        train_counts = prepared.counts(data.TRAIN)
+        evidence, trivial = self._with_intervals(candidates, scores, baseline, baseline_scores,
+                                                 train_counts, deploy_mode,
+                                                 step.settings.training.seed)
         blessed, reasons = blessing.decide(
-            candidates[deploy_mode], candidates["teacher"], baseline,
-            majority_accuracy=majority_accuracy, num_classes=prepared.num_classes,
-            min_auc=thresholds.min_auc, max_auc_drop=thresholds.max_auc_drop,
+            evidence, num_classes=prepared.num_classes, min_auc=thresholds.min_auc,
+            max_auc_drop=thresholds.max_auc_drop,
             max_accuracy_drop=thresholds.max_accuracy_drop)
-
+        majority_class, majority_accuracy = blessing.majority_rate(
+            train_counts, prepared.counts(data.TEST))
         return {"candidates": candidates, "deployable": deploy_mode, "blessed": blessed,
                 "reasons": reasons, "baseline": baseline, "slices": slices,
-                "slice_sample": slice_sample,
+                "slice_sample": slice_sample, "split": data.TEST,
                 "thresholds": {**thresholds.to_dict(),
-                               "noise_tolerance": blessing.NOISE_TOLERANCE},
+                               "noise_tolerance": blessing.NOISE_TOLERANCE,
+                               "interval": {
+                                   "level": intervals.LEVEL, "resamples": intervals.RESAMPLES,
+                                   "method": "percentile bootstrap over test rows, paired",
+                                   "seed": step.settings.training.seed}},
+                "trivial_model": trivial,
                 "majority_class": {"class": prepared.classes[majority_class],
-                                   "eval_accuracy": majority_accuracy},
+                                   "test_accuracy": majority_accuracy},
                 "classes": prepared.classes, "auc_name": blessing.auc_name(prepared.num_classes),
-                "rows": prepared.row_counts}
+                "rows": _row_counts(step, prepared)}
+
+    @staticmethod
+    def _with_intervals(candidates: Dict[str, Dict[str, Any]],
+                        scores: Dict[str, evaluation.Scores], baseline: Optional[Dict[str, Any]],
+                        baseline_scores: Optional[evaluation.Scores], train_counts: np.ndarray,
+                        deploy_mode: str, seed: int
+                        ) -> Tuple[blessing.Evidence, Dict[str, Any]]:
+        """Adds every candidate's 95% intervals on test (`*_ci`), its paired drops from the
+        teacher (`accuracy_drop`, `auc_drop`, with `_ci`) and its log-loss gain over the
+        trivial model (`log_loss_gain`, `_ci`), all from the same resampled rows; returns the
+        deployable candidate's `blessing.Evidence` and the trivial model's figures."""
+        labels = scores["teacher"].labels
+        for name, scored in scores.items():
+            if not np.array_equal(scored.labels, labels):
+                raise ValueError(f"candidate {name} was scored on other test rows than the "
+                                 f"teacher")
+        models = {name: scored.probabilities for name, scored in scores.items()}
+        models["trivial"] = blessing.trivial_probabilities(train_counts, len(labels))
+        pairs = [("teacher", name) for name in scores if name != "teacher"]
+        pairs += [("trivial", name) for name in scores]
+        cis, differences = intervals.bootstrap(labels, models, pairs, seed=seed)
+        for name, metrics in candidates.items():
+            metrics.update({f"{m}_ci": cis[name][m] for m in intervals.METRICS})
+            if name != "teacher":
+                for m in ("accuracy", "auc"):
+                    drop = differences[("teacher", name)][m]
+                    metrics[f"{m}_drop"] = drop["estimate"]
+                    metrics[f"{m}_drop_ci"] = [drop["low"], drop["high"]]
+            gain = differences[("trivial", name)]["log_loss"]
+            metrics["log_loss_gain"] = gain["estimate"]
+            metrics["log_loss_gain_ci"] = [gain["low"], gain["high"]]
+        # The last blessed model is compared on the same rows when it knows the same classes
+        # (the rows kept depend on them); otherwise by its point estimates alone.
+        paired_baseline = (baseline_scores is not None
+                           and np.array_equal(baseline_scores.labels, labels))
+        deployed = candidates[deploy_mode]
+        evidence = blessing.evidence(
+            labels, scores[deploy_mode].probabilities, scores["teacher"].probabilities,
+            train_counts, metrics=deployed, seed=seed,
+            baseline=baseline_scores.probabilities if paired_baseline else None)
+        if baseline is not None and not paired_baseline:
+            evidence = dataclasses.replace(evidence, vs_baseline={
+                m: blessing.Difference(*[baseline[m] - deployed[m]] * 3)
+                for m in ("accuracy", "auc")})
+        trivial_log_loss = evidence.trivial_log_loss
+        frequencies = (np.asarray(train_counts, np.float64) / np.sum(train_counts)).tolist()
+        return evidence, {"log_loss": trivial_log_loss, "class_frequencies": frequencies,
+                          "log_loss_ci": cis["trivial"]["log_loss"]}
 
     def _slices(self, step: StepInputs, predictors: Dict[str, Callable[[np.ndarray], np.ndarray]],
                 deploy_mode: str, deployed_path: str,
                 thresholds: Blessing) -> Tuple[Dict[str, Any], Optional[Dict[str, int]]]:
         """TFMA's metrics per slice of `predictors` (the teacher's; preprocessed rows ->
         probabilities) and of the deployed TFLite model, on a uniform sample of at most
-        `--slice-rows` eval rows; see modules.sliced_metrics."""
+        `--slice-rows` test rows; see modules.sliced_metrics."""
         prepared = step.prepared
         if not sliced_metrics.supported(prepared.classes):
             return {}, None
@@ -144,9 +220,9 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
             deployed_path).probabilities}
         tfma_dir = os.path.join(step.output_uri("evaluation"), "tfma")
         scored = os.path.join(tfma_dir, "scored_eval_examples.gz")
-        eval_rows = prepared.row_counts["eval_rows"]
-        fraction = (min(1.0, thresholds.slice_rows / eval_rows)
-                    if thresholds.slice_rows and eval_rows else 1.0)
+        test_rows = prepared.row_counts["test_rows"]
+        fraction = (min(1.0, thresholds.slice_rows / test_rows)
+                    if thresholds.slice_rows and test_rows else 1.0)
 
         def scores(serialized, class_ids):
             x = prepared.features(serialized).numpy()
@@ -155,9 +231,9 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
                        for name, predict in predictors.items()}}
 
         sample = {"rows": data.write_labeled_examples(
-            data.split_files(step.input_dict["examples"], "eval"), prepared.label,
+            data.split_files(step.input_dict["examples"], data.TEST), prepared.label,
             prepared.classes, scored, fraction, seed=step.settings.training.seed,
-            added=scores), "of": eval_rows}
+            added=scores), "of": test_rows}
         slice_features = [f for f in thresholds.slice_features
                           if f in {c.name for c in prepared.columns}]
         return sliced_metrics.sliced_metrics(list(predictors), scored, slice_features,

@@ -3,7 +3,7 @@ import os
 
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
-from modules import distillation, export, pruning
+from modules import distillation, evaluation, export, pruning
 from modules.model import ModelConfig
 from modules.settings import Pruning
 
@@ -23,7 +23,8 @@ class Executor(StepExecutor):
         output_uri = step.output_uri("pruned_model")
         outcome = pruning.prune_within_budget(
             source.core, prepared, config, target_sparsity=stage.sparsity,
-            teacher_metrics=teacher.info["metrics"], max_auc_drop=budget.max_auc_drop,
+            teacher=evaluation.keras_scores(teacher.core, prepared.held_out),
+            max_auc_drop=budget.max_auc_drop,
             max_accuracy_drop=budget.max_accuracy_drop, epochs=stage.epochs,
             seed=step.settings.training.seed, strategy=step.settings.training.strategy,
             run_dir=os.path.join(output_uri, "logs"), verbose=False,  # one line per attempt

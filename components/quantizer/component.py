@@ -1,7 +1,7 @@
 """Quantizer: TFLite models of a Keras model in the modes a user picks (modules.quantization).
 
 Inputs: the `model` to convert (the pruned student) and the Examples (representative rows of
-the train split for int8 calibration, the eval split to check every result). Output: a Model
+the train split for int8 calibration, the validation split to check every result). Output: a Model
 artifact with one folder per mode (`<mode>/model.tflite` and `<mode>/contract.json`, the
 input contract), and a `metrics` report. Every .tflite is loaded and evaluated by the TFLite
 interpreter here; one that fails to convert, load or run fails the component.

@@ -1,5 +1,6 @@
 """Quantizer executor: convert, write the input contract, check every model with the
-interpreter on the eval split (the Evaluator reuses these measurements)."""
+interpreter on the validation split (the Evaluator reuses their sizes and latency, and
+measures their metrics on test)."""
 import logging
 import os
 from typing import Any, Dict
