@@ -36,9 +36,12 @@ from modules.model import ModelConfig, Towers, build_core
 log = logging.getLogger(__name__)
 
 # (layers, units), smallest first: the size search keeps the first that fits the budget.
-# A second layer is tried where it adds capacity at a size's cost (2x32 is about 1x40).
-STUDENT_SIZES: Tuple[Tuple[int, int], ...] = ((1, 4), (1, 8), (1, 16), (1, 32), (2, 32),
-                                              (1, 64))
+# It starts from the linear student (no hidden layer: logistic regression on the
+# preprocessed features, which is all many business tables support). A second layer is
+# tried where it adds capacity at a size's cost (2x32 is about 1x40).
+LINEAR = (0, 1)
+STUDENT_SIZES: Tuple[Tuple[int, int], ...] = (LINEAR, (1, 4), (1, 8), (1, 16), (1, 32),
+                                              (2, 32), (1, 64))
 # (alpha, temperature); the first is the one the size search uses.
 DISTILLATION_GRID: Tuple[Tuple[float, float], ...] = ((0.3, 4.0), (0.1, 2.0), (0.1, 8.0),
                                                       (0.6, 2.0))
@@ -77,6 +80,11 @@ def with_teacher_logits(teacher: tf.keras.Model,
                                held_out=prepared.held_out.with_targets("teacher_logits", logits))
 
 
+def size_name(layers: int, units: int) -> str:
+    """"linear" for no hidden layer, else "LAYERSxUNITS"."""
+    return "linear" if layers == 0 else f"{layers}x{units}"
+
+
 def student_config(tuned: Dict[str, Any], precision: str, epochs: int) -> ModelConfig:
     """The students' training configuration (their size is set per candidate)."""
     return ModelConfig.from_dict(tuned, **STUDENT_FIXED, precision=precision, epochs=epochs)
@@ -96,6 +104,13 @@ def filter_choices(choices: Sequence[Tuple], *fixed: Optional[float]) -> List[Tu
     return combos
 
 
+def size_choices(layers: Optional[int], units: Optional[int]) -> List[Tuple[int, int]]:
+    """The student sizes to search given --student-layers / --student-units (None: free);
+    a fixed hidden depth leaves the linear student out (its width means nothing)."""
+    ladder = STUDENT_SIZES if not layers else [s for s in STUDENT_SIZES if s != LINEAR]
+    return filter_choices(ladder, layers, units)
+
+
 @dataclasses.dataclass
 class Candidate:
     """One trained student: its size, how it learned, and its scores on validation."""
@@ -113,7 +128,7 @@ class Candidate:
 
     @property
     def size(self) -> str:
-        return f"{self.layers}x{self.units}"
+        return size_name(self.layers, self.units)
 
     @property
     def how(self) -> str:
@@ -179,9 +194,9 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
         """(layers, units, alpha, temperature) candidates (alpha None: from scratch, on the
         labels alone) trained side by side, as towers of one model on the same batches."""
         memory.release()  # the previous training's graphs
-        names = [f"{layers}x{units}_alpha{alpha:g}_t{temperature:g}" if alpha is not None
-                 else f"{layers}x{units}_scratch" for layers, units, alpha, temperature in
-                 candidates]
+        names = [f"{size_name(layers, units)}_alpha{alpha:g}_t{temperature:g}"
+                 if alpha is not None else f"{size_name(layers, units)}_scratch"
+                 for layers, units, alpha, temperature in candidates]
         sized = {name: dataclasses.replace(config, num_layers=layers, units=units)
                  for name, (layers, units, _, _) in zip(names, candidates)}
         losses = {name: loop.cross_entropy if alpha is None

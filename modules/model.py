@@ -81,7 +81,8 @@ class ModelConfig:
 
 def build_core(input_dim: int, num_classes: int, config: ModelConfig, seed=None,
                name: str = "core") -> tf.keras.Model:
-    """[FeatureCross] -> num_layers x DenseBlock -> Dense logits (float32 under mixed precision)."""
+    """[FeatureCross] -> num_layers x DenseBlock -> Dense logits (float32 under mixed
+    precision). num_layers 0 without a cross layer is a linear model (logistic regression)."""
     policy = tf.keras.mixed_precision.Policy(config.precision)
     model = tf.keras.Sequential(name=name)
     model.add(tf.keras.Input(shape=(input_dim,), name="features"))
@@ -93,8 +94,12 @@ def build_core(input_dim: int, num_classes: int, config: ModelConfig, seed=None,
                                     config.dropout, l2=config.l2,
                                     seed=None if seed is None else seed + i, name=f"block_{i}",
                                     dtype=policy))
-    model.add(tf.keras.layers.Dense(num_classes, dtype="float32", name="logits",
-                                    kernel_initializer=tf.keras.initializers.GlorotUniform(seed)))
+    # With no hidden layer this is logistic regression on the preprocessed features: the
+    # weight decay must reach it too.
+    model.add(tf.keras.layers.Dense(
+        num_classes, dtype="float32", name="logits",
+        kernel_initializer=tf.keras.initializers.GlorotUniform(seed),
+        kernel_regularizer=tf.keras.regularizers.L2(config.l2) if config.l2 else None))
     return model
 
 

@@ -127,6 +127,8 @@ def prune_within_budget(core: tf.keras.Model, prepared: training.PreparedData,
     on the held-out rows of `prepared` are `teacher`: `blessing.budget_left`); if none does,
     the attempt that leaves the most (ties: the sparser)."""
     ladder = sorted({round(target_sparsity * step, 4) for step in SPARSITY_STEPS}, reverse=True)
+    if not any(isinstance(layer, PRUNED_LAYERS) for layer in core.layers):
+        ladder = [0.0]  # a linear student: its logits layer is all it has, and all matters
     attempts: List[PruneAttempt] = []
     best = None
     for sparsity in ladder:

@@ -258,6 +258,9 @@ class Tuning(Stage):
     trials: int = setting(10, "tuner trials", flag=True, check=at_least(1), quick=2)
     max_epochs: int = setting(9, "epochs of the longest trial (Hyperband's max_epochs)",
                               check=at_least(1), quick=2)
+    epoch_steps: int = setting(100, "optimizer steps in each epoch of a trial, at least (a "
+                               "small training split is repeated): Hyperband's unit of budget",
+                               check=at_least(1), quick=32)
     search_space: Optional[Dict[str, Any]] = setting(
         None, "a JSON file replacing the tuner's search space (format: DEFAULT_SEARCH_SPACE "
         "in modules/tuner.py)", flag=True, parse=read_search_space, metavar="JSON_FILE")
@@ -279,8 +282,8 @@ class Distillation(Stage):
     """The Distiller: the smallest student within the budget (modules.distillation)."""
     KEY: ClassVar[str] = "distillation"
     student_layers: Optional[int] = setting(
-        None, "student depth (DenseBlocks); none: searched, the smallest within budget", flag=True,
-        check=at_least(1))
+        None, "student depth (DenseBlocks; 0: linear); none: searched, the smallest within "
+        "budget", flag=True, check=at_least(0))
     student_units: Optional[int] = setting(None, "student width; none: searched", flag=True,
                                            check=at_least(1))
     alpha: Optional[float] = setting(

@@ -200,18 +200,18 @@ class Budget:
 
 
 def budget(rows: int, batch_size: int, replicas: int = 1,
-           epoch_rows: Optional[int] = MAX_ROWS_PER_EPOCH) -> Budget:
+           epoch_rows: Optional[int] = MAX_ROWS_PER_EPOCH,
+           min_steps: int = MIN_STEPS_PER_EPOCH) -> Budget:
     """The batch size capped by the number of rows, and the passes an epoch needs to make
-    MIN_STEPS_PER_EPOCH steps (or, past `epoch_rows` rows, the steps of that many; None:
-    no cap)."""
+    `min_steps` steps (or, past `epoch_rows` rows, the steps of that many; None: no cap)."""
     cap = max(MIN_BATCH_SIZE, rows // (MIN_BATCHES_PER_PASS * replicas))
     per_replica = max(1, min(batch_size, cap))
     global_batch = per_replica * replicas
     if epoch_rows and rows > epoch_rows:
         return Budget(per_replica, global_batch, 1, math.ceil(epoch_rows / global_batch),
                       continuous=True)
-    passes = max(1, math.ceil(MIN_STEPS_PER_EPOCH * global_batch / max(1, rows)))
-    if math.ceil(rows / global_batch) >= MIN_STEPS_PER_EPOCH:
+    passes = max(1, math.ceil(min_steps * global_batch / max(1, rows)))
+    if math.ceil(rows / global_batch) >= min_steps:
         passes = 1
     return Budget(per_replica, global_batch, passes,
                   max(1, math.ceil(rows * passes / global_batch)))
@@ -265,7 +265,8 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                 extra_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
                 restore_model: Optional[Callable[[tf.keras.Model], None]] = None,
                 steps_per_execution: int = 16, verbose: bool = True,
-                epoch_rows: Optional[int] = MAX_ROWS_PER_EPOCH) -> TrainResult:
+                epoch_rows: Optional[int] = MAX_ROWS_PER_EPOCH,
+                min_steps_per_epoch: int = MIN_STEPS_PER_EPOCH) -> TrainResult:
     """Builds the model and optimizer in the strategy's scope and trains it with the loop.
 
     The targets of `prepared`'s splits (the labels, and e.g. a teacher's logits for
@@ -285,11 +286,13 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     step counter advances every batch. `epoch_rows` caps an epoch (see `budget`) and makes
     validation use at most SEARCH_VALIDATION_ROWS validation rows; None makes every epoch a pass
     over every row, validated on every validation row (the Trainer's final training).
+    `min_steps_per_epoch`: an epoch repeats a small split until it makes this many steps
+    (tuner trials ask for more, so that every trial trains far enough to be ranked).
     """
     tf.keras.utils.set_random_seed(seed)
     distribution = make_strategy(strategy)
     plan = budget(prepared.train.rows, config.batch_size, distribution.num_replicas_in_sync,
-                  epoch_rows)
+                  epoch_rows, min_steps_per_epoch)
     with distribution.scope():
         model = build_model()
         batchnorm.set_momentum(model, batchnorm.momentum_for(plan.steps_per_epoch))

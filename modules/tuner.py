@@ -3,7 +3,10 @@
 keras-tuner 1.4 builds and fits Keras 3 models on its default path and rejects tf_keras ones,
 so `LoopTuner` overrides `run_trial` (the documented hook for custom training loops): each
 trial builds the core with `build_core`, trains it with `modules.training.train_model` and
-returns the best validation ROC AUC. Under Hyperband a trial that continues another
+returns its best validation log loss (a proper score: on a few thousand rows it ranks trials
+on less noise than ROC AUC, which only counts the order of the scores). A trial's epoch is at
+least `Tuning.epoch_steps` optimizer steps, so that even Hyperband's shortest trials train far
+enough to be ranked. Under Hyperband a trial that continues another
 (`tuner/trial_id`) restores that trial's last checkpoint (weights and optimizer) and trains only
 from `tuner/initial_epoch` to `tuner/epochs`.
 """
@@ -11,7 +14,7 @@ import dataclasses
 import logging
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import keras_tuner
 import tensorflow as tf
@@ -24,15 +27,18 @@ from modules.model import ModelConfig, build_core
 from modules.settings import RunSettings, Tuning
 
 log = logging.getLogger(__name__)
-OBJECTIVE = keras_tuner.Objective("val_auc", direction="max")
+OBJECTIVE = keras_tuner.Objective("val_loss", direction="min")
 
 # Each entry: {"int": [low, high]} or {"float": [low, high]} (optional "sampling": "log",
 # "step"), {"choice": [values...]}, or a plain value (fixed, not searched).
 # The Tuner searches for the teacher: the best model the data supports, which the student
-# then learns from; its size range keeps the default student (1x16) 20x smaller or more.
+# then learns from. Its capacity follows the training rows (`search_space_for`): a few
+# hundred rows support a linear model or one small layer, hundreds of thousands several
+# wide ones; weight decay (l2) is searched at every size.
 DEFAULT_SEARCH_SPACE: Dict[str, Any] = {
     "num_layers": {"int": [2, 4]},
     "units": {"choice": [256, 512]},
+    "l2": {"float": [1e-6, 1e-2], "sampling": "log"},
     "learning_rate": {"float": [3e-4, 3e-3], "sampling": "log"},
     "dropout": {"float": [0.0, 0.4], "step": 0.1},
     "activation": {"choice": ["relu", "gelu", "swish", "tanh"]},
@@ -40,6 +46,25 @@ DEFAULT_SEARCH_SPACE: Dict[str, Any] = {
     "constant_epochs": {"int": [2, 10], "step": 2},
     "cross_rank": {"choice": [0, 16, 64]},
 }
+# Capacity by training rows: (fewer than this many rows, layers [low, high], units, cross
+# ranks, batch sizes). Each step is ten times the rows; beyond the last, DEFAULT_SEARCH_SPACE.
+CAPACITY: Tuple[Tuple[int, Tuple[int, int], Tuple[int, ...], Tuple[int, ...],
+                      Tuple[int, ...]], ...] = (
+    (1_000, (0, 1), (16, 32, 64), (0, 8), (32, 64, 128)),
+    (10_000, (0, 2), (32, 64, 128), (0, 16), (64, 128, 256)),
+    (100_000, (1, 3), (64, 128, 256), (0, 16, 64), (128, 256, 512)),
+)
+
+
+def search_space_for(train_rows: int) -> Dict[str, Any]:
+    """The default search space sized to `train_rows` (CAPACITY): from a linear model or one
+    layer of 16-64 units on a few hundred rows up to DEFAULT_SEARCH_SPACE."""
+    for below, depth, units, ranks, batches in CAPACITY:
+        if train_rows < below:
+            return {**DEFAULT_SEARCH_SPACE, "num_layers": {"int": list(depth)},
+                    "units": {"choice": list(units)}, "cross_rank": {"choice": list(ranks)},
+                    "batch_size": {"choice": list(batches)}}
+    return dict(DEFAULT_SEARCH_SPACE)
 
 
 def check_search_space(space: Dict[str, Any]) -> None:
@@ -92,11 +117,13 @@ class LoopTuner(keras_tuner.Tuner):
     """A Keras Tuner whose trials train with `modules.training.train_model`."""
 
     def __init__(self, oracle, prepared: training.PreparedData, settings: RunSettings,
-                 space: Dict[str, Any], max_epochs: int, **kwargs):
+                 space: Dict[str, Any], max_epochs: int,
+                 epoch_steps: int = training.MIN_STEPS_PER_EPOCH, **kwargs):
         self.prepared = prepared
         self.settings = settings
         self.space = space
         self.max_epochs = max_epochs
+        self.epoch_steps = epoch_steps
         super().__init__(oracle=oracle, hypermodel=self._build, **kwargs)
 
     def _config(self, hp: keras_tuner.HyperParameters) -> ModelConfig:
@@ -135,11 +162,17 @@ class LoopTuner(keras_tuner.Tuner):
             restore_model=continue_previous if previous else None,
             run_dir=self.get_trial_dir(trial.trial_id),
             checkpoint_dir=self._checkpoint_dir(trial.trial_id),
-            verbose=False)
-        aucs = result.history.get("val_auc") or [result.eval_metrics["val_auc"]]
-        log.info("trial %s: val_auc %.4f after %d epoch(s) in %.1f s: %s", trial.trial_id,
-                 max(aucs), result.epochs_trained, time.time() - started, _describe(hp.values))
-        return {"val_auc": float(max(aucs)), "epochs_trained": float(result.epochs_trained)}
+            verbose=False, min_steps_per_epoch=self.epoch_steps)
+        history = result.history
+        best = min(range(len(history.get("val_loss", []))), default=None,
+                   key=lambda epoch: history["val_loss"][epoch])
+        loss, auc = ((history["val_loss"][best], history["val_auc"][best]) if best is not None
+                     else (result.eval_metrics["val_loss"], result.eval_metrics["val_auc"]))
+        log.info("trial %s: val_loss %.4f (val_auc %.4f) after %d epoch(s) in %.1f s: %s",
+                 trial.trial_id, loss, auc, result.epochs_trained, time.time() - started,
+                 _describe(hp.values))
+        return {"val_loss": float(loss), "val_auc": float(auc),
+                "epochs_trained": float(result.epochs_trained)}
 
 
 def _describe(values: Dict[str, Any]) -> str:
@@ -148,7 +181,7 @@ def _describe(values: Dict[str, Any]) -> str:
 
 
 def make_oracle(kind: str, trials: int, max_epochs: int, seed: int):
-    """RandomSearch, Hyperband or BayesianOptimization oracle on validation ROC AUC.
+    """RandomSearch, Hyperband or BayesianOptimization oracle on validation log loss.
 
     Hyperband sizes its own brackets from `max_epochs` (factor 3); `trials` caps it as well.
     """
@@ -166,12 +199,16 @@ def make_oracle(kind: str, trials: int, max_epochs: int, seed: int):
 
 
 def make_tuner(prepared: training.PreparedData, settings: RunSettings, tuning: Tuning,
-               directory: str, project_name: str = "search") -> LoopTuner:
-    space = DEFAULT_SEARCH_SPACE if tuning.search_space is None else tuning.search_space
+               directory: str, project_name: str = "search",
+               train_rows: Optional[int] = None) -> LoopTuner:
+    """The tuner over `tuning.search_space`, or the default space sized to `train_rows` (the
+    whole training split's rows; default: those of `prepared`, which may be a sample)."""
+    space = (search_space_for(train_rows or prepared.train.rows)
+             if tuning.search_space is None else tuning.search_space)
     return LoopTuner(make_oracle(tuning.tuner, tuning.trials, tuning.max_epochs,
                                  settings.training.seed), prepared, settings, space,
-                     tuning.max_epochs, directory=directory, project_name=project_name,
-                     overwrite=False)
+                     tuning.max_epochs, tuning.epoch_steps, directory=directory,
+                     project_name=project_name, overwrite=False)
 
 
 def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
@@ -187,6 +224,7 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
                                      settings.label, settings.drop,
                                      settings.training.cache_mb,
                                      settings.work_subdir("label_counts"))
+    train_rows = prepared.train.rows
     if tuning.sample_rows and prepared.train.rows > tuning.sample_rows:
         log.info("tuner: trials train on a sample of %d of the %d training rows "
                  "(--tuner-sample-rows; the Trainer uses them all)", tuning.sample_rows,
@@ -197,7 +235,7 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     directory = (settings.work_subdir("tuner", fn_args.train_files, tuning.to_dict(),
                                       settings.training.to_dict())
                  or os.path.join(fn_args.working_dir, "tuner"))
-    tuner = make_tuner(prepared, settings, tuning, directory)
+    tuner = make_tuner(prepared, settings, tuning, directory, train_rows=train_rows)
     return TunerFnResult(tuner=tuner, fit_kwargs={"verbose": 0})  # we log one line per trial
 
 

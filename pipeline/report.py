@@ -252,10 +252,10 @@ def _plots(summary: Dict[str, Any]) -> List[str]:
         ids = [int(t["trial_id"]) for t in trials]
         sizes = [20 + 25 * t["epochs_trained"] for t in trials]
         axis.scatter(ids, [t["score"] for t in trials], s=sizes, alpha=0.7)
-        best = max(trials, key=lambda t: t["score"])
+        best = min(trials, key=lambda t: t["score"])
         axis.annotate("best", (int(best["trial_id"]), best["score"]))
-        axis.set(title="Tuner trials: best validation AUC (marker size: epochs trained)",
-                 xlabel="trial", ylabel="val AUC")
+        axis.set(title="Tuner trials: best validation log loss (marker size: epochs trained)",
+                 xlabel="trial", ylabel="val log loss")
         figures.append(_figure_html(figure))
     if summary["candidates"]:
         figure, axis = plt.subplots(figsize=(11, 3.6))

@@ -125,7 +125,10 @@ def test_fixed_flags_narrow_the_choices():
     assert distillation.filter_choices(sizes, 1, 16) == [(1, 16)]
     assert distillation.filter_choices(sizes, None, 32) == [(1, 32), (2, 32)]
     assert distillation.filter_choices(sizes, 3, 24) == [(3, 24)]  # outside the ladder
-    assert distillation.filter_choices(sizes, 3, None)[:2] == [(3, 4), (3, 8)]
+    assert distillation.filter_choices(sizes[1:], 3, None)[:2] == [(3, 4), (3, 8)]
+    assert distillation.size_choices(None, None)[0] == distillation.LINEAR  # starts linear
+    assert distillation.size_choices(0, None) == [distillation.LINEAR]
+    assert distillation.size_choices(3, None)[:2] == [(3, 4), (3, 8)]
     grid = distillation.DISTILLATION_GRID
     assert distillation.filter_choices(grid, 0.1, None) == [(0.1, 2.0), (0.1, 8.0)]
     assert distillation.filter_choices(grid, 0.5, 3.0) == [(0.5, 3.0)]

@@ -164,7 +164,7 @@ def test_distiller_outputs_searched_student_control_and_their_comparison(first_r
     root = os.path.join(output, "pipeline_root", "Distiller")
     metrics = json.load(open(_only(os.path.join(root, "metrics", "*", "report.json"))))
     assert {"sizes", "grid", "scratch", "selected", "winner", "param_ratio"} <= set(metrics)
-    assert metrics["sizes"][0]["size"] == "1x4"  # the search starts tiny
+    assert metrics["sizes"][0]["size"] == "linear"  # the search starts from the linear student
     assert metrics["selected"]["size"] == metrics["scratch"]["size"] == metrics["grid"][0][
         "size"]
     infos = {}

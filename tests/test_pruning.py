@@ -131,8 +131,11 @@ def _prune_scripted(prepared, monkeypatch, accuracy_by_sparsity, dense):
         tried.append(target_sparsity)
         return _Scripted(accuracy_by_sparsity[target_sparsity]), f"result {target_sparsity}"
 
+    core = build_core(20, 2, small_config(), seed=0)
+
     def scores(model, split):
-        accuracy = 0.90 if model == "teacher" else dense if model == "dense" else model.accuracy
+        accuracy = (0.90 if model == "teacher" else dense if model is core
+                    else model.accuracy)
         return type("Scores", (), {"accuracy": accuracy,
                                    "metrics": lambda self: {"auc": 0.95, "accuracy": accuracy,
                                                             "log_loss": 0.1}})()
@@ -146,13 +149,13 @@ def _prune_scripted(prepared, monkeypatch, accuracy_by_sparsity, dense):
     monkeypatch.setattr(evaluation, "keras_scores", scores)
     monkeypatch.setattr(blessing, "drops_from", exact_drops)
     outcome = pruning.prune_within_budget(
-        "dense", prepared, small_config(), target_sparsity=0.8,
+        core, prepared, small_config(), target_sparsity=0.8,
         teacher=scores("teacher", None), max_auc_drop=0.005, max_accuracy_drop=0.01, seed=0)
-    return outcome, tried
+    return outcome, tried, core
 
 
 def test_within_budget_steps_down_until_a_sparsity_fits(prepared, monkeypatch):
-    outcome, tried = _prune_scripted(prepared, monkeypatch,
+    outcome, tried, core = _prune_scripted(prepared, monkeypatch,
                                      {0.8: 0.80, 0.6: 0.88, 0.4: 0.90, 0.2: 0.90}, dense=0.90)
     assert tried == [0.8, 0.6, 0.4]
     assert [a.budget_left for a in outcome.attempts] == pytest.approx([-9.0, -1.0, 1.0])
@@ -160,9 +163,21 @@ def test_within_budget_steps_down_until_a_sparsity_fits(prepared, monkeypatch):
 
 
 def test_within_budget_keeps_the_model_dense_when_no_sparsity_fits(prepared, monkeypatch):
-    outcome, tried = _prune_scripted(prepared, monkeypatch,
+    outcome, tried, core = _prune_scripted(prepared, monkeypatch,
                                      {0.8: 0.80, 0.6: 0.85, 0.4: 0.86, 0.2: 0.87}, dense=0.88)
     assert tried == [0.8, 0.6, 0.4, 0.2]
     assert [a.sparsity for a in outcome.attempts] == [0.8, 0.6, 0.4, 0.2, 0.0]
     assert outcome.chosen.sparsity == 0.0
-    assert outcome.model == "dense" and outcome.result is None  # untouched, not fine-tuned
+    assert outcome.model is core and outcome.result is None  # untouched, not fine-tuned
+
+
+def test_a_linear_student_is_kept_dense(prepared):
+    """No hidden layer: the logits layer is all it has, and it is not pruned."""
+    core = build_core(20, 2, small_config(num_layers=0, cross_rank=0), seed=0)
+    labels = labels_of(prepared.held_out)
+    outcome = pruning.prune_within_budget(
+        core, prepared, small_config(), target_sparsity=0.8,
+        teacher=evaluation.Scores(labels, np.eye(2)[labels]), max_auc_drop=0.01,
+        max_accuracy_drop=0.01, epochs=1, seed=0, verbose=False)
+    assert [a.sparsity for a in outcome.attempts] == [0.0]
+    assert outcome.model is core and outcome.result is None

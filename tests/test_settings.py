@@ -54,7 +54,7 @@ def test_flags_reach_their_stage_with_their_types():
     (["--strategy", "tpu"], "--strategy tpu: unknown value"),
     (["--tuner", "grid"], "--tuner grid: unknown value"),
     (["--epochs", "0"], "--epochs 0: must be at least 1"),
-    (["--student-layers", "0"], "--student-layers 0: must be at least 1"),
+    (["--student-layers", "-1"], "--student-layers -1: must be at least 0"),
     (["--min-auc", "1.5"], "--min-auc 1.5: must be in [0, 1]"),
     (["--max-accuracy-drop", "-1"], "--max-accuracy-drop -1: must be at least 0"),
     (["--sparsity", "abc"], "invalid float value: 'abc'"),

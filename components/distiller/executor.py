@@ -21,8 +21,7 @@ class Executor(StepExecutor):
         # Values fixed on the command line narrow the searches; unset ones are searched.
         grid = distillation.filter_choices(distillation.DISTILLATION_GRID, stage.alpha,
                                            stage.temperature)
-        sizes = distillation.filter_choices(distillation.STUDENT_SIZES, stage.student_layers,
-                                            stage.student_units)
+        sizes = distillation.size_choices(stage.student_layers, stage.student_units)
         tuned = {}
         if step.input_dict.get("hyperparameters"):
             tuned = hyperparameter_values(fileio.read_json(os.path.join(
@@ -31,9 +30,9 @@ class Executor(StepExecutor):
                                              stage.epochs)
         teacher_params = teacher.core.count_params()
         sizes = [size for size in sizes
-                 if distillation.student_params(size, prepared, config) < teacher_params]
+                 if distillation.student_params(size, prepared, config) <= teacher_params]
         if not sizes:
-            raise UserError(f"no student size asked for is smaller than the teacher "
+            raise UserError(f"no student size asked for is as small as the teacher "
                             f"({teacher_params} parameters); lower --student-layers or "
                             f"--student-units")
         metrics_uri = step.output_uri("metrics")
