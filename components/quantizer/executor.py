@@ -60,7 +60,7 @@ class Executor(StepExecutor):
                               input_contract(tflite, source, mode))
             predict, single = evaluation.tflite_predictor(tflite)
             report[mode] = evaluation.evaluate_candidate(
-                predict, single, prepared.eval, path,
+                predict, single, prepared.held_out, path,
                 params=source.core.count_params())
             log.info("quantizer: %s: accuracy %.4f, AUC %.4f, %d bytes", mode,
                      report[mode]["accuracy"], report[mode]["auc"], report[mode]["size_bytes"])
