@@ -6,7 +6,9 @@ Layout of a Model artifact (every model the pipeline produces has it):
                        feature in canonical form (numeric: float64, NaN if missing; text:
                        string, "" if missing). Both return `logits`, `probabilities`,
                        `class_ids`, `classes` and, for two classes, `score` (P(second class)).
-  core.keras           the Keras core (preprocessed vector -> logits), for further training.
+  core.keras           the Keras core (preprocessed vector -> logits), for further training;
+  trees_core/          or, for gradient-boosted trees (modules.trees), their core as a
+                       SavedModel (a TF-DF model cannot be written to a .keras file).
   preprocessor.json    the fitted FeaturePreprocessor: features, statistics, vocabularies.
   model_info.json      label, classes, input columns, hyperparameters, parameter count,
                        metrics and whatever the producing component adds.
@@ -17,12 +19,13 @@ from typing import Any, Dict, List, Sequence
 
 import tensorflow as tf
 
-from modules import data, fileio
+from modules import data, fileio, trees
 from modules.layers import DenseBlock, FeatureCross  # noqa: F401  (registers custom layers)
 from modules.preprocessing import FeaturePreprocessor
 
 SERVING_DIR = "Format-Serving"
 CORE_FILE = "core.keras"
+TREES_DIR = "trees_core"
 PREPROCESSOR_FILE = "preprocessor.json"
 INFO_FILE = "model_info.json"
 
@@ -78,7 +81,10 @@ def export_model(artifact_uri: str, core: tf.keras.Model, preprocessor: FeatureP
     serving_dir = os.path.join(artifact_uri, SERVING_DIR)
     tf.saved_model.save(module, serving_dir, signatures={
         "serving_default": serve_examples, "serving_raw": serve_raw})
-    core.save(os.path.join(artifact_uri, CORE_FILE))
+    if isinstance(core, trees.TreesCore):
+        trees.save_core(core, os.path.join(artifact_uri, TREES_DIR))
+    else:
+        core.save(os.path.join(artifact_uri, CORE_FILE))
     fileio.write_json(os.path.join(artifact_uri, PREPROCESSOR_FILE), preprocessor.get_config())
     fileio.write_json(os.path.join(artifact_uri, INFO_FILE), {
         **info, "label": dataclasses.asdict(label), "classes": list(classes),
@@ -91,7 +97,9 @@ def load_model(artifact_uri: str, compile: bool = False) -> ExportedModel:
     info = read_info(artifact_uri)
     preprocessor = FeaturePreprocessor.from_config(
         fileio.read_json(os.path.join(artifact_uri, PREPROCESSOR_FILE)))
-    core = tf.keras.models.load_model(os.path.join(artifact_uri, CORE_FILE), compile=compile)
+    trees_dir = os.path.join(artifact_uri, TREES_DIR)
+    core = (trees.load_core(trees_dir) if fileio.exists(trees_dir) else
+            tf.keras.models.load_model(os.path.join(artifact_uri, CORE_FILE), compile=compile))
     columns = [data.FeatureColumn(**c) for c in info["columns"]]
     return ExportedModel(core, preprocessor, columns, data.FeatureColumn(**info["label"]),
                          list(info["classes"]), info)

@@ -45,8 +45,9 @@ def copy(src: str, dst: str) -> None:
 
 
 def copytree(src: str, dst: str) -> None:
-    """Copies the folder `src` to `dst`, which must not exist yet."""
-    if gfile.exists(dst):
+    """Copies the folder `src` to `dst`, which must not exist yet or be empty (an output
+    artifact's folder, made by the orchestrator)."""
+    if gfile.exists(dst) and (not gfile.isdir(dst) or next(walk_files(dst), None)):
         raise FileExistsError(dst)
     makedirs(dst)
     for name in walk_files(src):

@@ -278,6 +278,15 @@ class Teacher(Stage):
 
 
 @dataclasses.dataclass(frozen=True)
+class Baselines(Stage):
+    """The baselines and the choice of the teacher (modules.baselines)."""
+    KEY: ClassVar[str] = "baselines"
+    trees_sample_rows: int = setting(100_000, "the gradient-boosted trees train on a uniform "
+                                     "sample of at most this many training rows (0: all)",
+                                     flag="--trees-sample-rows", check=at_least(0))
+
+
+@dataclasses.dataclass(frozen=True)
 class Distillation(Stage):
     """The Distiller: the smallest student within the budget (modules.distillation)."""
     KEY: ClassVar[str] = "distillation"
@@ -350,8 +359,8 @@ class Blessing(Stage):
                               quick=5_000)
 
 
-STAGES: Tuple[Type[Stage], ...] = (Csv, Splits, Training, Tuning, Teacher, Distillation, Pruning,
-                                   Quantization, Blessing)
+STAGES: Tuple[Type[Stage], ...] = (Csv, Splits, Training, Tuning, Teacher, Baselines,
+                                   Distillation, Pruning, Quantization, Blessing)
 
 
 def add_stage_flags(parser: argparse.ArgumentParser) -> None:

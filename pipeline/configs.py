@@ -5,8 +5,8 @@ import dataclasses
 import os
 from typing import Optional, Sequence, Tuple
 
-from modules.settings import (Blessing, Csv, Distillation, Pruning, Quantization,
-                              RunSettings, Splits, Teacher, Training, Tuning)
+from modules.settings import (Baselines, Blessing, Csv, Distillation, Pruning,
+                              Quantization, RunSettings, Splits, Teacher, Training, Tuning)
 
 PIPELINE_NAME = "tfx-compress"
 DEFAULT_LABEL = "big_tipper"
@@ -74,6 +74,7 @@ class PipelineConfig:
     training: Training = Training()
     tuning: Tuning = Tuning()
     teacher: Teacher = Teacher()
+    baselines: Baselines = Baselines()
     distillation: Distillation = Distillation()
     pruning: Pruning = Pruning()
     quantization: Quantization = Quantization()

@@ -14,6 +14,7 @@ from tfx.orchestration import metadata, pipeline
 from tfx.proto import example_gen_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
+from components.baselines import Baselines
 from components.csv_example_gen import executor as csv_example_gen
 from components.data_validator import DataValidator
 from components.distiller import Distiller
@@ -82,7 +83,11 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         eval_args=trainer_pb2.EvalArgs(splits=[data.VALIDATION]),
         custom_config={RunSettings.KEY: run.to_json(), Teacher.KEY: config.teacher.to_json()})
     trainer.add_upstream_node(validator)
-    teacher = trainer.outputs["model"]
+    network = trainer.outputs["model"]
+    # The linear model and the trees; the teacher is the better of the network and the trees.
+    baselines = Baselines(network=network, examples=examples, run_settings=run,
+                          config=config.baselines)
+    teacher = baselines.outputs["teacher"]
     distiller = Distiller(teacher=teacher, examples=examples, hyperparameters=hyperparameters,
                           run_settings=run, config=config.distillation, budget=config.blessing)
     pruner = Pruner(model=distiller.outputs["student"], examples=examples, teacher=teacher,
@@ -97,7 +102,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
             model_blessing=Channel(type=standard_artifacts.ModelBlessing),
         ).with_id("latest_blessed_model_resolver")
     evaluator = Evaluator(
-        teacher=teacher, student_scratch=distiller.outputs["student_scratch"],
+        teacher=teacher, network=network, trees=baselines.outputs["trees"],
+        linear=baselines.outputs["linear"], student_scratch=distiller.outputs["student_scratch"],
         student=distiller.outputs["student"], pruned=pruner.outputs["pruned_model"],
         quantized=quantizer.outputs["quantized_model"], examples=examples,
         baseline=resolver.outputs["model"] if resolver else None, run_settings=run,
@@ -107,7 +113,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         teacher=teacher, examples=examples, blessing=evaluator.outputs["blessing"],
         evaluation=evaluator.outputs["evaluation"], serving_dir=config.serving_dir,
         deploy_mode=config.quantization.deploy_mode)
-    components += [trainer, distiller, pruner, quantizer, *([resolver] if resolver else []),
+    components += [trainer, baselines, distiller, pruner, quantizer,
+                   *([resolver] if resolver else []),
                    evaluator, pusher]
     return components
 

@@ -14,8 +14,8 @@ from tabulate import tabulate
 
 from pipeline import metadata
 
-CANDIDATE_ORDER = ("teacher", "student_scratch", "student", "pruned", "dynamic", "float16",
-                   "int8", "qat", "pqat")
+CANDIDATE_ORDER = ("teacher", "network", "trees", "linear", "student_scratch", "student",
+                   "pruned", "dynamic", "float16", "int8", "qat", "pqat")
 # (key, header, format); a key with a "<key>_ci" interval shows it after the value.
 TABLE_COLUMNS = (("auc", "AUC (95% CI)", ".4f"), ("accuracy", "accuracy (95% CI)", ".4f"),
                  ("log_loss", "log loss (95% CI)", ".4f"),
@@ -86,6 +86,9 @@ def build_summary(records: List[metadata.ExecutionRecord]) -> Dict[str, Any]:
                                                 or "", "report.json")),
         "missing_values": missing_values(by_id.get("StatisticsGen")),
         "majority_class": evaluation.get("majority_class"),
+        "teacher_kind": evaluation.get("teacher_kind"),
+        "baselines": _read_json(os.path.join(_output_uri(by_id.get("Baselines"), "report")
+                                             or "", "report.json")),
         "trivial_model": evaluation.get("trivial_model"),
         "split": evaluation.get("split"),
         "test_rows": (evaluation.get("rows") or {}).get("test_rows"),
@@ -203,6 +206,8 @@ def terminal_text(summary: Dict[str, Any]) -> str:
     if missing:
         lines.append("Missing values (empty or a --na-values marker): "
                      + ", ".join(f"{name} {count}" for name, count in missing.items()))
+    if summary.get("baselines"):
+        lines.append(f"Teacher: {summary['baselines']['reason']}")
     lines += distillation_lines(summary.get("distillation"))
     lines += pruning_lines(summary.get("sparsity"))
     verdict = "blessed" if summary["blessed"] else "NOT blessed"
@@ -303,6 +308,8 @@ def render_html(summary: Dict[str, Any]) -> str:
         _table_html(["candidate"] + [h for _, h, _ in TABLE_COLUMNS]
                     + ["accuracy drop from the teacher (95% CI)",
                        "AUC drop from the teacher (95% CI)"], candidates),
+        *([f"<h2>Teacher</h2><p>{html.escape(summary['baselines']['reason'])}</p>"]
+          if summary.get("baselines") else []),
         *_distillation_html(summary.get("distillation"), summary.get("sparsity")),
         "<h2>Plots</h2>", *_plots(summary),
         "<h2>Missing values per column (empty or a --na-values marker)</h2>",

@@ -12,7 +12,8 @@ from csv_samples import taxi_rows, write_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SchemaGen", "DataValidator", "Tuner",
-              "Trainer", "Distiller", "Pruner", "Quantizer", "latest_blessed_model_resolver",
+              "Trainer", "Baselines", "Distiller", "Pruner", "Quantizer",
+              "latest_blessed_model_resolver",
               "Evaluator", "Pusher"}
 ODD_COMPANY = "Taxi Élite Ünïcode 出租车"
 

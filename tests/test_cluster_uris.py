@@ -19,6 +19,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.types import standard_artifacts
 
 from components.artifacts import JsonReport
+from components.baselines.executor import Executor as BaselinesExecutor
 from components.distiller.executor import Executor as DistillerExecutor
 from components.evaluator.executor import Executor as EvaluatorExecutor
 from components.pruner.executor import Executor as PrunerExecutor
@@ -26,8 +27,8 @@ from components.pusher import executor as pusher
 from components.quantizer.executor import Executor as QuantizerExecutor
 from conftest import write_statistics
 from modules import evaluation, export, fileio, trainer
-from modules.settings import (Blessing, Distillation, Pruning, Quantization, RunSettings,
-                              Teacher, Training)
+from modules.settings import (Baselines, Blessing, Distillation, Pruning, Quantization,
+                              RunSettings, Teacher, Training)
 
 
 @pytest.fixture
@@ -122,16 +123,26 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
     schema_path = os.path.join(root, "SchemaGen", "schema", "2", "schema.pbtxt")
     fileio.write_text(schema_path, str(schema))
 
-    teacher = _artifact(standard_artifacts.Model, os.path.join(root, "Trainer", "model", "3"), 3)
+    network = _artifact(standard_artifacts.Model, os.path.join(root, "Trainer", "model", "3"), 3)
     trainer.run_fn(FnArgs(
         train_files=[os.path.join(examples.uri, "Split-train", "*")],
         eval_files=[os.path.join(examples.uri, "Split-validation", "*")],
         schema_path=schema_path,
-        serving_model_dir=os.path.join(teacher.uri, export.SERVING_DIR),
+        serving_model_dir=os.path.join(network.uri, export.SERVING_DIR),
         model_run_dir=os.path.join(root, "Trainer", "model_run", "3"),
         custom_config={**run, Teacher.KEY: Teacher(epochs=2).to_json(),
                        trainer.STATISTICS_URI: statistics_uri},
         hyperparameters=tuned.get_config()))
+
+    linear, trees, teacher = (_artifact(standard_artifacts.Model,
+                                        os.path.join(root, "Baselines", name, "14"), i)
+                              for i, name in ((14, "linear"), (15, "trees"), (16, "teacher")))
+    BaselinesExecutor().Do(
+        {"network": [network], "examples": [examples]},
+        {"linear": [linear], "trees": [trees], "teacher": [teacher],
+         "report": [_artifact(JsonReport, os.path.join(root, "Baselines", "report", "14"), 17)]},
+        {**run, Baselines.KEY: Baselines(trees_sample_rows=500).to_json()})
+    assert export.read_info(teacher.uri)["kind"] in ("network", "trees")
 
     student, scratch = (_artifact(standard_artifacts.Model,
                                   os.path.join(root, "Distiller", name, "4"), i)
@@ -165,7 +176,8 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
     blessing = _artifact(standard_artifacts.ModelBlessing,
                          os.path.join(root, "Evaluator", "blessing", "11"), 12)
     EvaluatorExecutor().Do(
-        {"teacher": [teacher], "student_scratch": [scratch], "student": [student],
+        {"teacher": [teacher], "network": [network], "trees": [trees], "linear": [linear],
+         "student_scratch": [scratch], "student": [student],
          "pruned": [pruned], "quantized": [quantized], "examples": [examples]},
         {"evaluation": [evaluation_report], "blessing": [blessing]},
         {**run, "deploy_mode": "int8", Blessing.KEY: Blessing(

@@ -1,4 +1,5 @@
 """Loading the splits as the Trainer does, and the DAG that create_pipeline builds."""
+import json
 import os
 
 import modules  # noqa: F401  (must precede tensorflow)
@@ -8,7 +9,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from conftest import features_of, write_statistics
 from modules import training
-from modules.settings import Distillation, Tuning
+from modules.settings import Distillation, Splits, Tuning
 from pipeline.configs import PipelineConfig
 from pipeline.pipeline import create_components, create_pipeline
 
@@ -68,21 +69,36 @@ def test_create_pipeline_wires_every_component(tmp_path):
     components = {c.id: c for c in create_pipeline(_config(tmp_path)).components}
     assert sorted(components) == sorted([
         "CsvExampleGen", "StatisticsGen", "SchemaGen", "DataValidator", "Tuner", "Trainer",
-        "Distiller", "Pruner", "Quantizer", "latest_blessed_model_resolver", "Evaluator",
-        "Pusher"])
+        "Baselines", "Distiller", "Pruner", "Quantizer", "latest_blessed_model_resolver",
+        "Evaluator", "Pusher"])
     upstream = {name: {n.id for n in c.upstream_nodes} for name, c in components.items()}
     # The preprocessing is fitted on StatisticsGen's statistics (computed on Beam).
     assert upstream["Trainer"] == {"CsvExampleGen", "StatisticsGen", "SchemaGen",
                                    "DataValidator", "Tuner"}
     assert upstream["Tuner"] == {"CsvExampleGen", "StatisticsGen", "SchemaGen",
                                  "DataValidator"}
-    assert upstream["Distiller"] == {"CsvExampleGen", "Trainer", "Tuner"}
-    assert upstream["Pruner"] == {"CsvExampleGen", "Distiller", "Trainer"}
-    assert upstream["Evaluator"] >= {"Trainer", "Distiller", "Pruner", "Quantizer",
-                                     "latest_blessed_model_resolver"}
+    # The teacher is the Baselines' choice between the Trainer's network and the trees.
+    assert upstream["Baselines"] == {"CsvExampleGen", "Trainer"}
+    assert upstream["Distiller"] == {"CsvExampleGen", "Baselines", "Tuner"}
+    assert upstream["Pruner"] == {"CsvExampleGen", "Distiller", "Baselines"}
+    assert upstream["Evaluator"] >= {"Trainer", "Baselines", "Distiller", "Pruner",
+                                     "Quantizer", "latest_blessed_model_resolver"}
     assert upstream["Pusher"] >= {"Evaluator", "Quantizer", "Pruner"}
     trainer_hp = components["Trainer"].inputs["hyperparameters"]
     assert trainer_hp.producer_component_id == "Tuner"
+
+
+def test_example_gen_splits_three_ways_and_trainers_validate_on_validation(tmp_path):
+    components = {c.id: c for c in create_components(_config(tmp_path,
+                                                              splits=Splits((8, 1, 1))))}
+    output = json.loads(components["CsvExampleGen"].exec_properties["output_config"])
+    assert [(s["name"], s["hash_buckets"]) for s in output["split_config"]["splits"]] == [
+        ("train", 8), ("validation", 1), ("test", 1)]
+    for name in ("Tuner", "Trainer"):
+        assert json.loads(components[name].exec_properties["train_args"])["splits"] == [
+            "train"]
+        assert json.loads(components[name].exec_properties["eval_args"])["splits"] == [
+            "validation"]
 
 
 def test_curated_schema_swaps_in_import_schema_gen_and_fails_on_anomalies(tmp_path):

@@ -29,8 +29,9 @@ class Executor(StepExecutor):
         config = distillation.student_config(tuned, step.settings.training.precision,
                                              stage.epochs)
         teacher_params = teacher.core.count_params()
-        sizes = [size for size in sizes
-                 if distillation.student_params(size, prepared, config) <= teacher_params]
+        if teacher.info.get("kind") != "trees":  # tree nodes do not compare with weights
+            sizes = [size for size in sizes
+                     if distillation.student_params(size, prepared, config) <= teacher_params]
         if not sizes:
             raise UserError(f"no student size asked for is as small as the teacher "
                             f"({teacher_params} parameters); lower --student-layers or "

@@ -1,8 +1,9 @@
 """Evaluator: every candidate on the test split, which no other step reads, through one path,
 then the blessing.
 
-Candidates: the teacher, the student from scratch, the distilled student, the pruned student
-(SavedModels) and each TFLite model of the Quantizer. All are measured by
+Candidates: the teacher (the Baselines' choice), the tuned network and the trees (the one
+that is not the teacher), the linear baseline, the student from scratch, the distilled
+student, the pruned student (SavedModels) and each TFLite model of the Quantizer. All are measured by
 `modules.evaluation` (metrics, sizes, latency); TFMA adds per-slice metrics of the SavedModels.
 The deployable candidate (the `deploy_mode` TFLite model with its pruned SavedModel) is blessed
 by `modules.blessing.decide`, against the teacher and the last blessed model of this pipeline
@@ -46,13 +47,16 @@ class Evaluator(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = EvaluatorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, *, teacher: types.BaseChannel, student_scratch: types.BaseChannel,
+    def __init__(self, *, teacher: types.BaseChannel, network: types.BaseChannel,
+                 trees: types.BaseChannel, linear: types.BaseChannel,
+                 student_scratch: types.BaseChannel,
                  student: types.BaseChannel, pruned: types.BaseChannel,
                  quantized: types.BaseChannel, examples: types.BaseChannel,
                  run_settings: RunSettings, config: Blessing, deploy_mode: str,
                  baseline: Optional[types.BaseChannel] = None):
         super().__init__(spec=EvaluatorSpec(
-            teacher=teacher, student_scratch=student_scratch, student=student, pruned=pruned,
+            teacher=teacher, network=network, trees=trees, linear=linear,
+            student_scratch=student_scratch, student=student, pruned=pruned,
             quantized=quantized, examples=examples, baseline=baseline,
             **{RUN_SETTINGS: run_settings.to_json(), Blessing.KEY: config.to_json()},
             deploy_mode=deploy_mode,

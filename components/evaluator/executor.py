@@ -18,7 +18,10 @@ from modules.settings import Blessing, RunSettings
 log = logging.getLogger(__name__)
 
 TFLITE_FILE = "model.tflite"
-CANDIDATE_MODELS = ("teacher", "student_scratch", "student", "pruned")  # SavedModel inputs
+# SavedModel inputs; "network", "linear" and "trees" are the teacher's candidates, and the
+# one chosen is shown as the teacher alone.
+CANDIDATE_MODELS = ("teacher", "network", "trees", "linear", "student_scratch", "student",
+                    "pruned")
 EVALUATION_FILE = "evaluation.json"
 
 
@@ -93,7 +96,10 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
         candidates: Dict[str, Dict[str, Any]] = {}
         scores: Dict[str, evaluation.Scores] = {}
         predictors: Dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+        teacher_kind = step.load("teacher").info.get("kind", "network")
         for name in CANDIDATE_MODELS:
+            if name == teacher_kind:
+                continue  # the teacher itself
             model = step.load(name)
             predict, single = evaluation.keras_predictor(model.core)
             scores[name] = evaluation.split_scores(predict, prepared.held_out)
@@ -145,6 +151,7 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
         majority_class, majority_accuracy = blessing.majority_rate(
             train_counts, prepared.counts(data.TEST))
         return {"candidates": candidates, "deployable": deploy_mode, "blessed": blessed,
+                "teacher_kind": teacher_kind,
                 "reasons": reasons, "baseline": baseline, "slices": slices,
                 "slice_sample": slice_sample, "split": data.TEST,
                 "thresholds": {**thresholds.to_dict(),

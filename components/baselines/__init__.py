@@ -1,0 +1,3 @@
+from components.baselines.component import Baselines
+
+__all__ = ["Baselines"]

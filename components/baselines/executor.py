@@ -1,0 +1,60 @@
+"""Baselines executor: trains the linear model and the trees, chooses the teacher, reports."""
+import logging
+import os
+
+from components.artifacts import write_report
+from components.base import StepExecutor, StepInputs
+from modules import baselines, evaluation, export, fileio
+from modules.settings import Baselines
+
+log = logging.getLogger(__name__)
+
+
+class Executor(StepExecutor):
+    STAGE = Baselines
+    MODEL_KEY = "network"
+
+    def run(self, step: StepInputs) -> None:
+        from modules import trees  # TensorFlow Decision Forests: only the step that trains them
+
+        network, prepared, stage = step.model, step.prepared, step.stage
+        seed = step.settings.training.seed
+        common = {"seed": seed, "rows": prepared.row_counts, "network_uri": step.uri("network")}
+        linear, l2 = baselines.train_linear(
+            prepared, seed=seed, strategy=step.settings.training.strategy,
+            run_dir=os.path.join(step.output_uri("report"), "linear"))
+        scores = {"linear": evaluation.keras_scores(linear, prepared.held_out)}
+        export.export_model(step.output_uri("linear"), linear, prepared.preprocessor,
+                            prepared.columns, prepared.label, prepared.classes, {
+                                **common, "role": "linear", "kind": "linear",
+                                "hyperparameters": {**baselines.LINEAR_CONFIG.to_dict(),
+                                                    "l2": l2},
+                                "metrics": scores["linear"].metrics()})
+        forest = trees.train_trees(prepared, seed=seed,
+                                   max_rows=stage.trees_sample_rows or prepared.train.rows)
+        scores["trees"] = evaluation.keras_scores(forest, prepared.held_out)
+        export.export_model(step.output_uri("trees"), forest, prepared.preprocessor,
+                            prepared.columns, prepared.label, prepared.classes, {
+                                **common, "role": "trees", "kind": "trees",
+                                "hyperparameters": {"max_rows": stage.trees_sample_rows},
+                                "trees": forest.info,
+                                "metrics": scores["trees"].metrics()})
+        scores["network"] = evaluation.keras_scores(network.core, prepared.held_out)
+        choice = baselines.choose_teacher(scores, seed=seed)
+        source = (step.uri("network") if choice.kind == "network"
+                  else step.output_uri(choice.kind))
+        teacher_uri = step.output_uri("teacher")
+        fileio.copytree(source, teacher_uri)
+        fileio.write_json(os.path.join(teacher_uri, export.INFO_FILE), {
+            **export.read_info(source), "role": "teacher", "kind": choice.kind,
+            "source_uri": source, "teacher_choice": choice.reason()})
+        validation = {name: scored.metrics() for name, scored in scores.items()}
+        write_report(step.output_dict["report"][0], {
+            "teacher_kind": choice.kind, "reason": choice.reason(),
+            "network_minus_teacher_log_loss": vars(choice.network_minus_chosen),
+            "validation": validation, "linear_l2": l2,
+            "trees_sample_rows": stage.trees_sample_rows})
+        for name, metrics in validation.items():
+            log.info("baselines: %s: validation accuracy %.4f, AUC %.4f, log loss %.4f", name,
+                     metrics["accuracy"], metrics["auc"], metrics["log_loss"])
+        log.info("baselines: the teacher is %s", choice.reason())

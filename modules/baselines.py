@@ -1,0 +1,93 @@
+"""The baselines every run is measured against, and the choice of the teacher.
+
+- linear: logistic regression on the preprocessed features, trained by the project's loop (a
+  core with no hidden layer, `modules.model.build_core` with num_layers 0). Its weight decay
+  is chosen on validation from L2_GRID: the candidates train side by side as towers of one
+  model (`modules.model.Towers`, each early-stopped on its own validation loss) and the one
+  with the lowest validation log loss is kept.
+- trees: gradient-boosted trees from TensorFlow Decision Forests (`modules.trees`), on a
+  uniform sample of at most `--trees-sample-rows` training rows, early-stopped on validation.
+- the teacher (`choose_teacher`): the model of the lowest validation log loss among the tuned
+  network, the linear model and the trees, the network wherever it is as good: the Distiller
+  learns from the best model found, and every drop is measured against it.
+"""
+import dataclasses
+import logging
+from typing import Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from modules import blessing, evaluation, loop, training
+from modules.model import ModelConfig, Towers, build_core
+
+log = logging.getLogger(__name__)
+
+L2_GRID = (0.0, 1e-4, 1e-3, 1e-2)
+# Logistic regression learns fast: a high learning rate held for a few epochs, early stopping.
+LINEAR_CONFIG = ModelConfig(num_layers=0, cross_rank=0, dropout=0.0, learning_rate=1e-2,
+                            batch_size=256, epochs=30, constant_epochs=5,
+                            early_stopping_patience=4)
+
+
+def _tower(l2: float) -> str:
+    return f"l2_{l2:g}"
+
+
+def train_linear(prepared: training.PreparedData, *, seed: int, strategy: str = "none",
+                 run_dir: Optional[str] = None,
+                 config: ModelConfig = LINEAR_CONFIG) -> Tuple[tf.keras.Model, float]:
+    """(the linear core with the best validation log loss, its L2 weight)."""
+    configs = {_tower(l2): dataclasses.replace(config, l2=l2) for l2 in L2_GRID}
+    result = training.train_model(
+        lambda: Towers({name: build_core(prepared.dim, prepared.num_classes, tower_config,
+                                         seed=seed, name=name)
+                        for name, tower_config in configs.items()}, name="linear"),
+        prepared, config, seed=seed, strategy=strategy, run_dir=run_dir, verbose=False,
+        loss_fn={name: loop.cross_entropy for name in configs})
+    losses = {name: evaluation.keras_metrics(result.model.towers[name],
+                                             prepared.held_out)["log_loss"]
+              for name in configs}
+    best = min(configs, key=lambda name: (losses[name], name))
+    log.info("baselines: linear model, validation log loss by L2: %s -> l2 %g",
+             ", ".join(f"{configs[n].l2:g} {losses[n]:.4f}" for n in configs), configs[best].l2)
+    core = build_core(prepared.dim, prepared.num_classes, configs[best], seed=seed,
+                      name="linear")
+    core.set_weights(result.model.towers[best].get_weights())
+    return core, configs[best].l2
+
+
+# The teacher's candidates, in order of preference where their validation log losses tie:
+# the tuned network (the default teacher), the linear model, the trees.
+TEACHER_CANDIDATES = ("network", "linear", "trees")
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherChoice:
+    kind: str  # one of TEACHER_CANDIDATES
+    metrics: Dict[str, Dict[str, float]]  # validation metrics of every candidate
+    # The network's validation log loss minus the chosen one's, paired (0 for the network).
+    network_minus_chosen: blessing.Difference
+
+    def reason(self) -> str:
+        losses = ", ".join(f"{name} {self.metrics[name]['log_loss']:.4f}"
+                           for name in TEACHER_CANDIDATES if name in self.metrics)
+        if self.kind == "network":
+            return f"the tuned network, the lowest validation log loss ({losses})"
+        return (f"the {self.kind} model, the lowest validation log loss ({losses}): the "
+                f"network's is higher by {self.network_minus_chosen.text()}")
+
+
+def choose_teacher(scores: Dict[str, evaluation.Scores], *, seed: int) -> TeacherChoice:
+    """The candidate (TEACHER_CANDIDATES: `scores` on the validation rows) with the lowest
+    validation log loss: what the Distiller learns from and every drop is measured against.
+    A model that a simpler one beats on validation cannot teach it anything; where they tie,
+    the network stays."""
+    metrics = {name: scores[name].metrics() for name in TEACHER_CANDIDATES if name in scores}
+    kind = min(metrics, key=lambda name: (metrics[name]["log_loss"],
+                                          TEACHER_CANDIDATES.index(name)))
+    network = scores["network"]
+    difference = (blessing.paired_differences(network.labels, network.probabilities,
+                                              scores[kind].probabilities,
+                                              seed=seed)["log_loss"]
+                  if kind != "network" else blessing.Difference(0.0, 0.0, 0.0))
+    return TeacherChoice(kind, metrics, difference)

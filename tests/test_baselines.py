@@ -1,0 +1,59 @@
+"""modules.baselines: the linear model trained by our loop, and the choice of the teacher."""
+import modules  # noqa: F401  (tf_keras before tensorflow)
+
+import numpy as np
+import pytest
+
+from conftest import labels_of, make_prepared
+from modules import baselines, evaluation
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    return make_prepared(n=800, d=10)
+
+
+def test_linear_model_has_no_hidden_layer_and_learns_a_linear_problem(prepared):
+    core, l2 = baselines.train_linear(prepared, seed=0)
+    assert l2 in baselines.L2_GRID
+    assert [layer.name for layer in core.layers] == ["logits"]  # logistic regression
+    assert core.count_params() == (10 + 1) * 2
+    metrics = evaluation.keras_metrics(core, prepared.held_out)
+    assert metrics["accuracy"] > 0.85 and metrics["auc"] > 0.93, metrics
+
+
+def test_linear_model_keeps_the_weight_decay_of_the_lowest_validation_log_loss(prepared,
+                                                                               monkeypatch):
+    seen = {}
+    real = evaluation.keras_metrics
+
+    def metrics(core, split):
+        result = real(core, split)
+        seen[core.name] = result["log_loss"]
+        return result
+
+    monkeypatch.setattr(evaluation, "keras_metrics", metrics)
+    _, l2 = baselines.train_linear(prepared, seed=0)
+    assert set(seen) == {f"l2_{value:g}" for value in baselines.L2_GRID}
+    assert seen[f"l2_{l2:g}"] == min(seen.values())
+
+
+def scores(labels, p):
+    return evaluation.Scores(labels, np.stack([1 - p, p], axis=1))
+
+
+def test_the_teacher_is_the_lowest_validation_log_loss_and_the_network_on_ties():
+    rng = np.random.default_rng(0)
+    labels = (rng.random(500) < 0.4).astype(np.int64)
+    sharp = np.where(labels == 1, 0.8, 0.2)
+    vague = np.where(labels == 1, 0.6, 0.4)
+    choice = baselines.choose_teacher({"network": scores(labels, vague),
+                                       "linear": scores(labels, sharp),
+                                       "trees": scores(labels, vague)}, seed=0)
+    assert choice.kind == "linear"
+    assert choice.network_minus_chosen.estimate > 0 and choice.network_minus_chosen.low > 0
+    assert "the linear model" in choice.reason()
+    tie = baselines.choose_teacher({"network": scores(labels, sharp),
+                                    "linear": scores(labels, sharp),
+                                    "trees": scores(labels, sharp)}, seed=0)
+    assert tie.kind == "network" and "the tuned network" in tie.reason()
