@@ -104,6 +104,18 @@ def filter_choices(choices: Sequence[Tuple], *fixed: Optional[float]) -> List[Tu
     return combos
 
 
+def warm_start(students: Towers, teacher: tf.keras.Model, names: Sequence[str]) -> None:
+    """Students of `names` with the teacher's very architecture (the same weight shapes: a
+    linear teacher and the linear student) start from the teacher's weights: distilling a
+    model into its own shape from scratch can only lose what it already has."""
+    weights = teacher.get_weights()
+    shapes = [w.shape for w in weights]
+    for name in names:
+        tower = students.towers[name]
+        if weights and [w.shape for w in tower.get_weights()] == shapes:
+            tower.set_weights(weights)
+
+
 def size_choices(layers: Optional[int], units: Optional[int]) -> List[Tuple[int, int]]:
     """The student sizes to search given --student-layers / --student-units (None: free);
     a fixed hidden depth leaves the linear student out (its width means nothing)."""
@@ -202,11 +214,14 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
         losses = {name: loop.cross_entropy if alpha is None
                   else distillation_loss(alpha, temperature)
                   for name, (_, _, alpha, temperature) in zip(names, candidates)}
+        distilled = [name for name, (_, _, alpha, _) in zip(names, candidates)
+                     if alpha is not None]
         result = training.train_model(
             lambda: Towers({name: build_core(dim, classes, sized[name], seed=seed, name=name)
                             for name in names}, name="students"),
             distilled_data, config, seed=seed, strategy=strategy, verbose=False,
-            run_dir=run_dir(phase) if run_dir else None, loss_fn=losses)
+            run_dir=run_dir(phase) if run_dir else None, loss_fn=losses,
+            restore_model=lambda model: warm_start(model, teacher, distilled))
         trained = []
         for name, (layers, units, alpha, temperature) in zip(names, candidates):
             core = result.model.towers[name]

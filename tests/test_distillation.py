@@ -151,3 +151,19 @@ def test_teacher_logits_are_stored_next_to_the_labels_of_both_splits(prepared, c
         assert stored.shape == (len(x), 2)
         np.testing.assert_allclose(stored, teacher(x, training=False).numpy(), atol=1e-5)
     assert distilled.train.in_memory == prepared.train.in_memory
+
+
+def test_a_student_of_the_teachers_own_shape_starts_from_its_weights(prepared):
+    """A linear teacher distilled into the linear student keeps what it knows (from
+    scratch, the student would have to learn it again in a student's shorter training);
+    the scratch control still starts from scratch."""
+    linear = small_config(num_layers=0, epochs=6)
+    teacher = training.train_model(lambda: build_core(20, 2, linear, seed=3), prepared,
+                                   linear, seed=3, verbose=False).model
+    result = search(prepared, teacher, sizes=(distillation.LINEAR,), grid=((0.3, 4.0),),
+                    max_auc_drop=0.5, max_accuracy_drop=0.5)
+    student = distillation.rebuild(result.sizes[0], prepared, small_config(epochs=2))
+    teacher_scores = evaluation.keras_metrics(teacher, prepared.held_out)
+    assert result.sizes[0].metrics["log_loss"] <= teacher_scores["log_loss"] + 0.01
+    assert student.count_params() == teacher.count_params()
+    assert result.scratch.origin == "scratch"
