@@ -34,7 +34,9 @@ one JSON object:
            "teacher_auc", "deployed_auc", "anchor_auc", "logistic_auc", "boosting_auc",
            "teacher_acc_ci", "deployed_acc_ci", "teacher_auc_ci", "deployed_auc_ci",
            "deployed_log_loss", "deployed_log_loss_ci", "blessed", "seconds", "peak_rss_mb",
-           "train_rows", "validation_rows", "test_rows", ...}, ...}
+           "train_rows", "validation_rows", "test_rows", "teacher_kind" (network, linear or
+           trees), "linear_acc", "linear_auc", "trees_acc", "trees_auc" (the pipeline's own
+           baselines on test), "scratch_acc", "scratch_auc" (the student from scratch), ...}}
 (an interval is [low, high], null where the summary has none).
 
     python benchmarks/generality.py [--sets taxi,iris,...,mlc_churn] [--seed 42]
@@ -206,7 +208,19 @@ def main():
         accuracy, auc, train_rows, test_rows = anchor_scores(
             read_split(examples, "train"), read_split(examples, "test"), label, drop)
         teacher, chosen = candidates["teacher"], candidates[deployed]
+        kind = summary.get("teacher_kind") or "network"
+        # The Evaluator lists the teacher's own candidate (network, linear or trees) once,
+        # as the teacher.
+        baseline = {key: candidates.get(key) or (teacher if kind == key else {})
+                    for key in ("linear", "trees")}
+        scratch = candidates.get("student_scratch", {})
         results[name] = {
+            "teacher_kind": kind,
+            "linear_acc": baseline["linear"].get("accuracy"),
+            "linear_auc": baseline["linear"].get("auc"),
+            "trees_acc": baseline["trees"].get("accuracy"),
+            "trees_auc": baseline["trees"].get("auc"),
+            "scratch_acc": scratch.get("accuracy"), "scratch_auc": scratch.get("auc"),
             "teacher_acc": teacher["accuracy"],
             "deployed_acc": chosen["accuracy"],
             "anchor_acc": max(accuracy.values()),
@@ -229,18 +243,22 @@ def main():
             "validation_rows": (summary.get("rows") or {}).get("validation_rows"),
         }
         print(f"{name}: done in {seconds:.0f} s", flush=True)
-    header = ("set", "train/test", "teacher acc", "deployed acc [95%]", "anchor acc (LR/HGB)",
-              "teacher AUC", "deployed AUC [95%]", "anchor AUC (LR/HGB)", "blessed", "s", "MB")
+    header = ("set", "train/test", "teacher", "teacher acc", "deployed acc [95%]",
+              "linear/trees acc", "anchor acc (LR/HGB)", "teacher AUC", "deployed AUC [95%]",
+              "linear/trees AUC", "anchor AUC (LR/HGB)", "blessed", "s", "MB")
     lines = [header]
     for name, r in results.items():
         if r.get("failed"):
             lines.append((name, "failed", *[""] * (len(header) - 2)))
             continue
-        lines.append((name, f"{r['train_rows']}/{r['test_rows']}", _number(r["teacher_acc"]),
+        lines.append((name, f"{r['train_rows']}/{r['test_rows']}", r["teacher_kind"],
+                      _number(r["teacher_acc"]),
                       _interval(r["deployed_acc"], r["deployed_acc_ci"]),
+                      f"{_number(r['linear_acc'], 3)}/{_number(r['trees_acc'], 3)}",
                       f"{r['anchor_acc']:.4f} ({r['logistic_acc']:.3f}/{r['boosting_acc']:.3f})",
                       _number(r["teacher_auc"]),
                       _interval(r["deployed_auc"], r["deployed_auc_ci"]),
+                      f"{_number(r['linear_auc'], 3)}/{_number(r['trees_auc'], 3)}",
                       f"{_number(r['anchor_auc'])} ({_number(r['logistic_auc'], 3)}/"
                       f"{_number(r['boosting_auc'], 3)})",
                       str(r["blessed"]), f"{r['seconds']:.0f}", str(r["peak_rss_mb"])))

@@ -176,7 +176,8 @@ def test_distiller_outputs_searched_student_control_and_their_comparison(first_r
         assert infos[key]["hyperparameters"]["units"] == metrics["selected"]["units"]
     assert infos["student"]["origin"] == metrics["winner"]
     assert infos["student_scratch"]["origin"] == "scratch"
-    assert metrics["param_ratio"] > 1
+    # Never larger than the teacher (as large only when the teacher is the linear model).
+    assert metrics["param_ratio"] >= 1
 
 
 def test_r_exported_public_csv_gets_a_sound_deployed_model(tmp_path):
