@@ -116,6 +116,10 @@ class PruneOutcome:
     chosen: PruneAttempt
 
 
+def _rank(attempt: PruneAttempt):
+    return attempt.budget_left, -attempt.metrics["log_loss"]
+
+
 def prune_within_budget(core: tf.keras.Model, prepared: training.PreparedData,
                         config: ModelConfig, *, target_sparsity: float,
                         teacher: evaluation.Scores, max_auc_drop: float,
@@ -125,7 +129,10 @@ def prune_within_budget(core: tf.keras.Model, prepared: training.PreparedData,
     """Prunes at the target sparsity, then at lower ones (SPARSITY_STEPS), until the pruned
     model leaves `budget_share` of the blessing budget against the teacher (whose `Scores`
     on the held-out rows of `prepared` are `teacher`: `blessing.budget_left`); if none does,
-    the attempt that leaves the most (ties: the sparser)."""
+    the attempt that leaves the most, then has the lowest validation log loss (ties: the
+    sparser). On a few dozen validation rows every sparsity can leave the same share while
+    the sparser ones are far less calibrated (26 iris rows: log loss 0.16 at 0.8 against
+    0.04 dense, a test log loss twice the dense one's)."""
     ladder = sorted({round(target_sparsity * step, 4) for step in SPARSITY_STEPS}, reverse=True)
     if not any(isinstance(layer, PRUNED_LAYERS) for layer in core.layers):
         ladder = [0.0]  # a linear student: its logits layer is all it has, and all matters
@@ -145,7 +152,7 @@ def prune_within_budget(core: tf.keras.Model, prepared: training.PreparedData,
         attempts.append(attempt)
         log.info("pruner: sparsity %.2f: accuracy %.4f, AUC %.4f, budget left %+.2f", sparsity,
                  attempt.metrics["accuracy"], attempt.metrics["auc"], attempt.budget_left)
-        if best is None or attempt.budget_left > best.chosen.budget_left:
+        if best is None or _rank(attempt) > _rank(best.chosen):
             best = PruneOutcome(model, result, attempts, attempt)
         if attempt.budget_left >= budget_share:
             return PruneOutcome(model, result, attempts, attempt)

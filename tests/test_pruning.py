@@ -181,3 +181,28 @@ def test_a_linear_student_is_kept_dense(prepared):
         max_accuracy_drop=0.01, epochs=1, seed=0, verbose=False)
     assert [a.sparsity for a in outcome.attempts] == [0.0]
     assert outcome.model is core and outcome.result is None
+
+
+def test_when_no_sparsity_fits_equal_shares_go_to_the_lower_validation_log_loss(
+        prepared, monkeypatch):
+    """Every sparsity leaves the same share (a few dozen validation rows), but the dense
+    model is far better calibrated: it is kept."""
+    losses = {0.8: 0.16, 0.6: 0.15, 0.4: 0.11, 0.2: 0.15, "dense": 0.04}
+
+    def scores(model, split):
+        key = "dense" if model is core else model
+        return type("Scores", (), {"metrics": lambda self: {
+            "auc": 1.0, "accuracy": 0.96, "log_loss": losses.get(key, 0.1)}})()
+
+    core = build_core(20, 2, small_config(), seed=0)
+    monkeypatch.setattr(pruning, "prune", lambda core, prepared, config, *, target_sparsity,
+                        **kwargs: (target_sparsity, None))
+    monkeypatch.setattr(evaluation, "keras_scores", scores)
+    monkeypatch.setattr(blessing, "drops_from", lambda teacher, candidate, seed: {
+        "auc": blessing.Difference(0, 0, 0), "accuracy": blessing.Difference(0.008, 0.008,
+                                                                               0.008)})
+    outcome = pruning.prune_within_budget(
+        core, prepared, small_config(), target_sparsity=0.8, teacher=None, max_auc_drop=0.005,
+        max_accuracy_drop=0.01, seed=0)
+    assert len(outcome.attempts) == 5 and outcome.chosen.sparsity == 0.0
+    assert outcome.model is core
