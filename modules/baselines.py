@@ -7,9 +7,9 @@
   with the lowest validation log loss is kept.
 - trees: gradient-boosted trees from TensorFlow Decision Forests (`modules.trees`), on a
   uniform sample of at most `--trees-sample-rows` training rows, early-stopped on validation.
-- the teacher (`choose_teacher`): the model of the lowest validation log loss among the tuned
-  network, the linear model and the trees, the network wherever it is as good: the Distiller
-  learns from the best model found, and every drop is measured against it.
+- the teacher (`choose_teacher`): the linear model, unless the tuned network, then the trees,
+  have a lower validation log loss beyond noise: the Distiller learns from the best model
+  found, and every drop is measured against it.
 """
 import dataclasses
 import logging
@@ -56,38 +56,45 @@ def train_linear(prepared: training.PreparedData, *, seed: int, strategy: str = 
     return core, configs[best].l2
 
 
-# The teacher's candidates, in order of preference where their validation log losses tie:
-# the tuned network (the default teacher), the linear model, the trees.
-TEACHER_CANDIDATES = ("network", "linear", "trees")
+# The teacher's candidates, simplest first: a candidate replaces the simpler one chosen so far
+# only if its validation log loss is lower beyond noise.
+TEACHER_CANDIDATES = ("linear", "network", "trees")
 
 
 @dataclasses.dataclass(frozen=True)
 class TeacherChoice:
     kind: str  # one of TEACHER_CANDIDATES
     metrics: Dict[str, Dict[str, float]]  # validation metrics of every candidate
-    # The network's validation log loss minus the chosen one's, paired (0 for the network).
-    network_minus_chosen: blessing.Difference
+    # For each challenger: the validation log loss of the model it challenged minus its own
+    # (paired); above 0 beyond noise, it took over.
+    challenges: Dict[str, blessing.Difference]
 
     def reason(self) -> str:
         losses = ", ".join(f"{name} {self.metrics[name]['log_loss']:.4f}"
                            for name in TEACHER_CANDIDATES if name in self.metrics)
-        if self.kind == "network":
-            return f"the tuned network, the lowest validation log loss ({losses})"
-        return (f"the {self.kind} model, the lowest validation log loss ({losses}): the "
-                f"network's is higher by {self.network_minus_chosen.text()}")
+        steps = "; ".join(f"{name} {'took over' if gap.low > 0 else 'not better beyond noise'}"
+                          f" ({gap.text()})" for name, gap in self.challenges.items())
+        return f"the {self.kind} model (validation log loss {losses}; {steps})"
 
 
 def choose_teacher(scores: Dict[str, evaluation.Scores], *, seed: int) -> TeacherChoice:
-    """The candidate (TEACHER_CANDIDATES: `scores` on the validation rows) with the lowest
-    validation log loss: what the Distiller learns from and every drop is measured against.
-    A model that a simpler one beats on validation cannot teach it anything; where they tie,
-    the network stays."""
+    """The teacher among TEACHER_CANDIDATES (`scores` on the validation rows): the linear
+    model, replaced by the network, then the trees, wherever one has a lower validation log
+    loss than the model chosen so far beyond noise (the paired 95% interval of the
+    difference above 0). On a few hundred validation rows the best point estimate is often
+    noise (a network ahead of the linear model on 74 breast-cancer rows was 4 points behind
+    it on test); a model must earn its complexity. A model that a simpler one beats cannot
+    teach it anything."""
     metrics = {name: scores[name].metrics() for name in TEACHER_CANDIDATES if name in scores}
-    kind = min(metrics, key=lambda name: (metrics[name]["log_loss"],
-                                          TEACHER_CANDIDATES.index(name)))
-    network = scores["network"]
-    difference = (blessing.paired_differences(network.labels, network.probabilities,
-                                              scores[kind].probabilities,
-                                              seed=seed)["log_loss"]
-                  if kind != "network" else blessing.Difference(0.0, 0.0, 0.0))
-    return TeacherChoice(kind, metrics, difference)
+    kind, challenges = TEACHER_CANDIDATES[0], {}
+    for challenger in TEACHER_CANDIDATES[1:]:
+        if challenger not in scores:
+            continue
+        incumbent = scores[kind]
+        gap = blessing.paired_differences(incumbent.labels, incumbent.probabilities,
+                                          scores[challenger].probabilities,
+                                          seed=seed)["log_loss"]
+        challenges[challenger] = gap
+        if gap.low > 0:
+            kind = challenger
+    return TeacherChoice(kind, metrics, challenges)

@@ -51,7 +51,7 @@ class Executor(StepExecutor):
         validation = {name: scored.metrics() for name, scored in scores.items()}
         write_report(step.output_dict["report"][0], {
             "teacher_kind": choice.kind, "reason": choice.reason(),
-            "network_minus_teacher_log_loss": vars(choice.network_minus_chosen),
+            "challenges": {name: vars(gap) for name, gap in choice.challenges.items()},
             "validation": validation, "linear_l2": l2,
             "trees_sample_rows": stage.trees_sample_rows})
         for name, metrics in validation.items():
