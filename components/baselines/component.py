@@ -5,8 +5,9 @@ It trains a linear model (logistic regression by our loop, its weight decay chos
 validation) and gradient-boosted trees (TensorFlow Decision Forests, on a bounded sample of
 the training rows), both on the network's preprocessed features (`modules.baselines`).
 Outputs: `linear` and `trees` (Model artifacts the Evaluator scores like every candidate),
-`teacher` (the linear model, unless the network, then the trees, have a lower validation
-log loss beyond noise: what the Distiller, Pruner and Evaluator take as the teacher) and a `report` of the validation figures
+`teacher` (the linear model, unless the network or the trees have a lower validation log
+loss beyond noise, then the lower of those: what the Distiller, Pruner and Evaluator take as
+the teacher) and a `report` of the validation figures
 and the choice.
 """
 from tfx import types
