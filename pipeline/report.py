@@ -117,6 +117,11 @@ def missing_values(record: Optional[metadata.ExecutionRecord]) -> Dict[str, int]
     return dict(sorted(counts.items()))
 
 
+# The terminal shows the paired drops from the teacher instead of precision and recall (the
+# HTML and summary.json have everything).
+TERMINAL_COLUMNS = tuple(c for c in TABLE_COLUMNS if c[0] not in ("precision", "recall"))
+
+
 def _cell(metrics: Dict[str, Any], key: str, fmt: str) -> str:
     """A value, with its 95% interval where the metrics hold one: "0.9531 (0.944-0.961)"."""
     if metrics.get(key) is None:
@@ -142,9 +147,10 @@ def candidate_table(summary: Dict[str, Any]) -> str:
         status = ""
         if name == summary["deployable"]:
             status = "BLESSED" if summary["blessed"] else "not blessed"
-        rows.append([name] + [_cell(metrics, key, fmt) for key, _, fmt in TABLE_COLUMNS]
-                    + [status])
-    return tabulate(rows, headers=["candidate"] + [h for _, h, _ in TABLE_COLUMNS] + [""],
+        rows.append([name] + [_cell(metrics, key, fmt) for key, _, fmt in TERMINAL_COLUMNS]
+                    + [_drop_cell(metrics, "accuracy"), _drop_cell(metrics, "auc"), status])
+    return tabulate(rows, headers=["candidate"] + [h for _, h, _ in TERMINAL_COLUMNS]
+                    + ["acc drop (95% CI)", "AUC drop (95% CI)", ""],
                     disable_numparse=True)
 
 

@@ -48,6 +48,7 @@ def test_every_figure_shows_its_interval_and_drops_are_paired():
     text = report.terminal_text(data)
     assert "0.9500 (0.941-0.958)" in text and "0.9000 (0.889-0.912)" in text
     assert "On the test split (3,000 rows" in text and "log loss 0.5401" in text
+    assert "+0.0040 (-0.003-+0.011)" in text  # the paired drop, in the terminal too
     page = report.render_html(data)
     assert "+0.0040 (-0.003-+0.011)" in page and "Candidates (test split)" in page
 
