@@ -295,8 +295,9 @@ def train_trees(prepared, *, max_rows: int = MAX_ROWS, seed: int = 0, verbose: b
     """Gradient-boosted trees on `prepared` (a `modules.training.PreparedData` with its
     preprocessor), trained on a uniform random sample of at most `max_rows` training rows
     (drawn with `seed`), stopped early on TF-DF's own 10% of them, or with `validation_rows`
-    on a sample of that many held-out rows. TF-DF's defaults otherwise (300 trees of depth 6, shrinkage 0.1, early stopping on
-    the validation loss); `hyperparameters` go to GradientBoostedTreesModel as they are.
+    on a sample of that many held-out rows; below EARLY_STOPPING_ROWS training rows, 100
+    trees without early stopping. TF-DF's defaults otherwise (300 trees of depth 6, shrinkage
+    0.1); `hyperparameters` go to GradientBoostedTreesModel as they are.
 
     `decode_features`: the trees read one value per feature (see the module's docstring);
     False feeds them the expanded vector as it is (for comparison). `num_threads`: TF-DF's

@@ -4,7 +4,7 @@ import modules  # noqa: F401  (tf_keras before tensorflow)
 import numpy as np
 import pytest
 
-from conftest import labels_of, make_prepared
+from conftest import make_prepared
 from modules import baselines, evaluation
 
 

@@ -1,9 +1,9 @@
 """Evaluator: every candidate on the test split, which no other step reads, through one path,
 then the blessing.
 
-Candidates: the teacher (the Baselines' choice), the tuned network and the trees (the one
-that is not the teacher), the linear baseline, the student from scratch, the distilled
-student, the pruned student (SavedModels) and each TFLite model of the Quantizer. All are measured by
+Candidates: the teacher (the Baselines' choice), those of the tuned network, the linear model
+and the trees that are not the teacher, the student from scratch, the distilled student, the
+pruned student (SavedModels) and each TFLite model of the Quantizer. All are measured by
 `modules.evaluation` (metrics, sizes, latency); TFMA adds per-slice metrics of the SavedModels.
 The deployable candidate (the `deploy_mode` TFLite model with its pruned SavedModel) is blessed
 by `modules.blessing.decide`, against the teacher and the last blessed model of this pipeline
