@@ -6,7 +6,8 @@
   model (`modules.model.Towers`, each early-stopped on its own validation loss) and the one
   with the lowest validation log loss is kept.
 - trees: gradient-boosted trees from TensorFlow Decision Forests (`modules.trees`), on a
-  uniform sample of at most `--trees-sample-rows` training rows, early-stopped on validation.
+  uniform sample of at most `--trees-sample-rows` training rows, early-stopped on their own
+  10% of those rows (none below 10,000): the validation rows stay clean for the choice.
 - the teacher (`choose_teacher`): the linear model, unless the tuned network or the trees have
   a lower validation log loss than it beyond noise (then the lower of those that do): the
   Distiller learns from the best model found, and every drop is measured against it.
@@ -35,8 +36,10 @@ def _tower(l2: float) -> str:
 
 def train_linear(prepared: training.PreparedData, *, seed: int, strategy: str = "none",
                  run_dir: Optional[str] = None,
-                 config: ModelConfig = LINEAR_CONFIG) -> Tuple[tf.keras.Model, float]:
-    """(the linear core with the best validation log loss, its L2 weight)."""
+                 config: ModelConfig = LINEAR_CONFIG
+                 ) -> Tuple[tf.keras.Model, float, evaluation.Scores]:
+    """(the linear core with the best validation log loss, its L2 weight, its `Scores` on
+    the validation rows)."""
     configs = {_tower(l2): dataclasses.replace(config, l2=l2) for l2 in L2_GRID}
     result = training.train_model(
         lambda: Towers({name: build_core(prepared.dim, prepared.num_classes, tower_config,
@@ -44,16 +47,16 @@ def train_linear(prepared: training.PreparedData, *, seed: int, strategy: str = 
                         for name, tower_config in configs.items()}, name="linear"),
         prepared, config, seed=seed, strategy=strategy, run_dir=run_dir, verbose=False,
         loss_fn={name: loop.cross_entropy for name in configs})
-    losses = {name: evaluation.keras_metrics(result.model.towers[name],
-                                             prepared.held_out)["log_loss"]
+    scores = {name: evaluation.keras_scores(result.model.towers[name], prepared.held_out)
               for name in configs}
+    losses = {name: scored.metrics()["log_loss"] for name, scored in scores.items()}
     best = min(configs, key=lambda name: (losses[name], name))
     log.info("baselines: linear model, validation log loss by L2: %s -> l2 %g",
              ", ".join(f"{configs[n].l2:g} {losses[n]:.4f}" for n in configs), configs[best].l2)
     core = build_core(prepared.dim, prepared.num_classes, configs[best], seed=seed,
                       name="linear")
     core.set_weights(result.model.towers[best].get_weights())
-    return core, configs[best].l2
+    return core, configs[best].l2, scores[best]
 
 
 # The teacher's candidates: the linear model, and the more complex models that may replace it.

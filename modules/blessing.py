@@ -131,21 +131,38 @@ def evidence(labels: np.ndarray, candidate: np.ndarray, teacher: np.ndarray,
     rows. Every difference is paired: one bootstrap, the same resampled rows for all."""
     models = {"candidate": candidate, "teacher": teacher,
               "trivial": trivial_probabilities(train_counts, len(labels))}
-    pairs = [("teacher", "candidate"), ("trivial", "candidate")]
     if baseline is not None:
         models["baseline"] = baseline
-        pairs.append(("baseline", "candidate"))
-    _, differences = intervals.bootstrap(labels, models, pairs, seed=seed, resamples=resamples)
+    _, differences = intervals.bootstrap(
+        labels, models, evidence_pairs("candidate", baseline is not None), seed=seed,
+        resamples=resamples)
+    return evidence_from(differences, "candidate", metrics=metrics, rows=len(labels),
+                         with_baseline=baseline is not None)
 
+
+def evidence_pairs(candidate: str, with_baseline: bool) -> List[Tuple[str, str]]:
+    """The pairs of `intervals.bootstrap` that `evidence_from` reads: the teacher, the
+    trivial model ("trivial") and, optionally, the last blessed model ("baseline"), each
+    against `candidate`."""
+    return [("teacher", candidate), ("trivial", candidate),
+            *([("baseline", candidate)] if with_baseline else [])]
+
+
+def evidence_from(differences: Mapping[Tuple[str, str], Mapping[str, Mapping[str, float]]],
+                  candidate: str, *, metrics: Mapping[str, float], rows: int,
+                  with_baseline: bool) -> Evidence:
+    """The `Evidence` on `candidate` from a bootstrap's paired differences that hold
+    `evidence_pairs(candidate, with_baseline)`: a caller that bootstraps every candidate
+    at once (the Evaluator) judges the deployable one from the same resamples."""
     def paired(first: str, metric: str) -> Difference:
-        return Difference(**differences[(first, "candidate")][metric])
+        return Difference(**differences[(first, candidate)][metric])
 
     gain = paired("trivial", "log_loss")
     return Evidence(
         metrics=dict(metrics), vs_teacher={m: paired("teacher", m) for m in ("accuracy", "auc")},
-        vs_trivial=gain, trivial_log_loss=metrics["log_loss"] + gain.estimate, rows=len(labels),
+        vs_trivial=gain, trivial_log_loss=metrics["log_loss"] + gain.estimate, rows=rows,
         vs_baseline=({m: paired("baseline", m) for m in ("accuracy", "auc")}
-                     if baseline is not None else None))
+                     if with_baseline else None))
 
 
 def _within_budget(what: str, drop: Difference, budget: float, flag: str,

@@ -14,26 +14,27 @@ def prepared():
 
 
 def test_linear_model_has_no_hidden_layer_and_learns_a_linear_problem(prepared):
-    core, l2 = baselines.train_linear(prepared, seed=0)
+    core, l2, scores_on_validation = baselines.train_linear(prepared, seed=0)
     assert l2 in baselines.L2_GRID
     assert [layer.name for layer in core.layers] == ["logits"]  # logistic regression
     assert core.count_params() == (10 + 1) * 2
     metrics = evaluation.keras_metrics(core, prepared.held_out)
     assert metrics["accuracy"] > 0.85 and metrics["auc"] > 0.93, metrics
+    assert scores_on_validation.metrics() == pytest.approx(metrics)  # the kept core's
 
 
 def test_linear_model_keeps_the_weight_decay_of_the_lowest_validation_log_loss(prepared,
                                                                                monkeypatch):
     seen = {}
-    real = evaluation.keras_metrics
+    real = evaluation.keras_scores
 
-    def metrics(core, split):
+    def scores(core, split):
         result = real(core, split)
-        seen[core.name] = result["log_loss"]
+        seen[core.name] = result.metrics()["log_loss"]
         return result
 
-    monkeypatch.setattr(evaluation, "keras_metrics", metrics)
-    _, l2 = baselines.train_linear(prepared, seed=0)
+    monkeypatch.setattr(evaluation, "keras_scores", scores)
+    _, l2, _ = baselines.train_linear(prepared, seed=0)
     assert set(seen) == {f"l2_{value:g}" for value in baselines.L2_GRID}
     assert seen[f"l2_{l2:g}"] == min(seen.values())
 

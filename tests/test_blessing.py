@@ -173,3 +173,24 @@ def test_majority_rate_uses_the_training_split_commonest_class():
 def test_trivial_model_predicts_the_training_frequencies():
     np.testing.assert_allclose(blessing.trivial_probabilities([30, 10], 3),
                                [[0.75, 0.25]] * 3)
+
+
+def test_evidence_from_a_bootstrap_of_every_candidate_is_the_deployables_own():
+    """The Evaluator bootstraps every candidate at once and judges the deployable one from
+    those resamples: the same evidence as a bootstrap of it alone."""
+    from modules import intervals
+
+    rng = np.random.default_rng(8)
+    labels, p = calibrated_scores(600, 0.3, 0.85, rng)
+    teacher, other = binary(p), binary(np.clip(p + rng.normal(0, 0.05, p.shape), 0.01, 0.99))
+    candidate = binary(np.clip(p + rng.normal(0, 0.02, p.shape), 0.01, 0.99))
+    metrics = {"accuracy": 0.8, "auc": 0.85, "log_loss": 0.4}
+    alone = blessing.evidence(labels, candidate, teacher, [70, 30], metrics=metrics, seed=3,
+                              baseline=other)
+    models = {"teacher": teacher, "int8": candidate, "student": other, "baseline": other,
+              "trivial": blessing.trivial_probabilities([70, 30], len(labels))}
+    _, differences = intervals.bootstrap(
+        labels, models, [("teacher", "student"), *blessing.evidence_pairs("int8", True)],
+        seed=3)
+    assert blessing.evidence_from(differences, "int8", metrics=metrics, rows=len(labels),
+                                  with_baseline=True) == alone

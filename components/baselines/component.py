@@ -7,8 +7,7 @@ the training rows), both on the network's preprocessed features (`modules.baseli
 Outputs: `linear` and `trees` (Model artifacts the Evaluator scores like every candidate),
 `teacher` (the linear model, unless the network or the trees have a lower validation log
 loss beyond noise, then the lower of those: what the Distiller, Pruner and Evaluator take as
-the teacher) and a `report` of the validation figures
-and the choice.
+the teacher) and a `report` of the validation figures and the choice.
 """
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec

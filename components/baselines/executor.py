@@ -20,10 +20,10 @@ class Executor(StepExecutor):
         network, prepared, stage = step.model, step.prepared, step.stage
         seed = step.settings.training.seed
         common = {"seed": seed, "rows": prepared.row_counts, "network_uri": step.uri("network")}
-        linear, l2 = baselines.train_linear(
+        linear, l2, linear_scores = baselines.train_linear(
             prepared, seed=seed, strategy=step.settings.training.strategy,
             run_dir=os.path.join(step.output_uri("report"), "linear"))
-        scores = {"linear": evaluation.keras_scores(linear, prepared.held_out)}
+        scores = {"linear": linear_scores}
         export.export_model(step.output_uri("linear"), linear, prepared.preprocessor,
                             prepared.columns, prepared.label, prepared.classes, {
                                 **common, "role": "linear", "kind": "linear",

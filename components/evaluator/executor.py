@@ -181,10 +181,18 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
             if not np.array_equal(scored.labels, labels):
                 raise ValueError(f"candidate {name} was scored on other test rows than the "
                                  f"teacher")
+        # The last blessed model is compared on the same rows when it knows the same classes
+        # (the rows kept depend on them); otherwise by its point estimates alone.
+        paired_baseline = (baseline_scores is not None
+                           and np.array_equal(baseline_scores.labels, labels))
         models = {name: scored.probabilities for name, scored in scores.items()}
         models["trivial"] = blessing.trivial_probabilities(train_counts, len(labels))
+        if paired_baseline:
+            models["baseline"] = baseline_scores.probabilities
         pairs = [("teacher", name) for name in scores if name != "teacher"]
         pairs += [("trivial", name) for name in scores]
+        pairs += [pair for pair in blessing.evidence_pairs(deploy_mode, paired_baseline)
+                  if pair not in pairs]
         cis, differences = intervals.bootstrap(labels, models, pairs, seed=seed)
         for name, metrics in candidates.items():
             metrics.update({f"{m}_ci": cis[name][m] for m in intervals.METRICS})
@@ -196,15 +204,9 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
             gain = differences[("trivial", name)]["log_loss"]
             metrics["log_loss_gain"] = gain["estimate"]
             metrics["log_loss_gain_ci"] = [gain["low"], gain["high"]]
-        # The last blessed model is compared on the same rows when it knows the same classes
-        # (the rows kept depend on them); otherwise by its point estimates alone.
-        paired_baseline = (baseline_scores is not None
-                           and np.array_equal(baseline_scores.labels, labels))
         deployed = candidates[deploy_mode]
-        evidence = blessing.evidence(
-            labels, scores[deploy_mode].probabilities, scores["teacher"].probabilities,
-            train_counts, metrics=deployed, seed=seed,
-            baseline=baseline_scores.probabilities if paired_baseline else None)
+        evidence = blessing.evidence_from(differences, deploy_mode, metrics=deployed,
+                                          rows=len(labels), with_baseline=paired_baseline)
         if baseline is not None and not paired_baseline:
             evidence = dataclasses.replace(evidence, vs_baseline={
                 m: blessing.Difference(*[baseline[m] - deployed[m]] * 3)
