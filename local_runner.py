@@ -64,9 +64,11 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     else:
         drop = settings.comma_list(args.drop)
     source = check_csv(data, args.label, drop, stages["csv"])
-    if source.unnamed_columns:
-        print(f"note: {source.files[0]}: {source.unnamed_columns} column(s) without a name "
-              f"in the header (R's row names?) are not used as features", file=sys.stderr)
+    for name, why in source.left_out.items():
+        column = f"column '{name}'" if name else "a column"
+        keep = f"; --keep {name} to use it" if name else ""
+        print(f"note: {source.files[0]}: {column} is left out: {why}{keep}", file=sys.stderr)
+    drop = tuple(name for name in drop if name not in source.left_out)
     output = os.path.abspath(args.output or os.path.join("runs", configs.PIPELINE_NAME))
     return configs.PipelineConfig(
         pipeline_root=os.path.join(output, "pipeline_root"),

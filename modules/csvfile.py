@@ -8,14 +8,25 @@ What a user's CSV may have, and what happens to it:
 - any one-character delimiter (',' by default, ';' from European spreadsheets, tab);
 - gzip compression (`.gz`);
 - missing-value markers (`NA` from R, `NULL` and `\\N` from SQL exports, `#N/A` from
-  spreadsheets, pandas' defaults): `is_missing` says which cells are missing.
+  spreadsheets, pandas' defaults): `is_missing` says which cells are missing;
+- a decimal comma (`129,0`, European spreadsheets), read as a number with `--decimal ,`:
+  without it, a column of such numbers is DECIMAL_COMMA, which both readers refuse with a
+  line naming the column (never silently text).
 Text that is not UTF-8 raises CsvFormatError naming the file.
+
+`ColumnProfile` sums up one column's values (type, missing, range, distinct values) row by
+row or merged across Beam bundles, the same way in both readers; `identifier` and
+`problem` are the two decisions taken from it: a column left out as an identifier, and a
+column that stops the run.
 """
 import contextlib
 import csv
+import dataclasses
 import gzip
 import io
-from typing import BinaryIO, Iterator, List, Sequence, Tuple
+import math
+import re
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from modules.errors import UserError
 
@@ -24,7 +35,12 @@ PANDAS_NA_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN"
                     "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
                     "nan", "null")
 
-INT, FLOAT, STRING, EMPTY = "int", "float", "string", "empty"  # inferred column types
+# inferred column types; DECIMAL_COMMA: every value a number, some written with a decimal
+# comma while the decimal mark is "." (a column the readers refuse, naming --decimal)
+INT, FLOAT, STRING, EMPTY = "int", "float", "string", "empty"
+DECIMAL_COMMA = "decimal_comma"
+_WIDTH = (EMPTY, INT, FLOAT, DECIMAL_COMMA, STRING)  # widen() takes the later of two
+_COMMA_NUMBER = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")  # "129,0", "-0,946", ",5"
 
 
 class CsvFormatError(UserError):
@@ -87,8 +103,21 @@ def is_missing(value: str, na_values: Sequence[str]) -> bool:
     return value == "" or value in na_values
 
 
-def value_type(value: str) -> str:
-    """INT, FLOAT or STRING: the narrowest type that reads `value` (not a missing one)."""
+def to_float(value: str, decimal: str = ".") -> float:
+    """The number `value` writes with `decimal` as its decimal mark; ValueError otherwise.
+    With a decimal mark other than ".", a "." is not part of a number ("1.5" is text, as
+    "1,5" is with "."): thousands separators are not read."""
+    value = value.strip()
+    if decimal != ".":
+        if "." in value:
+            raise ValueError(value)
+        value = value.replace(decimal, ".", 1)
+    return float(value)
+
+
+def value_type(value: str, decimal: str = ".") -> str:
+    """INT, FLOAT, DECIMAL_COMMA or STRING: the narrowest type that reads `value` (not a
+    missing one) with the decimal mark `decimal`."""
     value = value.strip()
     try:
         int(value)
@@ -96,13 +125,150 @@ def value_type(value: str) -> str:
     except ValueError:
         pass
     try:
-        float(value)
+        to_float(value, decimal)
         return FLOAT
     except ValueError:
-        return STRING
+        pass
+    return DECIMAL_COMMA if decimal == "." and _COMMA_NUMBER.fullmatch(value) else STRING
 
 
 def widen(current: str, new: str) -> str:
-    """The type that holds values of both types: EMPTY < INT < FLOAT < STRING."""
-    order = (EMPTY, INT, FLOAT, STRING)
-    return max(current, new, key=order.index)
+    """The type that holds values of both: EMPTY < INT < FLOAT < DECIMAL_COMMA < STRING."""
+    return max(current, new, key=_WIDTH.index)
+
+
+# Identifier columns (modules.csvfile.identifier): judged on the first DISTINCT_CAP distinct
+# values of a column, once it has MIN_IDENTIFIER_VALUES values or more.
+DISTINCT_CAP = 50_000
+MIN_IDENTIFIER_VALUES = 20
+NEARLY_UNIQUE = 0.95  # text: this share of values distinct
+_ID_NAME = re.compile(r"(?i:^(id|uuid|guid|key|index|row_?(id|number|num|name)s?|rownames?)$)"
+                      r"|(?i:[_ .\-](id|uuid|guid|key|number|no)$)|[a-z](Id|ID)$")
+
+
+@dataclasses.dataclass
+class ColumnProfile:
+    """One column's values summed up: its type, how many values are present and missing,
+    how many read as numbers (with the decimal mark, or with a decimal comma), their range,
+    and its distinct values among the first `counted` (tracked for INT and text columns
+    until DISTINCT_CAP distinct values; a FLOAT column is never an identifier).
+    `first_text` / `first_comma`: the first value that is not a number / that has a decimal
+    comma, with where it was (file, line)."""
+    kind: str = EMPTY
+    values: int = 0
+    missing: int = 0
+    numbers: int = 0
+    commas: int = 0
+    low: float = math.inf
+    high: float = -math.inf
+    distinct: int = 0
+    counted: int = 0
+    first_text: Optional[Tuple[str, str]] = None
+    first_comma: Optional[Tuple[str, str]] = None
+    seen: Optional[set] = dataclasses.field(default_factory=set, repr=False)
+
+    def add(self, value: str, where: str, decimal: str, na_values: Sequence[str]) -> None:
+        if is_missing(value, na_values):
+            self.missing += 1
+            return
+        value = value.strip()
+        self.values += 1
+        kind = value_type(value, decimal)
+        self.kind = widen(self.kind, kind)
+        if kind in (INT, FLOAT, DECIMAL_COMMA):
+            number = to_float(value, "," if kind == DECIMAL_COMMA else decimal)
+            self.low, self.high = min(self.low, number), max(self.high, number)
+            if kind == DECIMAL_COMMA:
+                self.commas += 1
+                self.first_comma = self.first_comma or (value, where)
+            else:
+                self.numbers += 1
+        else:
+            self.first_text = self.first_text or (value, where)
+        if self.kind in (FLOAT, DECIMAL_COMMA):
+            self.seen, self.distinct, self.counted = None, 0, 0
+        elif self.seen is not None:
+            self.seen.add(value)
+            self.counted += 1
+            self.distinct = len(self.seen)
+            if self.distinct >= DISTINCT_CAP:  # judged on what was seen: memory stays bounded
+                self.seen = None
+
+    def merge(self, other: "ColumnProfile") -> "ColumnProfile":
+        merged = ColumnProfile(
+            widen(self.kind, other.kind), self.values + other.values,
+            self.missing + other.missing, self.numbers + other.numbers,
+            self.commas + other.commas, min(self.low, other.low), max(self.high, other.high),
+            first_text=self.first_text or other.first_text,
+            first_comma=self.first_comma or other.first_comma, seen=None)
+        if merged.kind in (FLOAT, DECIMAL_COMMA):
+            return merged
+        merged.counted = self.counted + other.counted
+        if self.seen is not None and other.seen is not None:
+            merged.seen = self.seen | other.seen
+            merged.distinct = len(merged.seen)
+            if merged.distinct >= DISTINCT_CAP:
+                merged.seen = None
+        else:  # past the cap on one side: distinct values at most the sum
+            merged.distinct = self.distinct + other.distinct
+        return merged
+
+    def to_dict(self) -> Dict[str, object]:
+        """What the column report keeps (JSON): no values, no infinities."""
+        numeric = self.numbers + self.commas > 0
+        return {"type": self.kind, "values": self.values, "missing": self.missing,
+                "numbers": self.numbers + self.commas,
+                "min": self.low if numeric else None, "max": self.high if numeric else None,
+                "distinct": self.distinct if self.counted else None,
+                "distinct_of": self.counted or None}
+
+
+def identifier(name: str, profile: ColumnProfile) -> Optional[str]:
+    """Why the column is an identifier, or None. An identifier has a different value in
+    (nearly) every row and no order a label could use, so as a feature it can only add
+    noise or leak the order of the rows:
+    - integers, every one different, in a dense range (at most 2 x the rows: row numbers,
+      sequence numbers), or named like an identifier ("id", "customer_id", "CustomerID",
+      "RowNumber", "rownames");
+    - text with NEARLY_UNIQUE of its values different (ids, codes, names, free text: a
+      category seen once cannot be learned).
+    Numbers with decimals are never identifiers: a unique amount is a real feature.
+    Columns of fewer than MIN_IDENTIFIER_VALUES values are never judged."""
+    if profile.values < MIN_IDENTIFIER_VALUES or not profile.counted:
+        return None
+    if profile.kind == INT and profile.distinct == profile.counted:
+        if profile.high - profile.low + 1 <= 2 * profile.values:
+            return "a different integer in every row, in a dense range (row numbers)"
+        if _ID_NAME.search(name):
+            return "a different integer in every row, and named as an identifier"
+    if profile.kind == STRING and profile.distinct >= NEARLY_UNIQUE * profile.counted:
+        return (f"text with {profile.distinct} different values in {profile.counted} rows "
+                f"(an identifier, code or name: not a category)")
+    return None
+
+
+def problem(name: str, profile: ColumnProfile) -> Optional[str]:
+    """Why the column cannot be read as it is (the run stops), or None: numbers written
+    with a decimal comma while --decimal is "."."""
+    if profile.kind != DECIMAL_COMMA:
+        return None
+    value, where = profile.first_comma
+    return (f"{where}, column '{name}': values such as '{value}' are numbers with a decimal "
+            f"comma; pass --decimal , to read them (or, if the comma separates thousands, "
+            f"remove it)")
+
+
+def column_plan(columns: Sequence[str], profiles: Sequence[ColumnProfile],
+                keep: Sequence[str] = ()) -> Dict[str, Any]:
+    """What becomes of each column: {"columns": [{"name", "type", "left_out" (why, or
+    None), profile figures...}]}. Raises CsvFormatError for a column that cannot be read
+    (`problem`)."""
+    plan = []
+    for name, profile in zip(columns, profiles):
+        stop = problem(name, profile) if name else None
+        if stop:
+            raise CsvFormatError(stop)
+        left_out = ("no name in the header (R's row names?)" if not name else
+                    None if name in keep else identifier(name, profile))
+        plan.append({"name": name, "left_out": left_out, **profile.to_dict()})
+    return {"columns": plan}

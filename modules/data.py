@@ -9,6 +9,7 @@ The label is always a string (its class name); rows without a label are dropped 
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -61,11 +62,18 @@ def load_schema(schema_path: str) -> schema_pb2.Schema:
 
 def feature_columns(schema: schema_pb2.Schema, label: str,
                     drop: Sequence[str] = ()) -> List[FeatureColumn]:
-    """The model's input columns: every schema feature except the label and dropped ones."""
-    missing = [name for name in [label, *drop] if name not in {f.name for f in schema.feature}]
-    if missing:
-        raise ValueError(f"column(s) {', '.join(missing)} are not in the schema; "
-                         f"check --label/--drop against the CSV header")
+    """The model's input columns: every schema feature except the label and dropped ones.
+    A dropped column the schema lacks is one CsvExampleGen left out (an identifier, see
+    components/csv_example_gen) or a typo the preflight check catches on local runs: it is
+    noted, not an error."""
+    names = {f.name for f in schema.feature}
+    if label not in names:
+        raise ValueError(f"column {label} (--label) is not in the schema; check --label "
+                         f"against the CSV header")
+    absent = [name for name in drop if name not in names]
+    if absent:
+        logging.getLogger(__name__).debug(
+            "--drop %s: not in the examples (left out by CsvExampleGen)", ", ".join(absent))
     columns = []
     for feature in schema.feature:
         if feature.name == label or feature.name in drop:

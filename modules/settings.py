@@ -218,6 +218,14 @@ class Csv(Stage):
                              check=lambda v: None if len(v) == 1 and v not in '"\r\n' else
                              "must be one character other than a quote or a line break "
                              "(tab: --delimiter tab)")
+    decimal: str = setting(".", "the decimal mark of numbers, as pandas' decimal: '.' or ',' "
+                           "(European spreadsheets: --delimiter ';' --decimal ,); with ',' a "
+                           "'.' makes a value text, thousands separators are not read",
+                           flag=True, metavar="CHAR", check=one_of((".", ",")))
+    keep: Tuple[str, ...] = setting(
+        (), "columns used as features even though they look like identifiers (a different "
+        "value in nearly every row), which are otherwise left out", flag=True,
+        parse=comma_list, metavar="COL[,COL...]")
 
 
 

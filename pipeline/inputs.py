@@ -2,7 +2,7 @@
 import dataclasses
 import glob
 import os
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
 from modules import csvfile
 from modules.errors import UserError
@@ -22,7 +22,7 @@ class CsvSource:
     rows: int
     rows_without_label: int
     classes: List[str]
-    unnamed_columns: int = 0
+    left_out: Dict[str, str] = dataclasses.field(default_factory=dict)  # column: why
 
 
 def check_csv(path: str, label: str, drop: Sequence[str] = (), csv: Csv = Csv()) -> CsvSource:
@@ -30,13 +30,15 @@ def check_csv(path: str, label: str, drop: Sequence[str] = (), csv: Csv = Csv())
     Files are read as CsvExampleGen reads them (modules.csvfile: gzip, byte-order mark,
     quoting, `csv.delimiter`, `csv.na_values` as missing values).
 
-    A column with an empty name (R's write.csv writes its row names so) is not a feature:
-    CsvExampleGen leaves it out, and `unnamed_columns` counts it.
+    Each column is profiled as CsvExampleGen profiles it (modules.csvfile.ColumnProfile,
+    column_plan): a column with an empty name (R's write.csv writes its row names so) or an
+    identifier (not in `csv.keep`) is left out, and `left_out` says why.
 
     Raises UserInputError for: a missing path, no CSV files, an empty or header-only file,
     text that is not UTF-8 or not CSV, duplicate or differing headers, a missing label or
-    --drop column, rows with the wrong number of fields, text in a numeric column, and a
-    label with fewer than two classes.
+    --drop or --keep column, rows with the wrong number of fields, text in a numeric
+    column, numbers with a decimal comma without --decimal ,, a label with fewer than two
+    classes or a different value in nearly every row.
     """
     if not os.path.exists(path):
         raise UserInputError(f"--data {path}: no such file or folder; pass a CSV file or a "
@@ -56,7 +58,7 @@ def check_csv(path: str, label: str, drop: Sequence[str] = (), csv: Csv = Csv())
     header = None
     rows = missing_label = 0
     classes = set()
-    numeric = None  # per column: [numbers, texts, first text (value, file, line)]
+    profiles = None
     for file in files:
         if os.path.getsize(file) == 0:
             raise UserInputError(f"{file}: the file is empty; it needs a header line and rows")
@@ -64,23 +66,23 @@ def check_csv(path: str, label: str, drop: Sequence[str] = (), csv: Csv = Csv())
         with csvfile.open_binary(file) as binary:
             records = csvfile.read_rows(binary, file, csv.delimiter)
             columns = [name.strip() for name in next(records, (0, [""]))[1]]
-            _check_header(file, columns, label, drop)
+            _check_header(file, columns, label, drop, csv.keep)
             if header is not None and columns != header:
                 raise UserInputError(f"{file}: its header differs from {files[0]}'s; every "
                                      f"CSV file of --data must have the same columns in the "
                                      f"same order")
             header = columns
             label_index = columns.index(label)
-            numeric = numeric or [[0, 0, None] for _ in columns]
+            profiles = profiles or [csvfile.ColumnProfile() for _ in columns]
             for line, record in records:
                 if len(record) != len(columns):
                     raise UserInputError(
                         f"{file}, line {line}: {len(record)} fields where the header has "
                         f"{len(columns)}; fix or remove that row (is --delimiter right?)")
                 file_rows += 1
-                for i, field in enumerate(record):
-                    if not csvfile.is_missing(field, csv.na_values):
-                        _count_number(numeric[i], field, file, line)
+                where = f"{file}, line {line}"
+                for profile, field in zip(profiles, record):
+                    profile.add(field, where, csv.decimal, csv.na_values)
                 if csvfile.is_missing(record[label_index], csv.na_values):
                     missing_label += 1
                 else:
@@ -88,38 +90,44 @@ def check_csv(path: str, label: str, drop: Sequence[str] = (), csv: Csv = Csv())
         if file_rows == 0:
             raise UserInputError(f"{file}: has a header but no data rows")
         rows += file_rows
-    _check_numeric_columns(header, numeric, label)
+    _check_numeric_columns(header, profiles, label)
     if len(classes) < 2:
         found = f"only {sorted(classes)!r}" if classes else "no values"
         raise UserInputError(f"--label {label}: the column has {found}; a classifier needs "
                              f"at least two classes")
+    try:
+        plan = csvfile.column_plan(header, profiles, csv.keep)["columns"]
+    except csvfile.CsvFormatError as error:
+        raise UserInputError(str(error)) from None
+    left_out = {c["name"]: c["left_out"] for c in plan if c["left_out"]}
+    if label in left_out:
+        raise UserInputError(f"--label {label}: {left_out[label]}; a classifier needs "
+                             f"classes that repeat (is it the right column?)")
     return CsvSource(data_root, pattern, files, header, rows, missing_label, sorted(classes),
-                     header.count(""))
+                     left_out)
 
 
-def _count_number(counts: list, field: str, file: str, line: int) -> None:
-    if csvfile.value_type(field) != csvfile.STRING:
-        counts[0] += 1
-    else:
-        counts[1] += 1
-        if counts[2] is None:
-            counts[2] = (field.strip(), file, line)
-
-
-def _check_numeric_columns(header: List[str], numeric: list, label: str) -> None:
+def _check_numeric_columns(header: List[str], profiles: List[csvfile.ColumnProfile],
+                           label: str) -> None:
     """A column of numbers with a few text cells (under 10%) is a numeric column with bad
-    cells, which TFX would silently read all as text. Reject it, naming the first bad cell."""
-    for name, (numbers, texts, first_text) in zip(header, numeric):
-        if not name or name == label or first_text is None or texts * 9 > numbers:
+    cells, which TFX would silently read all as text. Reject it, naming the first bad cell
+    (and the decimal comma, when its numbers have one)."""
+    for name, profile in zip(header, profiles):
+        numbers = profile.numbers + profile.commas
+        texts = profile.values - numbers
+        if not name or name == label or not texts or texts * 9 > numbers:
             continue
-        value, file, line = first_text
-        raise UserInputError(f"{file}, line {line}, column '{name}': '{value}' is not a number "
-                             f"but {numbers} other values of the column are; fix that value, "
+        value, where = profile.first_text
+        comma = (f"; values such as '{profile.first_comma[0]}' have a decimal comma: "
+                 f"--decimal ," if profile.commas else "")
+        raise UserInputError(f"{where}, column '{name}': '{value}' is not a number but "
+                             f"{numbers} other values of the column are; fix that value, "
                              f"leave it empty, or add it to --na-values if it marks a missing "
-                             f"value")
+                             f"value{comma}")
 
 
-def _check_header(file: str, columns: List[str], label: str, drop: Sequence[str]) -> None:
+def _check_header(file: str, columns: List[str], label: str, drop: Sequence[str],
+                  keep: Sequence[str]) -> None:
     seen = set()
     for name in columns:
         if name and name in seen:  # unnamed columns (row names) are left out, not duplicates
@@ -131,7 +139,8 @@ def _check_header(file: str, columns: List[str], label: str, drop: Sequence[str]
     if label not in seen:
         raise UserInputError(f"{file}: no column '{label}' to use as label; pass --label "
                              f"with one of: {', '.join(columns)}")
-    for name in drop:
-        if name not in seen:
-            raise UserInputError(f"--drop {name}: no such column in {file}; columns are: "
-                                 f"{', '.join(columns)}")
+    for flag, names in (("--drop", drop), ("--keep", keep)):
+        for name in names:
+            if name not in seen:
+                raise UserInputError(f"{flag} {name}: no such column in {file}; columns are: "
+                                     f"{', '.join(columns)}")

@@ -151,4 +151,4 @@ def test_r_row_names_column_is_accepted_and_not_a_feature(taxi, tmp_path):
     path = write_csv(str(tmp_path / "rownames.csv"), [""] + header,
                      [[str(i + 1)] + row for i, row in enumerate(rows)])
     source = check_csv(path, "big_tipper", ("tips",))
-    assert source.unnamed_columns == 1 and source.rows == len(rows)
+    assert list(source.left_out) == [""] and source.rows == len(rows)

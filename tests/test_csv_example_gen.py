@@ -1,6 +1,7 @@
 """The CSV executor's Beam PTransform on Beam's DirectRunner (TestPipeline + assert_that):
 missing-value markers, byte-order mark, quoting, CRLF, delimiters, gzip, type inference."""
 import gzip
+import json
 
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
@@ -10,8 +11,8 @@ import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from components.csv_example_gen.executor import (CsvToExamples, csv_settings,
-                                                 custom_config)
+from components.csv_example_gen.executor import (COLUMNS_FILE, CsvToExamples,
+                                                 csv_settings, custom_config)
 from modules import csvfile
 from modules.settings import Csv
 
@@ -85,11 +86,68 @@ def test_byte_order_mark_crlf_and_quoted_fields(tmp_path):
 
 
 @pytest.mark.parametrize("delimiter", [";", "\t"])
-def test_semicolon_and_tab_delimiters(tmp_path, delimiter):
+def test_semicolon_and_tab_delimiters_with_a_decimal_comma(tmp_path, delimiter):
+    """A European spreadsheet's CSV: with --decimal , its decimal commas are numbers."""
     path = write(tmp_path / "d.csv", delimiter.join(["a", "b"]) + "\n"
                  + delimiter.join(["1,5", "x"]) + "\n" + delimiter.join(["2", "y"]) + "\n")
-    check([path], [(("a", "1,5"), ("b", "x")), (("a", "2"), ("b", "y"))],
-          {"a": "bytes_list", "b": "bytes_list"}, Csv(delimiter=delimiter))
+    check([path], [(("a", 1.5), ("b", "x")), (("a", 2.0), ("b", "y"))],
+          {"a": "float_list", "b": "bytes_list"}, Csv(delimiter=delimiter, decimal=","))
+
+
+def test_decimal_commas_without_decimal_stop_the_run_naming_the_column(tmp_path):
+    """Never read as text silently: numbers with a decimal comma (alone, or mixed with a
+    decimal point) while the decimal mark is "." stop with the column and --decimal."""
+    for name, values in (("comma", ["129,0", "0,946", "800"]),
+                         ("mixed", ["1,5", "2.5", "3"])):
+        path = write(tmp_path / f"{name}.csv", "income;label\n" + "".join(
+            f"{v};{i % 2}\n" for i, v in enumerate(values)))
+        with pytest.raises(Exception, match=r"line 2, column 'income': values such as "
+                                             r"'1?[,0-9]+' are numbers with a decimal comma; "
+                                             r"pass --decimal ,"):
+            check([path], [], {}, Csv(delimiter=";"))
+
+
+def test_with_decimal_comma_a_decimal_point_is_text(tmp_path):
+    """As pandas' decimal=',': "2.5" is not a number then (it could be 2,500)."""
+    path = write(tmp_path / "mixed.csv", "x;y\n1,5;0\n2.5;1\n")
+    check([path], [(("x", "1,5"), ("y", 0)), (("x", "2.5"), ("y", 1))],
+          {"x": "bytes_list", "y": "int64_list"}, Csv(delimiter=";", decimal=","))
+
+
+def _ids_csv(tmp_path, rows=40):
+    """An integer row number, a customer code, an integer id with gaps, a unique float
+    amount, a repeated integer and a label."""
+    lines = ["row,customer,CustomerId,amount,visits,label"]
+    for i in range(rows):
+        lines.append(f"{i + 1},C-{1000 + 7 * i:05d},{15_600_000 + 97 * i},{i * 3.17 + 0.5:.2f},"
+                     f"{i % 5},{'yes' if i % 3 else 'no'}")
+    return write(tmp_path / "ids.csv", "\n".join(lines) + "\n")
+
+
+def test_identifier_columns_are_left_out_and_a_unique_amount_is_kept(tmp_path):
+    path = _ids_csv(tmp_path)
+    with TestPipeline() as pipeline:
+        examples = (pipeline | CsvToExamples([str(path)], Csv(), str(tmp_path / "out"))
+                    | beam.Map(tf.train.Example.FromString))
+        assert_that(examples | beam.FlatMap(lambda e: list(e.features.feature))
+                    | beam.Distinct(), equal_to(["amount", "visits", "label"]))
+    plan = {c["name"]: c for c in json.loads(
+        (tmp_path / "out" / COLUMNS_FILE).read_text())["columns"]}
+    assert "row numbers" in plan["row"]["left_out"]
+    assert "text with 40 different values in 40 rows" in plan["customer"]["left_out"]
+    assert "named as an identifier" in plan["CustomerId"]["left_out"]
+    assert plan["amount"]["left_out"] is None and plan["amount"]["type"] == "float"
+    assert plan["visits"] == {"name": "visits", "left_out": None, "type": "int",
+                              "values": 40, "missing": 0, "numbers": 40, "min": 0.0,
+                              "max": 4.0, "distinct": 5, "distinct_of": 40}
+
+
+def test_keep_uses_an_identifier_anyway(tmp_path):
+    with TestPipeline() as pipeline:
+        examples = (pipeline | CsvToExamples([str(_ids_csv(tmp_path))], Csv(keep=("row",)))
+                    | beam.Map(tf.train.Example.FromString))
+        assert_that(examples | beam.FlatMap(lambda e: list(e.features.feature))
+                    | beam.Distinct(), equal_to(["row", "amount", "visits", "label"]))
 
 
 def test_gzip_files_and_types_inferred_over_all_files(tmp_path):
@@ -121,7 +179,7 @@ def test_different_headers_are_refused(tmp_path):
 def test_the_csv_settings_travel_in_example_gens_custom_config():
     from tfx.utils import proto_utils
 
-    csv = Csv(na_values=("?",), delimiter=";")
+    csv = Csv(na_values=("?",), delimiter=";", decimal=",", keep=("id",))
     text = proto_utils.proto_to_json(custom_config(csv))
     assert csv_settings({"custom_config": text}) == csv
     assert csv_settings({}) == Csv()
@@ -159,8 +217,12 @@ def test_executor_writes_every_row_to_gzip_tfrecord_splits_by_hash(tmp_path):
             example_gen_pb2.Input.Split(name="single_split", pattern="*.csv")])),
         keys.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
             example_gen_pb2.Output(split_config=split_config)),
-        keys.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(custom_config(Csv())),
+        # n, a row number, would be left out as an identifier
+        keys.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(custom_config(Csv(keep=("n",)))),
     })
+    plan = json.loads((tmp_path / "out" / COLUMNS_FILE).read_text())["columns"]
+    assert [(c["name"], c["type"], c["values"]) for c in plan] == [("n", "int", 500),
+                                                                  ("label", "int", 500)]
     assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]
     assert examples_utils.get_payload_format(examples) == example_gen_pb2.FORMAT_TF_EXAMPLE
     assert examples_utils.get_file_format(examples) == "tfrecords_gzip"

@@ -4,16 +4,21 @@ markers, byte-order mark, CRLF, quoted fields, any delimiter, gzip), as a Beam P
 It plugs into TFX's FileBasedExampleGen (`custom_executor_spec`), which splits the tf.Examples
 by hash as CsvExampleGen does; each split is written in the order read (WriteSplit below) and
 the whole runs on any Beam runner. Like TFX's CSV executor, it reads each file in one piece
-(a quoted field may span lines) and infers each column's type over the whole split (Beam
-CombineGlobally, on a first read of the files): int64 if every value is an integer, float if
-every value is a number, bytes otherwise; missing values (empty or a marker) are ignored for
-the inference and written as empty features. A column with an empty header name (R's
-write.csv writes its row names so) is left out. The examples are encoded in batches by
+(a quoted field may span lines) and profiles each column over the whole split (Beam
+CombineGlobally of modules.csvfile.ColumnProfile, on a first read of the files): int64 if
+every value is an integer, float if every value is a number (with `--decimal`'s mark),
+bytes otherwise; missing values (empty or a marker) are ignored for the inference and
+written as empty features. A column of numbers with a decimal comma while `--decimal` is
+"." stops the run (CsvFormatError naming the column). Left out of the examples: a column
+with an empty header name (R's write.csv writes its row names so) and an identifier
+(modules.csvfile.identifier) unless `--keep` names it. The profiles, with what was left
+out and why (modules.csvfile.column_plan), are written to `columns.json` in the Examples
+artifact (COLUMNS_FILE): the report's column table. The examples are encoded in batches by
 tfx-bsl (`_ToExamples`).
 """
 import json
 import os
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -81,55 +86,67 @@ class _ReadRows(beam.DoFn):
                 yield path, line, fields
 
 
-class InferColumnTypes(beam.CombineFn):
-    """Rows -> each column's type (modules.csvfile INT, FLOAT, STRING, or EMPTY when every
-    value is missing), ignoring missing values."""
+class ProfileColumns(beam.CombineFn):
+    """Rows -> each column's modules.csvfile.ColumnProfile (its type: INT, FLOAT, STRING,
+    DECIMAL_COMMA, or EMPTY when every value is missing)."""
 
-    def __init__(self, width: int, na_values: Sequence[str]):
-        self.width, self.na_values = width, tuple(na_values)
+    def __init__(self, width: int, csv: Csv):
+        self.width, self.decimal, self.na_values = width, csv.decimal, tuple(csv.na_values)
 
-    def create_accumulator(self) -> List[str]:
-        return [csvfile.EMPTY] * self.width
+    def create_accumulator(self) -> List[csvfile.ColumnProfile]:
+        return [csvfile.ColumnProfile() for _ in range(self.width)]
 
-    def add_input(self, types: List[str], row: Row) -> List[str]:
-        for i, value in enumerate(row[2][:self.width]):
-            if types[i] != csvfile.STRING and not csvfile.is_missing(value, self.na_values):
-                types[i] = csvfile.widen(types[i], csvfile.value_type(value))
-        return types
+    def add_input(self, profiles: List[csvfile.ColumnProfile],
+                  row: Row) -> List[csvfile.ColumnProfile]:
+        where = f"{row[0]}, line {row[1]}"
+        for profile, value in zip(profiles, row[2][:self.width]):
+            profile.add(value, where, self.decimal, self.na_values)
+        return profiles
 
-    def merge_accumulators(self, accumulators: Iterable[List[str]]) -> List[str]:
+    def merge_accumulators(self, accumulators: Iterable[List[csvfile.ColumnProfile]]
+                           ) -> List[csvfile.ColumnProfile]:
         merged = self.create_accumulator()
-        for types in accumulators:
-            merged = [csvfile.widen(a, b) for a, b in zip(merged, types)]
+        for profiles in accumulators:
+            merged = [a.merge(b) for a, b in zip(merged, profiles)]
         return merged
 
-    def extract_output(self, types: List[str]) -> List[str]:
-        return types
+    def extract_output(self, profiles: List[csvfile.ColumnProfile]
+                       ) -> List[csvfile.ColumnProfile]:
+        return profiles
+
+
+COLUMNS_FILE = "columns.json"
+
+
+def _write_plan(plan: Dict[str, Any], directory: str) -> None:
+    fileio.makedirs(directory)
+    with fileio.open(os.path.join(directory, COLUMNS_FILE), "w") as f:
+        f.write(json.dumps(plan, indent=1))
 
 
 _ARROW_TYPES = {csvfile.INT: pa.int64(), csvfile.FLOAT: pa.float32(),
                 csvfile.STRING: pa.large_binary(), csvfile.EMPTY: pa.int64()}
-_CONVERT = {csvfile.INT: lambda v: int(v.strip()), csvfile.FLOAT: lambda v: float(v.strip()),
-            csvfile.STRING: lambda v: v.encode("utf-8")}
+_CONVERT = {csvfile.INT: lambda v: int(v.strip()), csvfile.STRING: lambda v: v.encode("utf-8")}
 BATCH_ROWS = 1024  # rows encoded at once
 
 
 class _ToExamples(beam.DoFn):
-    """A file path -> the serialized tf.Examples of its rows, once the column types are known.
+    """A file path -> the serialized tf.Examples of its rows, once the column plan (types,
+    left-out columns) is known.
 
     Rows are encoded BATCH_ROWS at a time: each column becomes an Arrow list array (a missing
     value a null) and tfx-bsl's RecordBatchToExamplesEncoder (C++) writes the tf.Examples,
     a missing value as an empty feature, as TFX's own CSV path writes them (2.4x faster than
     building each tf.Example in Python)."""
 
-    def __init__(self, columns: Sequence[str], delimiter: str, na_values: Sequence[str]):
-        self.columns, self.delimiter = list(columns), delimiter
-        self.na_values = tuple(na_values)
+    def __init__(self, columns: Sequence[str], csv: Csv):
+        self.columns, self.delimiter = list(columns), csv.delimiter
+        self.decimal, self.na_values = csv.decimal, tuple(csv.na_values)
 
     def setup(self):
         self._encoder = example_coder.RecordBatchToExamplesEncoder()
 
-    def process(self, path: str, types: List[str]) -> Iterable[bytes]:
+    def process(self, path: str, plan: Dict[str, Any]) -> Iterable[bytes]:
         rows: List[List[str]] = []
         for _, line, fields in _ReadRows(self.delimiter).process(path):
             if len(fields) != len(self.columns):
@@ -138,23 +155,26 @@ class _ToExamples(beam.DoFn):
                     f"{len(self.columns)}; fix or remove that row")
             rows.append(fields)
             if len(rows) == BATCH_ROWS:
-                yield from self._encode(rows, types)
+                yield from self._encode(rows, plan["columns"])
                 rows = []
         if rows:
-            yield from self._encode(rows, types)
+            yield from self._encode(rows, plan["columns"])
 
-    def _encode(self, rows: List[List[str]], types: List[str]) -> List[bytes]:
+    def _encode(self, rows: List[List[str]], plan: List[Dict[str, Any]]) -> List[bytes]:
         names, arrays = [], []
-        for i, (name, kind) in enumerate(zip(self.columns, types)):
-            if not name:  # an unnamed column (R's row names) is not a feature
+        for i, column in enumerate(plan):
+            if column["left_out"]:  # an unnamed column, an identifier: not a feature
                 continue
+            kind = column["type"]
             if kind == csvfile.EMPTY:
                 values = [None] * len(rows)
             else:
-                convert, na = _CONVERT[kind], self.na_values
+                na, decimal = self.na_values, self.decimal
+                convert = (_CONVERT[kind] if kind != csvfile.FLOAT
+                           else lambda v: csvfile.to_float(v, decimal))
                 values = [None if csvfile.is_missing(row[i], na) else [convert(row[i])]
                           for row in rows]
-            names.append(name)
+            names.append(column["name"])
             arrays.append(pa.array(values, type=pa.large_list(_ARROW_TYPES[kind])))
         # The encoder writes the features in a per-process hash order; TFX partitions the
         # splits by a hash of the bytes, so they are written again in a stable order (the
@@ -166,8 +186,10 @@ class _ToExamples(beam.DoFn):
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(bytes)
-def CsvToExamples(pipeline: beam.Pipeline, files: Sequence[str], csv: Csv):
-    """CSV files with one header -> serialized tf.Examples (see the module docstring)."""
+def CsvToExamples(pipeline: beam.Pipeline, files: Sequence[str], csv: Csv,
+                  columns_dir: Optional[str] = None):
+    """CSV files with one header -> serialized tf.Examples (see the module docstring);
+    the column plan is written to `columns_dir`/COLUMNS_FILE when given."""
     if not files:
         raise csvfile.CsvFormatError("no CSV files to read")
     columns = read_header(files[0], csv.delimiter)
@@ -175,17 +197,19 @@ def CsvToExamples(pipeline: beam.Pipeline, files: Sequence[str], csv: Csv):
         if read_header(path, csv.delimiter) != columns:
             raise csvfile.CsvFormatError(f"{path}: its header differs from {files[0]}'s; "
                                          f"every file must have the same columns")
-    # The files are read twice, once to infer the types and once to write the examples,
+    # The files are read twice, once to profile the columns and once to write the examples,
     # rather than once with every row kept until the types are known: a runner holds a
     # PCollection consumed after a side input is ready (the DirectRunner in memory). So the
-    # second read is the step that takes the types: no row exists before they are known.
+    # second read is the step that takes the plan: no row exists before it is known.
     paths = pipeline | "Files" >> beam.Create(sorted(files))
-    types = beam.pvalue.AsSingleton(
-        paths
-        | "ReadRowsForTypes" >> beam.ParDo(_ReadRows(csv.delimiter))
-        | "InferTypes" >> beam.CombineGlobally(InferColumnTypes(len(columns), csv.na_values)))
-    return paths | "ReadExamples" >> beam.ParDo(
-        _ToExamples(columns, csv.delimiter, csv.na_values), types)
+    plan = (paths
+            | "ReadRowsForProfiles" >> beam.ParDo(_ReadRows(csv.delimiter))
+            | "ProfileColumns" >> beam.CombineGlobally(ProfileColumns(len(columns), csv))
+            | "Plan" >> beam.Map(lambda profiles: csvfile.column_plan(columns, profiles, csv.keep)))
+    if columns_dir:
+        _ = plan | "WritePlan" >> beam.Map(_write_plan, columns_dir)
+    return paths | "ReadExamples" >> beam.ParDo(_ToExamples(columns, csv),
+                                                beam.pvalue.AsSingleton(plan))
 
 
 @beam.ptransform_fn
@@ -199,7 +223,8 @@ def _SplitToExamples(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
     files = fileio.glob(pattern)
     if not files:
         raise csvfile.CsvFormatError(f"no files match {pattern}")
-    return pipeline | CsvToExamples(files, csv_settings(exec_properties))
+    return pipeline | CsvToExamples(files, csv_settings(exec_properties),
+                                    exec_properties.get(_COLUMNS_DIR))
 
 
 @beam.ptransform_fn
@@ -216,6 +241,9 @@ def WriteSplit(examples: beam.PCollection, split_uri: str) -> beam.pvalue.PDone:
             | "Write" >> beam.io.WriteToTFRecord(
                 os.path.join(split_uri, write_split.DEFAULT_TF_RECORD_FILE_NAME),
                 file_name_suffix=".gz"))
+
+
+_COLUMNS_DIR = "_columns_dir"  # where _SplitToExamples writes the column plan
 
 
 class Executor(BaseExampleGenExecutor):
@@ -238,6 +266,8 @@ class Executor(BaseExampleGenExecutor):
         artifact_utils.get_single_instance(outputs).split_names = (
             artifact_utils.encode_split_names(
                 example_gen_utils.generate_output_split_names(input_config, output_config)))
+        # The column plan goes into the Examples artifact, beside the splits.
+        exec_properties = {**exec_properties, _COLUMNS_DIR: outputs[0].uri}
         with self._make_beam_pipeline() as pipeline:
             for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
                 _ = split | f"WriteSplit[{name}]" >> WriteSplit(
