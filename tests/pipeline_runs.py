@@ -65,9 +65,11 @@ def summary(output):
 
 
 def odd_taxi_csv(directory, rows=2500):
-    """The taxi sample with odd but valid input: a non-ASCII company name, empty fares and
-    20 rows without a label."""
+    """The taxi sample with odd but valid input: a trip code (an identifier, left out), a
+    non-ASCII company name, empty fares and 20 rows without a label."""
     header, data = taxi_rows(rows)
+    header = ["trip_id"] + header
+    data = [[f"T{i * 7919 % 100_000:05d}"] + row for i, row in enumerate(data)]
     company, fare, label = (header.index(c) for c in ("company", "fare", "big_tipper"))
     for i, row in enumerate(data):
         if i % 7 == 0:

@@ -46,7 +46,23 @@ def _bad_inputs(directory, header, rows):
                        for i, r in enumerate(rows)]
     na_in_numbers = [r[:fare] + (["NA"] if i == 7 else [r[fare]]) + r[fare + 1:]
                      for i, r in enumerate(rows)]
+    european = directory / "european.csv"  # ';' between fields, ',' as the decimal mark
+    european.write_text("\n".join(";".join(
+        field.replace(".", ",") if _is_float(field) else field for field in row)
+        for row in [header] + rows) + "\n")
+    with_id = directory / "with_id.csv"
+    write_csv(str(with_id), ["id"] + header, [[str(i)] + r for i, r in enumerate(rows)])
     return {
+        "decimal comma without --decimal": (["--data", str(european), "--delimiter", ";"],
+                                            "are numbers with a decimal comma; pass --decimal ,"),
+        "decimal point with --decimal ,": (["--data", write_csv(str(directory / "ok3.csv"),
+                                                                header, rows),
+                                            "--decimal", ","],
+                                           "numbers with a decimal point while --decimal is ','"),
+        "unknown decimal mark": (["--decimal", ";"], "--decimal ;"),
+        "unknown keep column": (["--data", str(with_id), "--keep", "colour"], "--keep colour"),
+        "label is an identifier": (["--data", str(with_id), "--label", "id"],
+                                   "--label id: a different integer in every row"),
         "text in a numeric column": (["--data", write_csv(str(directory / "text.csv"), header,
                                                           text_in_numbers)],
                                      "line 7, column 'fare'"),
@@ -89,7 +105,17 @@ def _bad_inputs(directory, header, rows):
 
 
 
-CASES = ["text in a numeric column", "NA in a numeric column with --na-values=",
+def _is_float(field):
+    try:
+        float(field)
+        return "." in field
+    except ValueError:
+        return False
+
+
+CASES = ["decimal comma without --decimal", "decimal point with --decimal ,",
+         "unknown decimal mark", "unknown keep column", "label is an identifier",
+         "text in a numeric column", "NA in a numeric column with --na-values=",
          "not UTF-8", "unclosed quote", "wrong delimiter", "missing path",
          "folder without csv", "empty csv", "header only", "no label column",
          "unknown drop column", "single class", "wrong field count", "duplicate column",
@@ -142,6 +168,24 @@ def test_missing_value_markers_pass_the_check_by_default(taxi, tmp_path):
     source = check_csv(write_csv(str(tmp_path / "marked.csv"), header, marked),
                        "big_tipper")
     assert source.rows == len(rows) and source.rows_without_label >= 1
+
+
+def test_european_csv_passes_with_decimal_and_an_id_column_is_left_out_with_a_note(
+        taxi, tmp_path, capsys):
+    """The notes a user sees before the run; --keep uses the column anyway."""
+    directory, header, rows = taxi
+    args = ["--data", str(directory / "with_id.csv"), "--drop", "tips,id"]
+    _bad_inputs(directory, header, rows)  # writes the files
+    config = local_runner.build_config(local_runner.parse_args(args))
+    assert "id" not in config.drop  # left out already: dropping it is no error downstream
+    note = capsys.readouterr().err.strip()
+    assert note == (f"note: {directory / 'with_id.csv'}: column 'id' is left out: a different "
+                    f"integer in every row, in a dense range: row numbers; --keep id to use it")
+    local_runner.build_config(local_runner.parse_args(args + ["--keep", "id"]))
+    assert capsys.readouterr().err == ""
+    config = local_runner.build_config(local_runner.parse_args(
+        ["--data", str(directory / "european.csv"), "--delimiter", ";", "--decimal", ","]))
+    assert config.csv.decimal == ","
 
 
 def test_r_row_names_column_is_accepted_and_not_a_feature(taxi, tmp_path):

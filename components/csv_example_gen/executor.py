@@ -8,12 +8,13 @@ the whole runs on any Beam runner. Like TFX's CSV executor, it reads each file i
 CombineGlobally of modules.csvfile.ColumnProfile, on a first read of the files): int64 if
 every value is an integer, float if every value is a number (with `--decimal`'s mark),
 bytes otherwise; missing values (empty or a marker) are ignored for the inference and
-written as empty features. A column of numbers with a decimal comma while `--decimal` is
-"." stops the run (CsvFormatError naming the column). Left out of the examples: a column
+written as empty features. A column of numbers with the other decimal mark (a decimal
+comma while `--decimal` is ".", or the reverse) stops the run (CsvFormatError naming the
+column and the flag). Left out of the examples: a column
 with an empty header name (R's write.csv writes its row names so) and an identifier
 (modules.csvfile.identifier) unless `--keep` names it. The profiles, with what was left
-out and why (modules.csvfile.column_plan), are written to `columns.json` in the Examples
-artifact (COLUMNS_FILE): the report's column table. The examples are encoded in batches by
+out and why (modules.csvfile.column_plan), are written to csvfile.COLUMNS_FILE in the
+Examples artifact: the report's column table. The examples are encoded in batches by
 tfx-bsl (`_ToExamples`).
 """
 import json
@@ -88,7 +89,7 @@ class _ReadRows(beam.DoFn):
 
 class ProfileColumns(beam.CombineFn):
     """Rows -> each column's modules.csvfile.ColumnProfile (its type: INT, FLOAT, STRING,
-    DECIMAL_COMMA, or EMPTY when every value is missing)."""
+    OTHER_DECIMAL, or EMPTY when every value is missing)."""
 
     def __init__(self, width: int, csv: Csv):
         self.width, self.decimal, self.na_values = width, csv.decimal, tuple(csv.na_values)
@@ -115,12 +116,9 @@ class ProfileColumns(beam.CombineFn):
         return profiles
 
 
-COLUMNS_FILE = "columns.json"
-
-
 def _write_plan(plan: Dict[str, Any], directory: str) -> None:
     fileio.makedirs(directory)
-    with fileio.open(os.path.join(directory, COLUMNS_FILE), "w") as f:
+    with fileio.open(os.path.join(directory, csvfile.COLUMNS_FILE), "w") as f:
         f.write(json.dumps(plan, indent=1))
 
 
@@ -189,7 +187,7 @@ class _ToExamples(beam.DoFn):
 def CsvToExamples(pipeline: beam.Pipeline, files: Sequence[str], csv: Csv,
                   columns_dir: Optional[str] = None):
     """CSV files with one header -> serialized tf.Examples (see the module docstring);
-    the column plan is written to `columns_dir`/COLUMNS_FILE when given."""
+    the column plan is written to `columns_dir`/csvfile.COLUMNS_FILE when given."""
     if not files:
         raise csvfile.CsvFormatError("no CSV files to read")
     columns = read_header(files[0], csv.delimiter)
@@ -205,7 +203,7 @@ def CsvToExamples(pipeline: beam.Pipeline, files: Sequence[str], csv: Csv,
     plan = (paths
             | "ReadRowsForProfiles" >> beam.ParDo(_ReadRows(csv.delimiter))
             | "ProfileColumns" >> beam.CombineGlobally(ProfileColumns(len(columns), csv))
-            | "Plan" >> beam.Map(lambda profiles: csvfile.column_plan(columns, profiles, csv.keep)))
+            | "Plan" >> beam.Map(lambda profiles: csvfile.column_plan(columns, profiles, csv.keep, csv.decimal)))
     if columns_dir:
         _ = plan | "WritePlan" >> beam.Map(_write_plan, columns_dir)
     return paths | "ReadExamples" >> beam.ParDo(_ToExamples(columns, csv),
