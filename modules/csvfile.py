@@ -23,11 +23,12 @@ column that stops the run.
 import contextlib
 import csv
 import dataclasses
+import functools
 import gzip
 import io
 import math
 import re
-from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 from modules.errors import UserError
 
@@ -42,6 +43,7 @@ PANDAS_NA_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN"
 INT, FLOAT, STRING, EMPTY = "int", "float", "string", "empty"
 OTHER_DECIMAL = "other_decimal"
 _WIDTH = (EMPTY, INT, FLOAT, OTHER_DECIMAL, STRING)  # widen() takes the later of two
+_RANK = {kind: rank for rank, kind in enumerate(_WIDTH)}
 _OTHER_MARK = {".": ",", ",": "."}
 
 
@@ -137,7 +139,7 @@ def value_type(value: str, decimal: str = ".") -> str:
 
 def widen(current: str, new: str) -> str:
     """The type that holds values of both: EMPTY < INT < FLOAT < OTHER_DECIMAL < STRING."""
-    return max(current, new, key=_WIDTH.index)
+    return current if _RANK[current] >= _RANK[new] else new
 
 
 # Identifier columns (modules.csvfile.identifier): judged on the first DISTINCT_CAP distinct
@@ -147,6 +149,25 @@ MIN_IDENTIFIER_VALUES = 20
 NEARLY_UNIQUE = 0.95  # text: this share of values distinct
 _ID_NAME = re.compile(r"(?i:^(id|uuid|guid|key|index|row_?(id|number|num|name)s?|rownames?)$)"
                       r"|(?i:[_ .\-](id|uuid|guid|key|number|no)$)|[a-z](Id|ID)$")
+
+
+def markers_set(na_values: Sequence[str]) -> FrozenSet[str]:
+    return frozenset(value.strip() for value in na_values)
+
+
+@functools.lru_cache(maxsize=2 ** 16)
+def _read(value: str, decimal: str, na_values: FrozenSet[str]
+          ) -> Tuple[str, Optional[str], Optional[float]]:
+    """(the value stripped, its type or None when missing, its number or None), cached:
+    most cells repeat a value seen before (categories, small integers, rounded amounts)."""
+    value = value.strip()
+    if not value or value in na_values:
+        return value, None, None
+    kind = value_type(value, decimal)
+    if kind == STRING:
+        return value, kind, None
+    return value, kind, to_float(value, _OTHER_MARK[decimal] if kind == OTHER_DECIMAL
+                                 else decimal)
 
 
 @dataclasses.dataclass
@@ -164,39 +185,43 @@ class ColumnProfile:
     others: int = 0
     low: float = math.inf
     high: float = -math.inf
-    distinct: int = 0
+    capped_distinct: int = 0  # distinct values once `seen` reached DISTINCT_CAP
     counted: int = 0
     first_text: Optional[Tuple[str, str]] = None
     first_other: Optional[Tuple[str, str]] = None
     tracked: bool = True  # no value with decimals yet: distinct values are counted
     seen: Optional[set] = dataclasses.field(default_factory=set, repr=False)
 
-    def add(self, value: str, where: str, decimal: str, na_values: Sequence[str]) -> None:
-        if is_missing(value, na_values):
+    def add(self, value: str, where: str, decimal: str, na_values: FrozenSet[str]) -> None:
+        """One cell; `na_values` as a frozenset (markers_set). Called for every cell of
+        the CSV by both readers, so written for speed."""
+        value, kind, number = _read(value, decimal, na_values)
+        if kind is None:
             self.missing += 1
             return
-        value = value.strip()
         self.values += 1
-        kind = value_type(value, decimal)
-        self.kind = widen(self.kind, kind)
-        if kind in (INT, FLOAT, OTHER_DECIMAL):
-            number = to_float(value, _OTHER_MARK[decimal] if kind == OTHER_DECIMAL else decimal)
-            self.low, self.high = min(self.low, number), max(self.high, number)
+        if _RANK[kind] > _RANK[self.kind]:
+            self.kind = kind
+        if number is not None:
+            if number < self.low:
+                self.low = number
+            if number > self.high:
+                self.high = number
             if kind == OTHER_DECIMAL:
                 self.others += 1
                 self.first_other = self.first_other or (value, where)
             else:
                 self.numbers += 1
-        else:
-            self.first_text = self.first_text or (value, where)
-        if kind in (FLOAT, OTHER_DECIMAL):  # numbers with decimals: never an identifier
-            self.tracked, self.seen, self.distinct, self.counted = False, None, 0, 0
+        elif self.first_text is None:
+            self.first_text = (value, where)
+        if kind is FLOAT or kind is OTHER_DECIMAL:  # numbers with decimals: no identifier
+            if self.tracked:
+                self.tracked, self.seen, self.capped_distinct, self.counted = False, None, 0, 0
         elif self.seen is not None:
             self.seen.add(value)
             self.counted += 1
-            self.distinct = len(self.seen)
-            if self.distinct >= DISTINCT_CAP:  # judged on what was seen: memory stays bounded
-                self.seen = None
+            if len(self.seen) >= DISTINCT_CAP:  # judged on what was seen: bounded memory
+                self.capped_distinct, self.seen = len(self.seen), None
 
     def merge(self, other: "ColumnProfile") -> "ColumnProfile":
         merged = ColumnProfile(
@@ -211,12 +236,16 @@ class ColumnProfile:
         merged.counted = self.counted + other.counted
         if self.seen is not None and other.seen is not None:
             merged.seen = self.seen | other.seen
-            merged.distinct = len(merged.seen)
-            if merged.distinct >= DISTINCT_CAP:
-                merged.seen = None
+            if len(merged.seen) >= DISTINCT_CAP:
+                merged.capped_distinct, merged.seen = len(merged.seen), None
         else:  # past the cap on one side: distinct values at most the sum
-            merged.distinct = self.distinct + other.distinct
+            merged.capped_distinct = self.distinct + other.distinct
         return merged
+
+    @property
+    def distinct(self) -> int:
+        """Distinct values among the first `counted` (0 when not tracked)."""
+        return len(self.seen) if self.seen is not None else self.capped_distinct
 
     def to_dict(self) -> Dict[str, object]:
         """What the column report keeps (JSON): no values, no infinities."""
@@ -247,8 +276,10 @@ def identifier(name: str, profile: ColumnProfile) -> Optional[str]:
         if _ID_NAME.search(name):
             return "a different integer in every row, and named as an identifier"
     if profile.kind == STRING and profile.distinct >= NEARLY_UNIQUE * profile.counted:
-        return (f"text with {profile.distinct} different values in {profile.counted} rows: "
-                f"an identifier, code or name, not a category")
+        among = (f"{profile.counted} rows" if profile.counted == profile.values
+                 else f"its first {profile.counted} values")
+        return (f"text with {profile.distinct} different values in {among}: an identifier, "
+                f"code or name, not a category")
     return None
 
 

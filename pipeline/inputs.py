@@ -59,6 +59,7 @@ def check_csv(path: str, label: str, drop: Sequence[str] = (), csv: Csv = Csv())
     rows = missing_label = 0
     classes = set()
     profiles = None
+    markers = csvfile.markers_set(csv.na_values)
     for file in files:
         if os.path.getsize(file) == 0:
             raise UserInputError(f"{file}: the file is empty; it needs a header line and rows")
@@ -82,7 +83,7 @@ def check_csv(path: str, label: str, drop: Sequence[str] = (), csv: Csv = Csv())
                 file_rows += 1
                 where = f"{file}, line {line}"
                 for profile, field in zip(profiles, record):
-                    profile.add(field, where, csv.decimal, csv.na_values)
+                    profile.add(field, where, csv.decimal, markers)
                 if csvfile.is_missing(record[label_index], csv.na_values):
                     missing_label += 1
                 else:

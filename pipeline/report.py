@@ -170,8 +170,9 @@ def column_lines(columns: List[Dict[str, Any]]) -> List[str]:
     def described(row: Dict[str, Any]) -> str:
         if row["role"] == "categorical":
             codes = row.get("why") == "integer codes" or row.get("distinct") is None
-            return (f"{row['name']} ({row['vocabulary']} codes)" if codes
-                    else f"{row['name']} ({row['distinct']} values)")
+            count = row["vocabulary"] if codes else row["distinct"]
+            unit = ("code" if codes else "value") + ("" if count == 1 else "s")
+            return f"{row['name']} ({count} {unit})"
         if row["role"] in ("left out", "unused"):
             return f"{row['name'] or '(no name)'} ({row['why']})"
         return row["name"]

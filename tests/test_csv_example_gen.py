@@ -278,7 +278,8 @@ def test_a_european_spreadsheets_csv_gives_the_examples_of_its_plain_version(tmp
 def _profile(values, decimal="."):
     profile = csvfile.ColumnProfile()
     for i, value in enumerate(values):
-        profile.add(value, f"f, line {i + 2}", decimal, csvfile.PANDAS_NA_VALUES)
+        profile.add(value, f"f, line {i + 2}", decimal,
+                    csvfile.markers_set(csvfile.PANDAS_NA_VALUES))
     return profile
 
 

@@ -81,3 +81,28 @@ def test_html_renders_in_headless_chromium_without_errors(tmp_path):
     console_errors = [line for line in result.stderr.splitlines()
                       if "CONSOLE" in line and ("Error" in line or "Uncaught" in line)]
     assert not console_errors, console_errors
+
+
+def test_column_report_has_a_line_per_role_and_flags_numbers_read_as_text():
+    data = summary()
+    data["columns"] = [
+        {"name": "churned", "type": "string", "role": "label", "values": 90, "missing": 0,
+         "min": None, "max": None, "distinct": 2},
+        {"name": "income", "type": "float", "role": "numeric", "values": 88, "missing": 2,
+         "min": 0.5, "max": 129000.0, "distinct": None},
+        {"name": "plan", "type": "string", "role": "categorical", "values": 90, "missing": 0,
+         "min": None, "max": None, "distinct": 3, "vocabulary": 3, "why": None},
+        {"name": "zip", "type": "string", "role": "categorical", "values": 90, "missing": 0,
+         "min": 1000.0, "max": 9999.0, "distinct": 60, "vocabulary": 12, "why": None,
+         "flag": "read as text, but 85 of its 90 values are numbers"},
+        {"name": "hour", "type": "int", "role": "categorical", "values": 90, "missing": 0,
+         "min": 0.0, "max": 23.0, "distinct": 24, "vocabulary": 24, "why": "integer codes"},
+        {"name": "customer", "type": "string", "role": "left out", "values": 90, "missing": 0,
+         "min": None, "max": None, "distinct": 90, "why": "text with 90 different values"}]
+    text = report.terminal_text(data)
+    assert "  label: churned\n  numeric 1: income\n" in text
+    assert "  categorical 3: plan (3 values), zip (60 values), hour (24 codes)\n" in text
+    assert "  left out 1: customer (text with 90 different values)\n" in text
+    assert "  flagged: zip read as text, but 85 of its 90 values are numbers" in text
+    page = report.render_html(data)
+    assert "<td>0.5 to 129000</td>" in page and "Columns (every row of the CSV)" in page

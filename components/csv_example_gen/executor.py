@@ -92,7 +92,8 @@ class ProfileColumns(beam.CombineFn):
     OTHER_DECIMAL, or EMPTY when every value is missing)."""
 
     def __init__(self, width: int, csv: Csv):
-        self.width, self.decimal, self.na_values = width, csv.decimal, tuple(csv.na_values)
+        self.width, self.decimal = width, csv.decimal
+        self.na_values = csvfile.markers_set(csv.na_values)
 
     def create_accumulator(self) -> List[csvfile.ColumnProfile]:
         return [csvfile.ColumnProfile() for _ in range(self.width)]
