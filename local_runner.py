@@ -11,7 +11,8 @@ import logging
 import os
 import sys
 import time
-from typing import List, Optional
+import traceback
+from typing import Dict, List, Optional
 
 import modules  # noqa: F401  (selects tf_keras before TensorFlow loads)
 from modules import settings
@@ -42,6 +43,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    "and anomalies stop the run before training")
     p.add_argument("--quick", action="store_true",
                    help="a small preset (few trials and epochs) for smoke runs and tests")
+    p.add_argument("--verbose", action="store_true",
+                   help="print everything TFX, Beam, TensorFlow, TFLite and Keras Tuner say, as "
+                        "<output>/logs/run.log has it (default: our steps, results, verdict)")
     p.add_argument("--no-cache", action="store_true",
                    help="run every component even if an identical run is cached")
     p.add_argument("--explain", metavar="VERSION_DIR", help="print, from ML Metadata, the data, "
@@ -123,56 +127,104 @@ def exclusive_output(output: str):
 
 
 class TerminalLog(logging.Handler):
-    """What reaches the terminal: our steps' own lines as they are, a progress line when a
-    component starts or ends, and warnings and errors from anything (TFX, Beam, TensorFlow)
-    with where they come from. TFX's INFO chatter stays out."""
+    """What reaches the terminal: our steps' own lines as they are, a line when a component
+    starts and when it ends (with its time), and errors from anything (TFX, Beam,
+    TensorFlow) with where they come from. Everything else goes to the run's log only."""
     OURS = ("modules", "components", "pipeline")
 
     def __init__(self, stream=None):
         super().__init__(logging.INFO)
         self.stream = stream or sys.stdout
-        self.warned = set()  # each distinct warning once: TFX repeats some per component
+        self.errors = set()  # each distinct error once: TFX repeats some per component
+        self.started: Dict[str, float] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if record.name.split(".")[0] in self.OURS:
             line = message if record.levelno < logging.WARNING else (
                 f"{record.levelname.lower()}: {message}")
-        elif record.levelno >= logging.WARNING:
+        elif record.levelno >= logging.ERROR:
             line = f"{record.levelname.lower()} [{record.name}]: {message}"
-            if line in self.warned:
+            if line in self.errors:
                 return
-            self.warned.add(line)
+            self.errors.add(line)
         elif message.endswith((" is running.", " is finished.")):  # TFX's launcher
             component = message.split()[1]
-            state = "running" if message.endswith("running.") else "finished"
-            line = f"[{time.strftime('%H:%M:%S')}] {component} {state}"
+            if message.endswith("running."):
+                self.started[component] = record.created
+                line = f"[{time.strftime('%H:%M:%S')}] {component} running"
+            else:
+                took = record.created - self.started.get(component, record.created)
+                line = f"[{time.strftime('%H:%M:%S')}] {component} finished in {took:.1f} s"
         else:
             return
         self.stream.write(line + "\n")
         self.stream.flush()
 
 
-def configure_logging() -> None:
-    """Every logger (ours, TFX's through absl, TensorFlow's, Beam's) goes to TerminalLog."""
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(terminal=None, log_file=None) -> None:
+    """Every logger (ours, TFX's through absl, TensorFlow's, Beam's) goes to TerminalLog on
+    `terminal` and, in full, to `log_file` (an open text file), with Python's warnings."""
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.INFO)  # TFX's component start/end records
     root = logging.getLogger()
-    root.handlers[:] = [TerminalLog()]
+    root.handlers[:] = [TerminalLog(terminal)]
+    if log_file is not None:
+        handler = logging.StreamHandler(log_file)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.handlers.append(handler)
     root.setLevel(logging.INFO)
     for name in ("absl", "tensorflow"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    logging.captureWarnings(True)
 
 
-def run(config: configs.PipelineConfig, runner: str) -> None:
+@contextlib.contextmanager
+def terminal_and_log(log_path: str, verbose: bool = False):
+    """Sends file descriptors 1 and 2 (print(), warnings, the C++ logs of TensorFlow and
+    TFLite, Keras Tuner's summaries) to `log_path` and yields the real terminal, where
+    TerminalLog writes; with `verbose`, the terminal keeps everything and the log file
+    gets the logging records. Restores both descriptors on the way out, errors included."""
+    from modules import console
+
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(1), "w", buffering=1)
+    with open(log_path, "a", buffering=1) as log:
+        if not verbose:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        console.terminal = terminal
+        try:
+            yield terminal, log
+        except BaseException:
+            traceback.print_exc(file=log)  # the terminal gets it too, once restored
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            console.terminal = None
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            terminal.close()
+
+
+def run(config: configs.PipelineConfig, runner: str, terminal=None, log_file=None) -> None:
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipeline.pipeline import create_pipeline
 
-    configure_logging()
+    configure_logging(terminal, log_file)
     dag = create_pipeline(config)
     if runner == "beam":
         from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
@@ -223,15 +275,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         output = os.path.dirname(config.pipeline_root)
         with exclusive_output(output):
             started = time.time()
-            run(config, args.runner)
-            from pipeline import report
+            log_path = os.path.join(output, "logs", "run.log")
+            with terminal_and_log(log_path, args.verbose) as (terminal, log_file):
+                run(config, args.runner, terminal, log_file)
+                from pipeline import report
 
-            summary = report.write_report(config.metadata_path, config.pipeline_name,
-                                          os.path.join(output, "report"))
+                summary = report.write_report(config.metadata_path, config.pipeline_name,
+                                              os.path.join(output, "report"))
             print()
             print(report.terminal_text(summary))
             print(f"Pipeline finished in {time.time() - started:.1f} s; report: "
-                  f"{os.path.join(output, 'report', 'index.html')}")
+                  f"{os.path.join(output, 'report', 'index.html')}; log: {log_path}")
     except Exception as error:  # one line for what the user can fix, a traceback otherwise
         message = _user_error(error)
         if message is None:

@@ -6,12 +6,16 @@ different loss (distillation) or a wrapped model (pruning) reuses it unchanged. 
 tf_keras callbacks (ours and stock ones) through the standard hooks, and runs under any
 `tf.distribute.Strategy`: the model and optimizer must then be created in `strategy.scope()`.
 """
+import contextlib
 import functools
+import logging
 import math
 from typing import Callable, Dict, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
+
+from modules import console
 
 LossFn = Callable[[Dict[str, tf.Tensor], tf.Tensor], tf.Tensor]
 
@@ -264,13 +268,21 @@ class TrainingLoop:
     def _fit(self, train, validation, epochs, initial_epoch, callbacks, verbose,
              steps_per_epoch):
         steps = steps_per_epoch or _num_batches(train)
-        progress = []
-        if verbose:  # our metrics are already running means: the bar must not average them
+        progress, bar = [], console.progress_stream() if verbose else None
+        if bar is not None:  # our metrics are already running means: the bar must not average
             names = [*self.train_metrics.results(), *self.val_metrics.results()]
             progress = [tf.keras.callbacks.ProgbarLogger("steps", stateful_metrics=names)]
+        elif verbose:  # a pipe, a file, a pod's log: one line per epoch
+            progress = [EpochLines(epochs)]
         callback_list = tf.keras.callbacks.CallbackList(
             callbacks + progress, add_history=True, model=self.model,
             epochs=epochs, steps=steps, verbose=1 if verbose else 0)
+        with contextlib.redirect_stdout(bar) if bar is not None else contextlib.nullcontext():
+            return self._run_epochs(train, validation, epochs, initial_epoch, callbacks,
+                                    callback_list, steps, steps_per_epoch)
+
+    def _run_epochs(self, train, validation, epochs, initial_epoch, callbacks, callback_list,
+                    steps, steps_per_epoch):
         if getattr(self.model, "optimizer", None) is None:
             self.model.optimizer = self.optimizer  # for callbacks that read the learning rate
         self.model.stop_training = False
@@ -307,6 +319,19 @@ class TrainingLoop:
                 break
         callback_list.on_train_end(logs)
         return self.model.history.history if hasattr(self.model, "history") else {}
+
+
+class EpochLines(tf.keras.callbacks.Callback):
+    """One log line per epoch (loss and metrics), where no progress bar can be drawn."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items()
+                          if isinstance(v, (int, float)))
+        logging.getLogger(__name__).info("epoch %d/%d: %s", epoch + 1, self.epochs, values)
 
 
 def _repeat(strategy: tf.distribute.Strategy, step: Callable, iterator, steps: tf.Tensor):

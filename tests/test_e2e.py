@@ -44,6 +44,30 @@ def test_report_files_match_the_schema(first_run):
     assert html.count("data:image/png;base64") == 3
 
 
+# What the libraries print that a user does not need: it goes to <output>/logs/run.log.
+NOISE = ("Search space summary", "Results summary", "Unable to register", "FutureWarning",
+         "Ignored output_format", "absl::InitializeLog", "fully_quantize", "TF 2.0 is in beta",
+         "RuntimeWarning", "tf_record_iterator", "retracing", "ETA:", "UserWarning")
+
+
+def test_the_terminal_shows_steps_results_and_verdict_and_the_log_has_the_rest(first_run):
+    _, output, result = first_run
+    lines = result.stdout.splitlines()
+    for noise in NOISE:
+        assert noise not in result.stdout + result.stderr, noise
+    assert len(lines) <= 90, len(lines)  # a --quick run; about 330 lines before
+    assert result.stderr.count("\n") <= 2  # the notes before the run
+    for component in COMPONENTS - {"latest_blessed_model_resolver"}:
+        assert any(line.endswith(f"] {component} running") for line in lines), component
+        assert any(f"] {component} finished in " in line for line in lines), component
+    assert any(line.startswith("trial ") for line in lines)
+    assert any(line.startswith("epoch 1/") for line in lines)  # not a TTY: a line per epoch
+    assert lines[-1].endswith(os.path.join(output, "logs", "run.log"))
+    log = open(os.path.join(output, "logs", "run.log")).read()
+    assert "Search space summary" in log and "Results summary" in log  # Keras Tuner's print()
+    assert "fully_quantize" in log  # the TFLite converter's C++ log
+
+
 def test_only_the_evaluator_reads_the_test_split(baseline):
     """Everything that selects (tuner trials, early stopping, students, sparsities, QAT)
     reads train and validation; the verdict's test split is read by the Evaluator alone;
