@@ -246,12 +246,27 @@ def test_datasets_of_unknown_size_are_rejected(prepared):
         training_loop.fit(train.filter(lambda x, y: True), epochs=1, verbose=False)
 
 
-def test_fit_runs_with_progress_bar(prepared, capsys):
+def test_fit_draws_a_progress_bar_on_a_tty_and_logs_a_line_per_epoch_elsewhere(
+        prepared, caplog, monkeypatch):
+    import io
+
+    from modules import console
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
     train, evaluation = datasets(prepared)
-    training_loop = new_loop()
-    history = training_loop.fit(train, evaluation, epochs=1, verbose=True)
-    assert len(history["loss"]) == 1
-    assert "val_auc" in capsys.readouterr().out
+    with caplog.at_level("INFO", logger="modules.loop"):
+        history = new_loop().fit(train, evaluation, epochs=2, verbose=True)
+    assert len(history["loss"]) == 2
+    lines = [r.getMessage() for r in caplog.records if r.name == "modules.loop"]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert "val_auc" in lines[0]
+    terminal = Tty()
+    monkeypatch.setattr(console, "terminal", terminal)
+    new_loop().fit(train, evaluation, epochs=1, verbose=True)
+    assert "val_auc" in terminal.getvalue() and "\r1/8 [" in terminal.getvalue()  # a bar
 
 
 def test_steps_per_epoch_continues_one_stream_across_epochs(prepared):
