@@ -49,6 +49,7 @@ class TaskRun:
     seconds: float
     outputs: Dict[str, List[Dict[str, Any]]]  # output key -> RuntimeArtifacts as JSON dicts
     log_path: str
+    parameters: Dict[str, Any]  # the task's parameterValues (its execution properties)
 
 
 def task_order(tasks: Dict[str, Any]) -> List[str]:
@@ -146,7 +147,8 @@ def run_task(name: str, spec: Dict[str, Any], produced: Dict[str, TaskRun], run_
         artifact_type = outputs[key][0]["type"]  # the launcher keeps the task spec's type
         outputs[key] = [{**json_format.MessageToDict(a), "type": artifact_type}
                         for a in artifacts.artifacts]
-    return TaskRun(name, time.time() - started, outputs, log_path)
+    return TaskRun(name, time.time() - started, outputs, log_path,
+                   invocation["inputs"]["parameterValues"])
 
 
 def execute(pipeline_json: str, run_root: Optional[str] = None,
@@ -179,11 +181,16 @@ def execution_records(runs: Dict[str, TaskRun]):
 
     records = []
     for name, run in runs.items():
+        execution = metadata_store_pb2.Execution()
+        for key, value in run.parameters.items():  # as the launcher records them in MLMD
+            field = ("int_value" if isinstance(value, int) else
+                     "double_value" if isinstance(value, float) else "string_value")
+            setattr(execution.custom_properties[key], field, value)
         artifact_lists = {key: json_format.ParseDict({"artifacts": artifacts},
                                                      pipeline_spec_pb2.ArtifactList())
                           for key, artifacts in run.outputs.items()}
         parsed = kubeflow_v2_entrypoint_utils.parse_raw_artifact_dict(artifact_lists, {})
         records.append(metadata.ExecutionRecord(
-            name, "complete", run.seconds, metadata_store_pb2.Execution(), {},
+            name, "complete", run.seconds, execution, {},
             {key: [a.mlmd_artifact for a in artifacts] for key, artifacts in parsed.items()}))
     return records

@@ -51,6 +51,9 @@ def test_every_task_completes_and_a_model_is_pushed(dry_run):
     assert sorted(os.listdir(version)) == ["contract.json", "model.tflite", "model_card.json",
                                            "saved_model"]
     assert f"Pushed to: {version}" in result.stdout and "candidate" in result.stdout
+    # The column report reads the run's label from the Evaluator's execution properties,
+    # which the dry run records as KFP's launcher does.
+    assert "  label: big_tipper" in result.stdout and "left out 2: trip_id (text with" in result.stdout
 
 
 def test_each_component_writes_the_same_files_as_a_local_run(dry_run, baseline):
