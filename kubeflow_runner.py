@@ -40,20 +40,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--data-root", default=IMAGE_DATA_ROOT, help="the folder of CSV files "
                    "(*.csv, same header), as the cluster sees it (default: %(default)s, the "
                    "Chicago taxi CSV inside the image)")
-    p.add_argument("--label", default=configs.DEFAULT_LABEL, help="the column to predict "
-                   "(default: %(default)s)")
-    p.add_argument("--drop", default=None, metavar="COL[,COL...]", help="columns never used "
-                   "as features (default with the taxi data: tips; otherwise none)")
     p.add_argument("--output-dir", default=os.path.join("runs", "kubeflow"),
                    help="where pipeline.json and pipeline.yaml are written "
                    "(default: %(default)s)")
     p.add_argument("--serving-dir", default=None, help="where blessed models are pushed "
                    "(default: <pipeline-root>/serving)")
-    p.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
-                   help="passed to Beam in every task, repeatable, e.g. "
-                        "--beam-arg=--runner=DataflowRunner --beam-arg=--project=P")
-    p.add_argument("--quick", action="store_true",
-                   help="a small preset (few trials and epochs) for smoke runs")
     p.add_argument("--no-baseline-resolver", action="store_true",
                    help="leave out the TFX Resolver that finds the last blessed model (the "
                    "open-source Kubeflow Pipelines backend cannot run resolvers; Vertex AI "
@@ -63,7 +54,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    "(each task's container command with its ExecutorInput, in a subprocess); "
                    "task folders and logs go to DIR. Needs a local --pipeline-root (and "
                    "--data-root, default: the taxi CSV); implies --no-baseline-resolver")
-    settings.add_stage_flags(p)
+    configs.add_shared_flags(p, "--beam-arg=--runner=DataflowRunner --beam-arg=--project=P")
     return p.parse_args(argv)
 
 
@@ -99,24 +90,13 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
                   "cannot run resolver tasks", file=sys.stderr)
     serving_dir = _cluster_path("--serving-dir",
                                 args.serving_dir or posixpath.join(root, "serving"))
-    if not args.label.strip():
-        raise UserInputError("--label: empty; name the column to predict")
-    if args.drop is None:
-        drop = configs.DEFAULT_DROP if taxi else ()
-    else:
-        drop = settings.comma_list(args.drop)
-    if args.label in drop:
-        raise UserInputError(f"--drop {args.label}: that is the label column (--label); "
-                             f"remove it from --drop")
-    bad = [a for a in args.beam_arg if not a.startswith("--")]
-    if bad:
-        raise UserInputError(f"--beam-arg {bad[0]}: Beam arguments look like --name=value")
+    label, drop = configs.label_and_drop(args, default_data=taxi)
+    beam_args = configs.beam_args(args)
     stages = settings.stages_from_flags(args, quick=args.quick)
     return configs.PipelineConfig(
         pipeline_root=root, data_root=data_root, data_pattern="*.csv", serving_dir=serving_dir,
         work_dir=posixpath.join(root, "work"), metadata_path=None,  # the cluster's MLMD
-        label=args.label, drop=drop,
-        beam_args=tuple(configs.DEFAULT_BEAM_ARGS) + tuple(args.beam_arg),
+        label=label, drop=drop, beam_args=beam_args,
         resolve_baseline=not (args.no_baseline_resolver or args.dry_run), **stages)
 
 

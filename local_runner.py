@@ -26,23 +26,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description="Tune, train, distill, prune and quantize a Keras classifier with TFX.")
     p.add_argument("--data", help="a CSV file or a folder of CSV files with the same header "
                    "(default: the Chicago taxi CSV shipped inside tfx)")
-    p.add_argument("--label", default=configs.DEFAULT_LABEL,
-                   help="the column to predict (default: %(default)s)")
-    p.add_argument("--drop", default=None, metavar="COL[,COL...]",
-                   help="columns never used as features (default with the taxi data: tips, "
-                        "which determines big_tipper; otherwise none)")
     p.add_argument("--output", help="holds the pipeline root, the ML Metadata SQLite file, "
                    "the serving directory and the report (default: runs/<pipeline name>)")
     p.add_argument("--runner", default="local",
                    help="local (LocalDagRunner) or beam (BeamDagRunner); both execute Beam "
                         "steps on the DirectRunner (default: %(default)s)")
-    p.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
-                   help="passed to Beam, repeatable, e.g. --beam-arg="
-                        "--direct_running_mode=multi_processing")
     p.add_argument("--schema", help="a curated schema.pbtxt: the data is validated against it "
                    "and anomalies stop the run before training")
-    p.add_argument("--quick", action="store_true",
-                   help="a small preset (few trials and epochs) for smoke runs and tests")
     p.add_argument("--verbose", action="store_true",
                    help="print everything TFX, Beam, TensorFlow, TFLite and Keras Tuner say, as "
                         "<output>/logs/run.log has it (default: our steps, results, verdict)")
@@ -50,7 +40,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="run every component even if an identical run is cached")
     p.add_argument("--explain", metavar="VERSION_DIR", help="print, from ML Metadata, the data, "
                    "hyperparameters and component runs that produced a pushed model, then exit")
-    settings.add_stage_flags(p)
+    configs.add_shared_flags(p, "--beam-arg=--direct_running_mode=multi_processing")
     return p.parse_args(argv)
 
 
@@ -62,12 +52,9 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     if stages["training"].strategy == "multi_worker" and "TF_CONFIG" not in os.environ:
         raise UserInputError("--strategy multi_worker: TF_CONFIG is not set; it describes the "
                              "cluster (a Kubeflow training job sets it)")
-    data = args.data or configs.default_data_path()
-    if args.drop is None:
-        drop = configs.DEFAULT_DROP if args.data is None else ()
-    else:
-        drop = settings.comma_list(args.drop)
-    source = check_csv(data, args.label, drop, stages["csv"])
+    label, drop = configs.label_and_drop(args, default_data=args.data is None)
+    beam_args = configs.beam_args(args)
+    source = check_csv(args.data or configs.default_data_path(), label, drop, stages["csv"])
     for name, why in source.left_out.items():
         column = f"column '{name}'" if name else "a column"
         keep = f"; --keep {name} to use it" if name else ""
@@ -80,9 +67,9 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         serving_dir=os.path.join(output, "serving"),
         work_dir=os.path.join(output, "work"),
         data_root=source.data_root, data_pattern=source.pattern,
-        label=args.label, drop=drop,
+        label=label, drop=drop,
         schema_path=_check_schema(args.schema),
-        beam_args=tuple(configs.DEFAULT_BEAM_ARGS) + tuple(args.beam_arg),
+        beam_args=beam_args,
         data_beam_args=configs.data_beam_args([os.path.getsize(f) for f in source.files],
                                               args.beam_arg),
         enable_cache=not args.no_cache, **stages)

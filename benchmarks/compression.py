@@ -20,7 +20,9 @@ import tempfile
 from common import mean, prepared_default_data, print_result
 
 from modules import distillation, evaluation, export, pruning, quantization, training
-from modules.model import ModelConfig, build_core
+from modules.hyperparameters import ModelConfig
+from modules.model import build_core
+from modules.settings import Blessing, Training
 
 MODELS = ("teacher", "distilled", "pruned", "int8")
 KEYS = ("auc", "size_bytes", "gzip_bytes", "latency_ms_p50")
@@ -40,12 +42,13 @@ def main():
         for seed in range(args.seeds):
             teacher = training.train_model(
                 lambda: build_core(dim, classes, teacher_config, seed=seed, name="teacher"),
-                prepared, teacher_config, seed=seed, verbose=False).model
+                prepared, teacher_config, verbose=False, run=Training(seed=seed)).model
             config = distillation.student_config({"batch_size": teacher_config.batch_size,
                                                   "activation": teacher_config.activation},
                                                  "float32", 20)
-            search = distillation.search_student(prepared, teacher, config, seed=seed,
-                                                 max_auc_drop=0.005, max_accuracy_drop=0.01)
+            search = distillation.search_student(
+                prepared, teacher, config, Blessing(max_auc_drop=0.005, max_accuracy_drop=0.01),
+                Training(seed=seed))
             selected = search.selected
             student = distillation.rebuild(selected, prepared, config)
             distilling = ({"loss_fn": distillation.distillation_loss(selected.alpha,
@@ -54,7 +57,7 @@ def main():
             pruned, _ = pruning.prune(
                 student, distillation.with_teacher_logits(teacher, prepared) if distilling
                 else prepared, config, target_sparsity=args.sparsity,
-                epochs=args.prune_epochs, seed=seed, verbose=False, **distilling)
+                epochs=args.prune_epochs, verbose=False, **distilling, run=Training(seed=seed))
             results = {}
             for name, model in (("teacher", teacher), ("distilled", student),
                                 ("pruned", pruned)):

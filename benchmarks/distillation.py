@@ -14,7 +14,9 @@ import argparse
 from common import mean, prepared_default_data, print_result
 
 from modules import distillation, training
-from modules.model import ModelConfig, build_core
+from modules.hyperparameters import ModelConfig
+from modules.model import build_core
+from modules.settings import Blessing, Training
 
 
 def main():
@@ -35,13 +37,14 @@ def main():
     for seed in range(args.seeds):
         teacher = training.train_model(
             lambda: build_core(dim, classes, teacher_config, seed=seed, name="teacher"),
-            prepared, teacher_config, seed=seed, verbose=False).model
+            prepared, teacher_config, verbose=False, run=Training(seed=seed)).model
         config = distillation.student_config({"batch_size": teacher_config.batch_size,
                                               "activation": teacher_config.activation},
                                              "float32", args.epochs)
         search = distillation.search_student(
-            prepared, teacher, config, seed=seed, sizes=[(args.student_layers, args.student_units)],
-            grid=grid, max_auc_drop=0.005, max_accuracy_drop=0.01)
+            prepared, teacher, config, sizes=[(args.student_layers, args.student_units)],
+            grid=grid, run=Training(seed=seed),
+            budget=Blessing(max_auc_drop=0.005, max_accuracy_drop=0.01))
         best = max(search.grid, key=distillation.rank)
         row = {"seed": seed, "teacher_auc": search.teacher_metrics["auc"],
                "scratch_auc": search.scratch.metrics["auc"],

@@ -15,7 +15,8 @@ import tensorflow as tf
 from common import median, prepared_default_data, print_result
 
 from modules import loop, training
-from modules.model import ModelConfig, build_core
+from modules.hyperparameters import ModelConfig
+from modules.model import build_core
 
 
 class _EpochTimer(tf.keras.callbacks.Callback):

@@ -15,7 +15,8 @@ import tempfile
 from common import mean, median, prepared_default_data, print_result
 
 from modules.settings import RunSettings, Training, Tuning
-from modules.tuner import DEFAULT_SEARCH_SPACE, make_tuner, trials_table
+from modules.hyperparameters import DEFAULT_SEARCH_SPACE
+from modules.tuner import make_tuner, trials_table
 
 
 def search(prepared, kind: str, seed: int, directory: str, trials: int, max_epochs: int):

@@ -19,7 +19,9 @@ from typing import Dict, Optional, Tuple
 import tensorflow as tf
 
 from modules import blessing, evaluation, loop, training
-from modules.model import ModelConfig, Towers, build_core
+from modules.hyperparameters import ModelConfig
+from modules.settings import Training
+from modules.model import Towers, build_core
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +36,19 @@ def _tower(l2: float) -> str:
     return f"l2_{l2:g}"
 
 
-def train_linear(prepared: training.PreparedData, *, seed: int, strategy: str = "none",
+def train_linear(prepared: training.PreparedData, run: Training = Training(), *,
                  run_dir: Optional[str] = None,
                  config: ModelConfig = LINEAR_CONFIG
                  ) -> Tuple[tf.keras.Model, float, evaluation.Scores]:
     """(the linear core with the best validation log loss, its L2 weight, its `Scores` on
     the validation rows)."""
+    seed = run.seed
     configs = {_tower(l2): dataclasses.replace(config, l2=l2) for l2 in L2_GRID}
     result = training.train_model(
         lambda: Towers({name: build_core(prepared.dim, prepared.num_classes, tower_config,
                                          seed=seed, name=name)
                         for name, tower_config in configs.items()}, name="linear"),
-        prepared, config, seed=seed, strategy=strategy, run_dir=run_dir, verbose=False,
+        prepared, config, run, run_dir=run_dir, verbose=False,
         loss_fn={name: loop.cross_entropy for name in configs})
     scores = {name: evaluation.keras_scores(result.model.towers[name], prepared.held_out)
               for name in configs}

@@ -27,6 +27,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from modules import intervals
+from modules.settings import Blessing
 
 # Reruns with the same seed can differ in the last digits; a lead of the last blessed model
 # whose interval stays below this is not a regression.
@@ -91,8 +92,7 @@ def drops_from(teacher, candidate, *, seed: int,
                               seed=seed, resamples=resamples)
 
 
-def budget_left(drops: Mapping[str, Difference], max_auc_drop: float,
-                max_accuracy_drop: float) -> float:
+def budget_left(drops: Mapping[str, Difference], budget: Blessing) -> float:
     """The share of the blessing budget a model leaves on its tighter criterion, from its
     drops from the teacher (teacher minus model, "accuracy" and "auc"): 1 when it matches
     the teacher, 0 where the Evaluator's rule would start refusing it, negative beyond.
@@ -106,8 +106,8 @@ def budget_left(drops: Mapping[str, Difference], max_auc_drop: float,
             return (allowed - drop.estimate) / allowed
         return 1.0 if drop.estimate <= 0 else float("-inf")
 
-    return float(min(share(drops["auc"], max_auc_drop),
-                     share(drops["accuracy"], max_accuracy_drop)))
+    return float(min(share(drops["auc"], budget.max_auc_drop),
+                     share(drops["accuracy"], budget.max_accuracy_drop)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,11 +180,12 @@ def _within_budget(what: str, drop: Difference, budget: float, flag: str,
                    f"noise (the whole interval is above it)")
 
 
-def decide(evidence: Evidence, *, num_classes: int, min_auc: Optional[float],
-           max_auc_drop: float, max_accuracy_drop: float,
+def decide(evidence: Evidence, budget: Blessing, *, num_classes: int,
            noise_tolerance: float = NOISE_TOLERANCE) -> Tuple[bool, List[str]]:
-    """(blessed, reasons): blessed only if every criterion holds (see the module docstring);
-    one reason per criterion, "ok: ..." or "FAILED: ..."."""
+    """(blessed, reasons): blessed only if every criterion holds (see the module docstring)
+    with the thresholds of `budget` (--min-auc, --max-auc-drop, --max-accuracy-drop); one
+    reason per criterion, "ok: ..." or "FAILED: ..."."""
+    min_auc = budget.min_auc
     name = auc_name(num_classes)
     metrics, gain = evidence.metrics, evidence.vs_trivial
     useful = gain.low > 0
@@ -197,10 +198,11 @@ def decide(evidence: Evidence, *, num_classes: int, min_auc: Optional[float],
         ok = metrics["auc"] >= min_auc - _EPSILON
         checks.append((ok, f"{name} {metrics['auc']:.4f} {'>=' if ok else '<'} --min-auc "
                            f"{min_auc:.4f}"))
-    checks.append(_within_budget(name, evidence.vs_teacher["auc"], max_auc_drop,
+    checks.append(_within_budget(name, evidence.vs_teacher["auc"], budget.max_auc_drop,
                                  "--max-auc-drop", evidence.rows))
     checks.append(_within_budget("accuracy", evidence.vs_teacher["accuracy"],
-                                 max_accuracy_drop, "--max-accuracy-drop", evidence.rows))
+                                 budget.max_accuracy_drop, "--max-accuracy-drop",
+                                 evidence.rows))
     if evidence.vs_baseline is None:
         checks.append((True, "no previously blessed model: this is the first baseline"))
     else:

@@ -31,7 +31,9 @@ import tensorflow as tf
 
 from modules import blessing, evaluation, loop, memory, training
 from modules.loop import LossFn
-from modules.model import ModelConfig, Towers, build_core
+from modules.hyperparameters import ModelConfig
+from modules.settings import Blessing, Training
+from modules.model import Towers, build_core
 
 log = logging.getLogger(__name__)
 
@@ -185,18 +187,19 @@ class StudentSearch:
 
 
 def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
-                   config: ModelConfig, *,
-                   max_auc_drop: float, max_accuracy_drop: float,
-                   seed: int, sizes: Sequence[Tuple[int, int]] = STUDENT_SIZES,
+                   config: ModelConfig, budget: Blessing, run: Training = Training(), *,
+                   sizes: Sequence[Tuple[int, int]] = STUDENT_SIZES,
                    grid: Sequence[Tuple[float, float]] = DISTILLATION_GRID,
-                   budget_share: float = SEARCH_BUDGET_SHARE, strategy: str = "none",
+                   budget_share: float = SEARCH_BUDGET_SHARE,
                    run_dir: Optional[Callable[[str], str]] = None) -> StudentSearch:
     """The smallest student within `budget_share` of the blessing budget, its best alpha and
     temperature, and its scratch control; see the module docstring. `config` is the students'
-    training configuration; every candidate is compared with `teacher` on the held-out
+    training configuration, `budget` the blessing's thresholds, `run` the run's seed and
+    strategy; every candidate is compared with `teacher` on the held-out
     (validation) rows of `prepared`; `run_dir(name)` gives each training's log folder
     ("sizes", "grid").
     Candidates train without progress bars: one line each reports them."""
+    seed = run.seed
     distilled_data = with_teacher_logits(teacher, prepared)
     dim, classes = prepared.dim, prepared.num_classes
     teacher_scores = evaluation.keras_scores(teacher, prepared.held_out)
@@ -219,7 +222,7 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
         result = training.train_model(
             lambda: Towers({name: build_core(dim, classes, sized[name], seed=seed, name=name)
                             for name in names}, name="students"),
-            distilled_data, config, seed=seed, strategy=strategy, verbose=False,
+            distilled_data, config, run, verbose=False,
             run_dir=run_dir(phase) if run_dir else None, loss_fn=losses,
             restore_model=lambda model: warm_start(model, teacher, distilled))
         trained = []
@@ -231,7 +234,7 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
                 layers, units, core.count_params(), "scratch" if alpha is None else "distilled",
                 alpha, temperature, metrics,
                 blessing.budget_left(blessing.drops_from(teacher_scores, scores, seed=seed),
-                                     max_auc_drop, max_accuracy_drop),
+                                     budget),
                 result.epochs_trained, training.tower_history(result.history, name),
                 core.get_weights()))
             log.info("distiller: %s: accuracy %.4f, AUC %.4f, budget left %+.2f", name,

@@ -8,9 +8,8 @@ activations is preserved when half the units are zeroed), Glorot/Xavier for tanh
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
+from modules.hyperparameters import ACTIVATIONS
 from modules.preprocessing import PACKAGE
-
-ACTIVATIONS = ("relu", "elu", "gelu", "swish", "selu", "tanh", "sigmoid")
 _RELU_FAMILY = ("relu", "elu", "gelu", "swish")
 
 

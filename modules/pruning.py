@@ -23,7 +23,8 @@ import tensorflow_model_optimization as tfmot
 from modules import blessing, evaluation, memory, training
 from modules.layers import DenseBlock, FeatureCross
 from modules.loop import LossFn, cross_entropy
-from modules.model import ModelConfig
+from modules.hyperparameters import ModelConfig
+from modules.settings import Blessing, Training
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,9 @@ def sparsity_report(model: tf.keras.Model) -> Dict[str, object]:
 
 
 def prune(core: tf.keras.Model, prepared: training.PreparedData, config: ModelConfig, *,
-          target_sparsity: float, epochs: int, seed: int, loss_fn: LossFn = cross_entropy,
-          strategy: str = "none",
-          run_dir: Optional[str] = None, verbose: bool = True):
+          target_sparsity: float, epochs: int, run: Training = Training(),
+          loss_fn: LossFn = cross_entropy, run_dir: Optional[str] = None,
+          verbose: bool = True):
     """Prunes `core` to `target_sparsity` while fine-tuning; returns (stripped model, result).
 
     No early stopping: restoring an earlier epoch's weights would restore its lower sparsity.
@@ -91,8 +92,8 @@ def prune(core: tf.keras.Model, prepared: training.PreparedData, config: ModelCo
         return make_prunable(clone, pruning_schedule(target_sparsity, steps_per_epoch, epochs))
 
     result = training.train_model(
-        build, prepared, config, seed=seed, loss_fn=loss_fn,
-        strategy=strategy, run_dir=run_dir, epochs=epochs, early_stopping=False,
+        build, prepared, config, run, loss_fn=loss_fn, run_dir=run_dir, epochs=epochs,
+        early_stopping=False,
         extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=verbose)
     return tfmot.sparsity.keras.strip_pruning(result.model), result
 
@@ -122,8 +123,8 @@ def _rank(attempt: PruneAttempt):
 
 def prune_within_budget(core: tf.keras.Model, prepared: training.PreparedData,
                         config: ModelConfig, *, target_sparsity: float,
-                        teacher: evaluation.Scores, max_auc_drop: float,
-                        max_accuracy_drop: float, seed: int,
+                        teacher: evaluation.Scores, budget: Blessing,
+                        run: Training = Training(),
                         budget_share: float = PRUNE_BUDGET_SHARE,
                         **prune_kwargs) -> PruneOutcome:
     """Prunes at the target sparsity, then at lower ones (SPARSITY_STEPS), until the pruned
@@ -142,13 +143,12 @@ def prune_within_budget(core: tf.keras.Model, prepared: training.PreparedData,
         memory.release()
         if sparsity > 0:
             model, result = prune(core, prepared, config, target_sparsity=sparsity,
-                                  seed=seed, **prune_kwargs)
+                                  run=run, **prune_kwargs)
         else:
             model, result = core, None
         scores = evaluation.keras_scores(model, prepared.held_out)
         attempt = PruneAttempt(sparsity, scores.metrics(), blessing.budget_left(
-            blessing.drops_from(teacher, scores, seed=seed),
-            max_auc_drop, max_accuracy_drop))
+            blessing.drops_from(teacher, scores, seed=run.seed), budget))
         attempts.append(attempt)
         log.info("pruner: sparsity %.2f: accuracy %.4f, AUC %.4f, budget left %+.2f", sparsity,
                  attempt.metrics["accuracy"], attempt.metrics["auc"], attempt.budget_left)

@@ -7,14 +7,10 @@ int8 output of probabilities would move in steps of 1/256 and tie every confiden
 cancer CSV); int8 logits keep the order (0.9870). The preprocessing that builds the vector
 from raw features (modules.preprocessing) is written next to the model as its input contract.
 
-Modes:
-  dynamic  weights int8, activations float (post-training dynamic range quantization).
-  float16  weights float16.
-  int8     full-integer: weights and activations int8, int8 input and output; activation
-           ranges calibrated on a representative sample of the training split.
-  qat      quantization-aware training (tfmot), then full-integer conversion.
-  pqat     prune-preserving QAT: the same, keeping the pruned weights at zero.
-For QAT the model is first folded into plain Dense layers (batch normalization merged into
+The modes and their options are rows of `modules.candidates.MODES` (dynamic range, float16,
+full integer, and full integer after quantization-aware training, optionally keeping the
+pruned weights at zero). For quantization-aware training the model is first folded into
+plain Dense layers (batch normalization merged into
 kernel and bias, dropout dropped): the exact inference-time function, in layers tfmot knows.
 """
 import dataclasses
@@ -24,13 +20,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from modules import fileio
+from modules import candidates, fileio
 from modules.layers import DenseBlock
 from modules.model import to_float32
-from modules.settings import QUANTIZATION_MODES
-
-MODES = QUANTIZATION_MODES  # modules.settings.Quantization checks the modes a user asks for
-INTEGER_MODES = ("int8", "qat", "pqat")
 
 
 def fold_to_dense(core: tf.keras.Model) -> tf.keras.Model:
@@ -78,18 +70,18 @@ def quantize_aware(core: tf.keras.Model, preserve_sparsity: bool) -> tf.keras.Mo
         annotated, prune_preserve.Default8BitPrunePreserveQuantizeScheme())
 
 
-def convert(model: tf.keras.Model, mode: str,
+def convert(model: tf.keras.Model, name: str,
             representative: Optional[np.ndarray] = None) -> bytes:
-    """TFLite flatbuffer of `model` (features -> logits), computing in float32."""
-    if mode not in MODES:
-        raise ValueError(f"unknown quantization mode {mode!r}; one of {', '.join(MODES)}")
+    """TFLite flatbuffer of `model` (features -> logits) in mode `name`, computing in
+    float32; integer modes calibrate on `representative` rows."""
+    mode = candidates.mode(name)
     converter = tf.lite.TFLiteConverter.from_keras_model(to_float32(model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "float16":
+    if mode.weights_float16:
         converter.target_spec.supported_types = [tf.float16]
-    if mode in INTEGER_MODES:
+    if mode.integer:
         if representative is None or len(representative) == 0:
-            raise ValueError(f"{mode} quantization needs a non-empty representative dataset "
+            raise ValueError(f"{name} quantization needs a non-empty representative dataset "
                              f"(rows of the training split)")
         # QAT models carry their own ranges; the converter still asks for samples.
         converter.representative_dataset = _representative(representative)

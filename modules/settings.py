@@ -16,13 +16,14 @@ import json
 import os
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
+from modules import candidates
 from modules.csvfile import PANDAS_NA_VALUES
 from modules.errors import UserError
+from modules.hyperparameters import PRECISIONS, check_search_space
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 TUNERS = ("random", "hyperband", "bayesian", "none")
-QUANTIZATION_MODES = ("dynamic", "float16", "int8", "qat", "pqat")
+QUANTIZATION_MODES = candidates.NAMES
 
 
 class SettingError(UserError):
@@ -81,7 +82,6 @@ def comma_list(text: str) -> Tuple[str, ...]:
 
 def read_search_space(path: str) -> Dict[str, Any]:
     """A --search-space JSON file, checked against the model's hyperparameters."""
-    from modules.tuner import check_search_space  # TensorFlow: only when a file is given
 
     try:
         with open(path) as f:
@@ -271,7 +271,7 @@ class Tuning(Stage):
                                check=at_least(1), quick=32)
     search_space: Optional[Dict[str, Any]] = setting(
         None, "a JSON file replacing the tuner's search space (format: DEFAULT_SEARCH_SPACE "
-        "in modules/tuner.py)", flag=True, parse=read_search_space, metavar="JSON_FILE")
+        "in modules/hyperparameters.py)", flag=True, parse=read_search_space, metavar="JSON_FILE")
     sample_rows: int = setting(100_000, "tuner trials train on a random sample of at most this "
                                "many training rows (0: all); the Trainer uses every row",
                                flag="--tuner-sample-rows", check=at_least(0))
@@ -328,8 +328,9 @@ class Quantization(Stage):
     """The Quantizer (modules.quantization)."""
     KEY: ClassVar[str] = "quantization"
     modes: Tuple[str, ...] = setting(
-        ("dynamic", "float16", "int8"), "TFLite models to produce: dynamic, float16, int8, "
-        "qat, pqat", flag="--quantize", parse=comma_list, metavar="MODE[,MODE...]",
+        ("dynamic", "float16", "int8"), "TFLite models to produce: " + "; ".join(
+            f"{mode.name} ({mode.help})" for mode in candidates.MODES), flag="--quantize",
+        parse=comma_list, metavar="MODE[,MODE...]",
         check=lambda modes: (None if modes and set(modes) <= set(QUANTIZATION_MODES) else
                              f"unknown mode(s) {', '.join(sorted(set(modes) - set(QUANTIZATION_MODES))) or '(none given)'}; "
                              f"choose from {', '.join(QUANTIZATION_MODES)}"))

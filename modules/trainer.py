@@ -5,7 +5,8 @@ import keras_tuner
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from modules import evaluation, export, fileio, training
-from modules.model import ModelConfig, build_core
+from modules.hyperparameters import ModelConfig
+from modules.model import build_core
 from modules.settings import RunSettings, Teacher
 
 # custom_config key under which the executors pass the statistics artifact's URI
@@ -45,8 +46,8 @@ def run_fn(fn_args: FnArgs) -> None:
     result = training.train_model(
         lambda: build_core(prepared.dim, prepared.num_classes, config, seed=seed,
                            name="teacher"),
-        prepared, config, seed=seed, strategy=settings.training.strategy,
-        run_dir=fn_args.model_run_dir, checkpoint_dir=checkpoint_dir, verbose=settings.verbose,
+        prepared, config, settings.training, run_dir=fn_args.model_run_dir,
+        checkpoint_dir=checkpoint_dir, verbose=settings.verbose,
         epoch_rows=None)  # the final training: every epoch passes over every row
     artifact_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     export.export_model(artifact_uri, result.model, prepared.preprocessor, prepared.columns,

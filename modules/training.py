@@ -10,10 +10,10 @@ import tensorflow as tf
 
 from modules import batchnorm, data, loop, splits
 from modules import callbacks as cb
-from modules.model import ModelConfig
+from modules.hyperparameters import ModelConfig
 from modules.preprocessing import FeaturePreprocessor, fit_preprocessor, load_statistics
 from modules.schedules import ConstantThenExponentialDecay
-from modules.settings import STRATEGIES
+from modules.settings import STRATEGIES, Training
 
 
 
@@ -254,9 +254,9 @@ def tower_history(history: Dict[str, list], tower: str) -> Dict[str, list]:
 
 
 def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedData,
-                config: ModelConfig, *, seed: int = 0,
+                config: ModelConfig, run: Training = Training(), *,
                 loss_fn: Union[loop.LossFn, Dict[str, loop.LossFn]] = loop.cross_entropy,
-                strategy: str = "none", run_dir: Optional[str] = None,
+                run_dir: Optional[str] = None,
                 checkpoint_dir: Optional[str] = None, initial_epoch: int = 0,
                 epochs: Optional[int] = None,
                 monitor: Sequence[str] = ("val_loss", "val_auc"),
@@ -268,6 +268,9 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                 epoch_rows: Optional[int] = MAX_ROWS_PER_EPOCH,
                 min_steps_per_epoch: int = MIN_STEPS_PER_EPOCH) -> TrainResult:
     """Builds the model and optimizer in the strategy's scope and trains it with the loop.
+
+    `run` is the run's training settings (its seed and `tf.distribute` strategy; every
+    component passes `RunSettings.training`); `config` the model's hyperparameters.
 
     The targets of `prepared`'s splits (the labels, and e.g. a teacher's logits for
     distillation: `modules.splits.Split.with_targets`) reach `loss_fn`. The batch size and
@@ -289,8 +292,9 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     `min_steps_per_epoch`: an epoch repeats a small split until it makes this many steps
     (tuner trials ask for more, so that every trial trains far enough to be ranked).
     """
+    seed = run.seed
     tf.keras.utils.set_random_seed(seed)
-    distribution = make_strategy(strategy)
+    distribution = make_strategy(run.strategy)
     plan = budget(prepared.train.rows, config.batch_size, distribution.num_replicas_in_sync,
                   epoch_rows, min_steps_per_epoch)
     with distribution.scope():

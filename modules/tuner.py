@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import os
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import keras_tuner
 import tensorflow as tf
@@ -23,76 +23,12 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 from modules import fileio, memory, training
 from modules.trainer import statistics_uri
-from modules.model import ModelConfig, build_core
+from modules.hyperparameters import ModelConfig, search_space_for
+from modules.model import build_core
 from modules.settings import RunSettings, Tuning
 
 log = logging.getLogger(__name__)
 OBJECTIVE = keras_tuner.Objective("val_loss", direction="min")
-
-# Each entry: {"int": [low, high]} or {"float": [low, high]} (optional "sampling": "log",
-# "step"), {"choice": [values...]}, or a plain value (fixed, not searched).
-# The Tuner searches for the teacher: the best model the data supports, which the student
-# then learns from. Its capacity follows the training rows (`search_space_for`): a few
-# hundred rows support a linear model or one small layer, hundreds of thousands several
-# wide ones; weight decay (l2) is searched at every size.
-DEFAULT_SEARCH_SPACE: Dict[str, Any] = {
-    "num_layers": {"int": [2, 4]},
-    "units": {"choice": [256, 512]},
-    "l2": {"float": [1e-6, 1e-2], "sampling": "log"},
-    "learning_rate": {"float": [3e-4, 3e-3], "sampling": "log"},
-    "dropout": {"float": [0.0, 0.4], "step": 0.1},
-    "activation": {"choice": ["relu", "gelu", "swish", "tanh"]},
-    "batch_size": {"choice": [128, 256, 512]},
-    "constant_epochs": {"int": [2, 10], "step": 2},
-    "cross_rank": {"choice": [0, 16, 64]},
-}
-# Capacity by training rows: (fewer than this many rows, layers [low, high], units, cross
-# ranks, batch sizes). Each step is ten times the rows; beyond the last, DEFAULT_SEARCH_SPACE.
-CAPACITY: Tuple[Tuple[int, Tuple[int, int], Tuple[int, ...], Tuple[int, ...],
-                      Tuple[int, ...]], ...] = (
-    (1_000, (0, 1), (16, 32, 64), (0, 8), (32, 64, 128)),
-    (10_000, (0, 2), (32, 64, 128), (0, 16), (64, 128, 256)),
-    (100_000, (1, 3), (64, 128, 256), (0, 16, 64), (128, 256, 512)),
-)
-
-
-def search_space_for(train_rows: int) -> Dict[str, Any]:
-    """The default search space sized to `train_rows` (CAPACITY): from a linear model or one
-    layer of 16-64 units on a few hundred rows up to DEFAULT_SEARCH_SPACE."""
-    for below, depth, units, ranks, batches in CAPACITY:
-        if train_rows < below:
-            return {**DEFAULT_SEARCH_SPACE, "num_layers": {"int": list(depth)},
-                    "units": {"choice": list(units)}, "cross_rank": {"choice": list(ranks)},
-                    "batch_size": {"choice": list(batches)}}
-    return dict(DEFAULT_SEARCH_SPACE)
-
-
-def check_search_space(space: Dict[str, Any]) -> None:
-    """Raises ValueError (naming the entry) unless `space` is a usable search space."""
-    fields = set(ModelConfig.__dataclass_fields__)
-    tunable = 0
-    for name, spec in space.items():
-        if name not in fields:
-            raise ValueError(f"search space: '{name}' is not a hyperparameter; use one of "
-                             f"{', '.join(sorted(fields))}")
-        if not isinstance(spec, dict):
-            continue  # fixed value
-        kinds = [k for k in ("int", "float", "choice") if k in spec]
-        if len(kinds) != 1:
-            raise ValueError(f"search space: '{name}' needs exactly one of int, float, choice")
-        values = spec[kinds[0]]
-        if kinds[0] == "choice":
-            if not isinstance(values, list) or not values:
-                raise ValueError(f"search space: '{name}' has an empty choice list")
-            tunable += len(values) > 1
-        else:
-            if not isinstance(values, list) or len(values) != 2 or values[0] > values[1]:
-                raise ValueError(f"search space: '{name}' needs [low, high] with low <= high, "
-                                 f"got {values}")
-            tunable += values[0] < values[1]
-    if not tunable:
-        raise ValueError("search space is empty: no hyperparameter has more than one value")
-
 
 def declare(hp: keras_tuner.HyperParameters, space: Dict[str, Any]) -> Dict[str, Any]:
     """Declares `space` on `hp` and returns the current values."""
@@ -156,13 +92,12 @@ class LoopTuner(keras_tuner.Tuner):
                 latest).expect_partial()
 
         result = training.train_model(
-            lambda: self._build(hp), self.prepared, config, seed=self.settings.training.seed,
-            strategy=self.settings.training.strategy, epochs=epochs,
+            lambda: self._build(hp), self.prepared, config, epochs=epochs,
             initial_epoch=initial_epoch if previous else 0,
             restore_model=continue_previous if previous else None,
             run_dir=self.get_trial_dir(trial.trial_id),
             checkpoint_dir=self._checkpoint_dir(trial.trial_id),
-            verbose=False, min_steps_per_epoch=self.epoch_steps)
+            verbose=False, min_steps_per_epoch=self.epoch_steps, run=self.settings.training)
         history = result.history
         best = min(range(len(history.get("val_loss", []))), default=None,
                    key=lambda epoch: history["val_loss"][epoch])

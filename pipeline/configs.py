@@ -1,12 +1,15 @@
 """What a runner decides (paths, Beam, caching) composed with the stage configs of
 `modules.settings`, which own every setting of the steps. `create_pipeline` turns a
 `PipelineConfig` into the DAG."""
+import argparse
 import dataclasses
 import os
 from typing import Optional, Sequence, Tuple
 
+from modules import settings
 from modules.settings import (Baselines, Blessing, Csv, Distillation, Pruning,
-                              Quantization, RunSettings, Splits, Teacher, Training, Tuning)
+                              Quantization, RunSettings, SettingError, Splits, Teacher,
+                              Training, Tuning)
 
 PIPELINE_NAME = "tfx-compress"
 DEFAULT_LABEL = "big_tipper"
@@ -40,6 +43,43 @@ def data_beam_args(file_sizes: Sequence[int],
             arg.split("=", 1)[0] in _RUNNER_ARGS for arg in user_args):
         return ()
     return ("--direct_running_mode=multi_processing", f"--direct_num_workers={workers}")
+
+
+def add_shared_flags(parser: argparse.ArgumentParser, beam_example: str) -> None:
+    """The flags both runners take: the label, the dropped columns, Beam arguments, --quick
+    and every stage's flags (modules.settings)."""
+    parser.add_argument("--label", default=DEFAULT_LABEL,
+                        help="the column to predict (default: %(default)s)")
+    parser.add_argument("--drop", default=None, metavar="COL[,COL...]",
+                        help="columns never used as features (default with the taxi data: "
+                             "tips, which determines big_tipper; otherwise none)")
+    parser.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
+                        help=f"passed to Beam, repeatable, e.g. {beam_example}")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small preset (few trials and epochs) for smoke runs and tests")
+    settings.add_stage_flags(parser)
+
+
+def label_and_drop(args: argparse.Namespace, default_data: bool) -> Tuple[str, Tuple[str, ...]]:
+    """--label and --drop, checked; on the default (taxi) data --drop defaults to tips."""
+    if not args.label.strip():
+        raise SettingError("--label: empty; name the column to predict")
+    if args.drop is None:
+        drop = DEFAULT_DROP if default_data else ()
+    else:
+        drop = settings.comma_list(args.drop)
+    if args.label in drop:
+        raise SettingError(f"--drop {args.label}: that is the label column (--label); "
+                           f"remove it from --drop")
+    return args.label, drop
+
+
+def beam_args(args: argparse.Namespace) -> Tuple[str, ...]:
+    """Every Beam step's arguments: the defaults, then --beam-arg (which may override)."""
+    bad = [a for a in args.beam_arg if not a.startswith("--")]
+    if bad:
+        raise SettingError(f"--beam-arg {bad[0]}: Beam arguments look like --name=value")
+    return tuple(DEFAULT_BEAM_ARGS) + tuple(args.beam_arg)
 
 
 def default_data_path() -> str:

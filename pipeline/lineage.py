@@ -1,13 +1,17 @@
-"""`--explain`: what produced a pushed model, read back from ML Metadata."""
-import json
-from typing import Optional
+"""`--explain`: what produced a pushed model, read back from ML Metadata.
 
+Per component: its execution, every setting it ran with (each stage config of
+modules.settings it was given, wherever TFX keeps it: an execution property of its own, or
+inside `custom_config`), the data it read and the artifacts it wrote."""
+import json
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from modules.settings import STAGES, RunSettings
 from pipeline import metadata
 
-# Execution properties worth showing per component; the rest is wiring.
-_SHOWN = ("input_base", "input_config", "custom_config", "alpha", "temperature",
-          "student_layers", "student_units", "epochs", "target_sparsity", "modes",
-          "min_auc", "max_auc_drop", "max_accuracy_drop", "deploy_mode", "serving_dir")
+STAGE_KEYS = tuple(stage.KEY for stage in STAGES) + (RunSettings.KEY,)
+# Other execution properties worth showing; the rest is wiring.
+_SHOWN = ("input_base", "serving_dir")
 
 
 def explain(metadata_path: str, version_dir: str) -> Optional[str]:
@@ -26,9 +30,11 @@ def explain(metadata_path: str, version_dir: str) -> Optional[str]:
         run = record.execution
         lines.append(f"\n{record.component_id}: execution {run.id}, {record.state}, "
                      f"{record.seconds:.1f} s")
-        for key, value in sorted(record.properties().items()):
-            if key in _SHOWN:
-                lines.append(f"  {key}: {_compact(value)}")
+        properties = record.properties()
+        for key in _SHOWN:
+            if key in properties:
+                lines.append(f"  {key}: {properties[key]}")
+        lines.extend(stage_lines(properties))
         for key, artifacts in sorted(record.outputs.items()):
             for artifact in artifacts:
                 lines.append(f"  -> {key}: artifact {artifact.id} {artifact.uri}")
@@ -48,10 +54,45 @@ def _best_hyperparameters(record: metadata.ExecutionRecord):
             f"{k}={v}" for k, v in values.items() if not k.startswith("tuner/"))
 
 
-def _compact(value) -> str:
+def stage_lines(properties: Dict[str, Any]) -> List[str]:
+    """"  pruning: epochs=6 sparsity=0.8" for every stage config among an execution's
+    properties, in the order of modules.settings.STAGES."""
+    found = dict(_stages(properties))
+    return [f"  {key}: " + " ".join(f"{name}={_text(value)}"
+                                     for name, value in sorted(found[key].items()))
+            for key in STAGE_KEYS if key in found]
+
+
+def _stages(value: Any) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    """(stage key, its fields) wherever a stage config sits in `value`: properties hold
+    JSON text, which may hold more JSON text (custom_config) or a proto's JSON (ExampleGen's
+    custom_config is a Struct in an Any)."""
     if isinstance(value, str):
         try:
-            return json.dumps(json.loads(value), sort_keys=True)
+            value = json.loads(value)
+        except ValueError:
+            return
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            parsed = _parsed(inner)
+            if key in STAGE_KEYS and isinstance(parsed, dict):
+                yield key, parsed
+            else:
+                yield from _stages(inner)
+
+
+def _parsed(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
         except ValueError:
             return value
-    return str(value)
+    return value
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict):  # run_settings' training: its own fields
+        return "{" + ", ".join(f"{k}={_text(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value) or "none"
+    return "none" if value is None else str(value)

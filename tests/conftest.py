@@ -20,7 +20,8 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from modules import data, splits, training
-from modules.model import ModelConfig
+from modules.hyperparameters import ModelConfig
+from modules.settings import Training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -194,6 +195,7 @@ _SCRIPT_HEADER = textwrap.dedent("""
     from conftest import make_prepared, small_config
     from modules import pruning, training
     from modules.model import build_core
+    from modules.settings import Training
 
     prepared = make_prepared()
     out = {"logical_cpus": len(tf.config.list_logical_devices("CPU"))}
@@ -204,8 +206,8 @@ _SCRIPTS = {
         def train(strategy, batch_size):
             config = small_config(batch_norm=False, batch_size=batch_size, epochs=4)
             result = training.train_model(
-                lambda: build_core(20, 2, config, seed=0), prepared, config, seed=0,
-                strategy=strategy, early_stopping=False, verbose=False)
+                lambda: build_core(20, 2, config, seed=0), prepared, config,
+                Training(seed=0, strategy=strategy), early_stopping=False, verbose=False)
             return {"replicas": result.model.distribute_strategy.num_replicas_in_sync,
                     "epochs_trained": result.epochs_trained,
                     "val_auc": result.eval_metrics["val_auc"],
@@ -226,7 +228,8 @@ _SCRIPTS = {
             try:
                 core = build_core(20, 2, config, seed=0)
                 stripped, _ = pruning.prune(core, prepared, config, target_sparsity=0.5,
-                                            epochs=3, seed=0, strategy="mirrored",
+                                            epochs=3,
+                                            run=Training(seed=0, strategy="mirrored"),
                                             verbose=False)
                 return {"sparsity": [layer["sparsity"] for layer in
                                      pruning.sparsity_report(stripped)["layers"]]}
@@ -238,8 +241,8 @@ _SCRIPTS = {
             out["after_training"] = {"error": "not run: pruning in a fresh process failed"}
         else:
             training.train_model(lambda: build_core(20, 2, config, seed=0), prepared, config,
-                                 strategy="mirrored", epochs=1, early_stopping=False,
-                                 verbose=False)
+                                 Training(strategy="mirrored"), epochs=1,
+                                 early_stopping=False, verbose=False)
             out["after_training"] = prune()
         print("RESULT " + json.dumps(out))
     """),
@@ -303,5 +306,6 @@ def mirrored_training_results():
 
 @pytest.fixture(scope="session")
 def mirrored_pruning_results():
-    """pruning.prune(strategy="mirrored") on 2 logical CPUs: sparsity per weight, or error."""
+    """pruning.prune(run=Training(strategy="mirrored")) on 2 logical CPUs: sparsity per weight,
+    or error."""
     return _script_results("mirrored_pruning")

@@ -6,6 +6,7 @@ import pytest
 
 from conftest import make_prepared
 from modules import baselines, evaluation
+from modules.settings import Training
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +15,7 @@ def prepared():
 
 
 def test_linear_model_has_no_hidden_layer_and_learns_a_linear_problem(prepared):
-    core, l2, scores_on_validation = baselines.train_linear(prepared, seed=0)
+    core, l2, scores_on_validation = baselines.train_linear(prepared, run=Training(seed=0))
     assert l2 in baselines.L2_GRID
     assert [layer.name for layer in core.layers] == ["logits"]  # logistic regression
     assert core.count_params() == (10 + 1) * 2
@@ -34,7 +35,7 @@ def test_linear_model_keeps_the_weight_decay_of_the_lowest_validation_log_loss(p
         return result
 
     monkeypatch.setattr(evaluation, "keras_scores", scores)
-    _, l2, _ = baselines.train_linear(prepared, seed=0)
+    _, l2, _ = baselines.train_linear(prepared, run=Training(seed=0))
     assert set(seen) == {f"l2_{value:g}" for value in baselines.L2_GRID}
     assert seen[f"l2_{l2:g}"] == min(seen.values())
 

@@ -9,6 +9,7 @@ import tensorflow as tf
 from conftest import features_of, labels_of, make_prepared, small_config, with_features
 from modules import batchnorm, loop, pruning, training
 from modules.model import build_core
+from modules.settings import Training
 
 
 def _shifted(prepared, shift=3.0, scale=2.0):
@@ -34,7 +35,7 @@ def test_small_data_model_serves_as_accurately_as_it_trains():
     config = small_config(num_layers=2, units=64, batch_size=512, epochs=8,
                           learning_rate=3e-3)
     model = training.train_model(lambda: build_core(20, 2, config, seed=0), prepared, config,
-                                 seed=0, verbose=False).model
+                                 Training(seed=0), verbose=False).model
     block = model.get_layer("block_0")
     z = _pre_norm(block, features_of(prepared.train))
     np.testing.assert_allclose(block.norm.moving_mean.numpy(), z.mean(0), rtol=1e-3, atol=1e-3)

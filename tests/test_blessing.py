@@ -8,6 +8,7 @@ from scipy import special, stats
 
 from modules import blessing
 from modules.blessing import Difference
+from modules.settings import Blessing
 
 
 def judge(labels, candidate, teacher, train_counts, *, baseline=None, min_auc=None,
@@ -18,8 +19,9 @@ def judge(labels, candidate, teacher, train_counts, *, baseline=None, min_auc=No
     evidence = blessing.evidence(labels, candidate, teacher, train_counts,
                                  metrics=classification_metrics(labels, candidate), seed=42,
                                  baseline=baseline)
-    return blessing.decide(evidence, num_classes=candidate.shape[1], min_auc=min_auc,
-                           max_auc_drop=max_auc_drop, max_accuracy_drop=max_accuracy_drop)
+    return blessing.decide(evidence, Blessing(min_auc=min_auc, max_auc_drop=max_auc_drop,
+                                              max_accuracy_drop=max_accuracy_drop),
+                           num_classes=candidate.shape[1])
 
 
 def reason(reasons, text):
@@ -142,17 +144,21 @@ def test_the_first_run_has_no_baseline():
     assert blessed and reasons[-1] == "ok: no previously blessed model: this is the first baseline"
 
 
+BUDGET = Blessing(max_auc_drop=0.005, max_accuracy_drop=0.01)
+
+
 def test_budget_left_widens_the_budget_by_the_noise_of_the_drop():
     exact = {"auc": Difference(0.0025, 0.0025, 0.0025), "accuracy": Difference(0, 0, 0)}
-    assert blessing.budget_left(exact, 0.005, 0.01) == pytest.approx(0.5)  # (b - d) / b
+    assert blessing.budget_left(exact, BUDGET) == pytest.approx(0.5)  # (b - d) / b
     # A drop of 0.02 whose interval reaches 0: the Evaluator would not refuse it (budget
     # 0.01 + noise 0.02), and it leaves a third of that.
     noisy = {"auc": Difference(0, 0, 0), "accuracy": Difference(0.02, 0.0, 0.04)}
-    assert blessing.budget_left(noisy, 0.005, 0.01) == pytest.approx(1 / 3)
+    assert blessing.budget_left(noisy, BUDGET) == pytest.approx(1 / 3)
     beyond = {"auc": Difference(0, 0, 0), "accuracy": Difference(0.05, 0.03, 0.07)}
-    assert blessing.budget_left(beyond, 0.005, 0.01) < 0  # refused: low end 0.03 > 0.01
+    assert blessing.budget_left(beyond, BUDGET) < 0  # refused: low end 0.03 > 0.01
     zero = {"auc": Difference(0, 0, 0), "accuracy": Difference(0.001, 0.001, 0.001)}
-    assert blessing.budget_left(zero, 0.0, 0.0) == float("-inf")
+    no_budget = Blessing(max_auc_drop=0.0, max_accuracy_drop=0.0)
+    assert blessing.budget_left(zero, no_budget) == float("-inf")
 
 
 def test_budget_left_is_negative_exactly_where_the_evaluator_refuses():
@@ -162,7 +168,7 @@ def test_budget_left_is_negative_exactly_where_the_evaluator_refuses():
         low = estimate - rng.uniform(0, 0.05)
         drops = {"auc": Difference(0, 0, 0), "accuracy": Difference(estimate, low, estimate + 0.05)}
         refused = not blessing._within_budget("accuracy", drops["accuracy"], 0.01, "--x", 100)[0]
-        assert (blessing.budget_left(drops, 0.005, 0.01) < 0) == refused
+        assert (blessing.budget_left(drops, BUDGET) < 0) == refused
 
 
 def test_majority_rate_uses_the_training_split_commonest_class():

@@ -10,6 +10,7 @@ import tensorflow as tf
 from conftest import features_of, labels_of, small_config
 from modules import distillation, evaluation, splits, training
 from modules.model import build_core
+from modules.settings import Blessing, Training
 
 
 def softmax(z):
@@ -78,13 +79,14 @@ def test_soft_term_is_scaled_by_temperature_squared(batch):
 def trained_teacher(prepared):
     config = small_config(num_layers=2, units=32, epochs=4)
     return training.train_model(lambda: build_core(20, 2, config, seed=7), prepared, config,
-                                seed=7, verbose=False).model
+                                Training(seed=7), verbose=False).model
 
 
-def search(prepared, teacher, **kwargs):
+def search(prepared, teacher, max_auc_drop, max_accuracy_drop, **kwargs):
     return distillation.search_student(
-        prepared, teacher, small_config(epochs=2), seed=0,
-        sizes=kwargs.pop("sizes", ((1, 2), (1, 4), (1, 8))),
+        prepared, teacher, small_config(epochs=2),
+        Blessing(max_auc_drop=max_auc_drop, max_accuracy_drop=max_accuracy_drop),
+        Training(seed=0), sizes=kwargs.pop("sizes", ((1, 2), (1, 4), (1, 8))),
         grid=kwargs.pop("grid", ((0.3, 4.0), (0.1, 2.0))), **kwargs)
 
 
@@ -159,7 +161,7 @@ def test_a_student_of_the_teachers_own_shape_starts_from_its_weights(prepared):
     the scratch control still starts from scratch."""
     linear = small_config(num_layers=0, epochs=6)
     teacher = training.train_model(lambda: build_core(20, 2, linear, seed=3), prepared,
-                                   linear, seed=3, verbose=False).model
+                                   linear, verbose=False, run=Training(seed=3)).model
     result = search(prepared, teacher, sizes=(distillation.LINEAR,), grid=((0.3, 4.0),),
                     max_auc_drop=0.5, max_accuracy_drop=0.5)
     student = distillation.rebuild(result.sizes[0], prepared, small_config(epochs=2))

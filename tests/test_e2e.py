@@ -142,6 +142,14 @@ def test_explain_prints_data_hyperparameters_and_runs(first_run):
     for text in ("CsvExampleGen", "Tuner", "Trainer", "Distiller", "Pruner", "Quantizer",
                  "Evaluator", "Pusher", "best hyperparameters", os.path.basename(csv)):
         assert text in result.stdout
+    # Every stage setting of the executions that made the model, compression included.
+    for line in ("  pruning: epochs=4 sparsity=0.8",
+                 "  quantization: deploy_mode=int8 modes=dynamic,float16,int8 qat_epochs=2",
+                 "  blessing_thresholds: max_accuracy_drop=0.01 max_auc_drop=0.05 min_auc=0.6",
+                 "  tuning: epoch_steps=32 max_epochs=2 sample_rows=100000 search_space=none "
+                 "trials=1 tuner=random"):
+        assert line in result.stdout.splitlines() or any(
+            l.startswith(line) for l in result.stdout.splitlines()), line
 
 
 def test_curated_schema_stops_drifted_data_before_training(first_run, tmp_path):

@@ -9,7 +9,8 @@ import pytest
 from sklearn import metrics as skm
 
 from modules import evaluation
-from modules.model import ModelConfig, build_core
+from modules.hyperparameters import ModelConfig
+from modules.model import build_core
 
 
 def test_binary_classification_metrics_match_sklearn():

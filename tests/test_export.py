@@ -10,7 +10,8 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from conftest import examples_of, statistics_of
 from modules import data, export
-from modules.model import ModelConfig, build_core
+from modules.hyperparameters import ModelConfig
+from modules.model import build_core
 from modules.preprocessing import fit_preprocessor, transform
 
 COLUMNS = [data.FeatureColumn("num", data.NUMERIC, schema_pb2.FLOAT),

@@ -4,7 +4,8 @@ import modules  # noqa: F401  (must precede tensorflow)
 import numpy as np
 
 from modules import quantization
-from modules.model import ModelConfig, build_core, to_float32
+from modules.hyperparameters import ModelConfig
+from modules.model import build_core, to_float32
 
 
 def test_mixed_float16_model_converts_to_tflite_with_the_same_predictions():

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from modules.layers import DenseBlock, FeatureCross
-from modules.model import ModelConfig, build_core
+from modules.hyperparameters import ModelConfig
+from modules.model import build_core
 
 
 @pytest.mark.parametrize("field, value", [

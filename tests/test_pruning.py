@@ -10,6 +10,7 @@ from conftest import features_of, labels_of, small_config
 from modules import blessing, evaluation, pruning
 from modules.layers import DenseBlock, FeatureCross
 from modules.model import build_core
+from modules.settings import Blessing, Training
 
 TARGET = 0.5
 
@@ -20,7 +21,7 @@ def pruned(prepared):
     core = build_core(20, 2, config, seed=0)
     before = [w.copy() for w in core.get_weights()]
     stripped, result = pruning.prune(core, prepared, config, target_sparsity=TARGET, epochs=3,
-                                     seed=0, verbose=False)
+                                     run=Training(seed=0), verbose=False)
     return core, before, stripped, result
 
 
@@ -79,7 +80,8 @@ def test_pruning_schedule_ramps_to_target_within_two_thirds_of_fine_tuning():
 
 
 def test_prune_under_mirrored_strategy_reaches_target_sparsity(mirrored_pruning_results):
-    """prune(strategy="mirrored") on 2 logical CPUs must work like the default strategy,
+    """prune(run=Training(strategy="mirrored")) on 2 logical CPUs must work like the default
+    strategy,
     which reaches the target exactly on these kernels (320 of 640 and 512 of 1024 weights):
     the schedule's ramp must end within the steps that actually run (2 replicas halve them).
     """
@@ -108,8 +110,9 @@ def test_within_budget_keeps_the_target_sparsity_when_it_fits(prepared):
     wrong = evaluation.Scores(labels, np.eye(2)[1 - labels])
     outcome = pruning.prune_within_budget(core, prepared, small_config(units=32),
                                           target_sparsity=0.8, teacher=wrong,
-                                          max_auc_drop=0.01, max_accuracy_drop=0.01,
-                                          epochs=2, seed=0, verbose=False)
+                                          budget=Blessing(max_auc_drop=0.01,
+                                                          max_accuracy_drop=0.01),
+                                          epochs=2, run=Training(seed=0), verbose=False)
     assert [a.sparsity for a in outcome.attempts] == [0.8]
     assert outcome.chosen.sparsity == 0.8 and outcome.result is not None
     assert pruning.sparsity_report(outcome.model)["pruned_weights_sparsity"] == pytest.approx(
@@ -150,7 +153,8 @@ def _prune_scripted(prepared, monkeypatch, accuracy_by_sparsity, dense):
     monkeypatch.setattr(blessing, "drops_from", exact_drops)
     outcome = pruning.prune_within_budget(
         core, prepared, small_config(), target_sparsity=0.8,
-        teacher=scores("teacher", None), max_auc_drop=0.005, max_accuracy_drop=0.01, seed=0)
+        teacher=scores("teacher", None), run=Training(seed=0),
+        budget=Blessing(max_auc_drop=0.005, max_accuracy_drop=0.01))
     return outcome, tried, core
 
 
@@ -177,8 +181,8 @@ def test_a_linear_student_is_kept_dense(prepared):
     labels = labels_of(prepared.held_out)
     outcome = pruning.prune_within_budget(
         core, prepared, small_config(), target_sparsity=0.8,
-        teacher=evaluation.Scores(labels, np.eye(2)[labels]), max_auc_drop=0.01,
-        max_accuracy_drop=0.01, epochs=1, seed=0, verbose=False)
+        teacher=evaluation.Scores(labels, np.eye(2)[labels]), epochs=1, verbose=False,
+        run=Training(seed=0), budget=Blessing(max_auc_drop=0.01, max_accuracy_drop=0.01))
     assert [a.sparsity for a in outcome.attempts] == [0.0]
     assert outcome.model is core and outcome.result is None
 
@@ -202,7 +206,7 @@ def test_when_no_sparsity_fits_equal_shares_go_to_the_lower_validation_log_loss(
         "auc": blessing.Difference(0, 0, 0), "accuracy": blessing.Difference(0.008, 0.008,
                                                                                0.008)})
     outcome = pruning.prune_within_budget(
-        core, prepared, small_config(), target_sparsity=0.8, teacher=None, max_auc_drop=0.005,
-        max_accuracy_drop=0.01, seed=0)
+        core, prepared, small_config(), target_sparsity=0.8, teacher=None, run=Training(seed=0),
+        budget=Blessing(max_auc_drop=0.005, max_accuracy_drop=0.01))
     assert len(outcome.attempts) == 5 and outcome.chosen.sparsity == 0.0
     assert outcome.model is core

@@ -9,6 +9,7 @@ from conftest import features_of, small_config
 from modules import quantization, splits, training
 from modules.layers import DenseBlock
 from modules.model import build_core
+from modules.settings import Training
 
 # Largest allowed |TFLite probability - Keras probability| per mode, over the eval rows
 # (the TFLite models return logits; both sides go through the softmax). Integer modes
@@ -71,7 +72,7 @@ def test_quantization_aware_modes_fine_tune_and_match_the_qat_model(trained, pre
                 layer.kernel.assign(kernel)
     result = training.train_model(
         lambda: quantization.quantize_aware(core, preserve_sparsity=mode == "pqat"),
-        prepared, config, seed=0, epochs=1, early_stopping=False, verbose=False)
+        prepared, config, epochs=1, early_stopping=False, verbose=False, run=Training(seed=0))
     assert result.epochs_trained == 1
     representative = quantization.representative_sample(prepared.train, size=100)
     content = quantization.convert(result.model, mode, representative)

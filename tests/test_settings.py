@@ -114,3 +114,19 @@ def test_every_flagged_setting_has_help_text():
     for stage in settings.STAGES:
         for field in dataclasses.fields(stage):
             assert field.metadata["help"], (stage.KEY, field.name)
+
+
+def test_a_quantization_mode_is_one_row_of_the_candidates_table():
+    """--quantize, its help, the converter's options and the report's order all come from
+    modules.candidates.MODES: a row added there is accepted and shown, nothing else to edit."""
+    from modules import candidates
+    from pipeline import report
+
+    assert settings.QUANTIZATION_MODES == candidates.NAMES
+    assert report.CANDIDATE_ORDER[-len(candidates.NAMES):] == candidates.NAMES
+    help_text = dict((f.name, f.metadata["help"]) for f in dataclasses.fields(Quantization))
+    assert all(f"{mode.name} ({mode.help})" in help_text["modes"] for mode in candidates.MODES)
+    assert {m.name for m in candidates.MODES if m.integer} == {"int8", "qat", "pqat"}
+    assert candidates.tflite_path("/q", "int8") == "/q/int8/model.tflite"
+    with pytest.raises(ValueError, match="unknown quantization mode 'int4'"):
+        candidates.mode("int4")

@@ -9,6 +9,7 @@ from conftest import features_of, small_config
 from modules import training
 from modules.model import build_core
 from modules.schedules import ConstantThenExponentialDecay
+from modules.settings import Training
 
 
 def test_mirrored_strategy_on_two_replicas_matches_single_device(mirrored_training_results):
@@ -182,12 +183,12 @@ def test_towers_train_each_as_it_would_alone(prepared):
     losses = {"small": loop.cross_entropy, "wide": distillation.distillation_loss(0.3, 4.0)}
     together = training.train_model(
         lambda: Towers({name: build_core(20, 2, c, seed=3) for name, c in configs.items()}),
-        data, configs["small"], loss_fn=losses, seed=5, verbose=False)
+        data, configs["small"], loss_fn=losses, verbose=False, run=Training(seed=5))
     assert together.epochs_trained == 3
     for name, config in configs.items():
         alone = training.train_model(lambda: build_core(20, 2, config, seed=3), data,
-                                     configs["small"], loss_fn=losses[name], seed=5,
-                                     verbose=False)
+                                     configs["small"], loss_fn=losses[name],
+                                     verbose=False, run=Training(seed=5))
         for a, b in zip(alone.model.get_weights(), together.model.towers[name].get_weights()):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
         history = training.tower_history(together.history, name)

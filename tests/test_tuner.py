@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from keras_tuner.engine import trial as trial_module
 
-from modules import training, tuner
+from modules import hyperparameters, training, tuner
 from modules.settings import RunSettings, Training, Tuning
 
 SPACE = {
@@ -193,20 +193,20 @@ def test_continuing_a_trial_without_checkpoint_fails_the_trial(prepared, tmp_pat
 ])
 def test_check_search_space_rejects_bad_spaces(space, message):
     with pytest.raises(ValueError, match=message):
-        tuner.check_search_space(space)
+        hyperparameters.check_search_space(space)
 
 
 def test_default_search_space_is_valid():
-    tuner.check_search_space(tuner.DEFAULT_SEARCH_SPACE)
-    tuner.check_search_space(SPACE)
+    hyperparameters.check_search_space(hyperparameters.DEFAULT_SEARCH_SPACE)
+    hyperparameters.check_search_space(SPACE)
 
 
 @pytest.mark.parametrize("rows, layers, units", [
     (300, [0, 1], [16, 32, 64]), (3_000, [0, 2], [32, 64, 128]),
     (30_000, [1, 3], [64, 128, 256]), (3_000_000, [2, 4], [256, 512])])
 def test_search_space_capacity_follows_the_training_rows(rows, layers, units):
-    space = tuner.search_space_for(rows)
-    tuner.check_search_space(space)
+    space = hyperparameters.search_space_for(rows)
+    hyperparameters.check_search_space(space)
     assert space["num_layers"] == {"int": layers} and space["units"] == {"choice": units}
     assert space["l2"]["sampling"] == "log"  # weight decay is searched at every size
 
@@ -220,8 +220,8 @@ def test_a_trial_epoch_makes_at_least_the_tuning_epoch_steps(prepared):
 
 def test_declare_gives_values_inside_the_space():
     hp = keras_tuner.HyperParameters()
-    values = tuner.declare(hp, tuner.DEFAULT_SEARCH_SPACE)
-    assert set(values) == set(tuner.DEFAULT_SEARCH_SPACE)
+    values = tuner.declare(hp, hyperparameters.DEFAULT_SEARCH_SPACE)
+    assert set(values) == set(hyperparameters.DEFAULT_SEARCH_SPACE)
     assert 2 <= values["num_layers"] <= 4
     assert values["activation"] in ("relu", "gelu", "swish", "tanh")
 

@@ -21,7 +21,7 @@ class Executor(StepExecutor):
         seed = step.settings.training.seed
         common = {"seed": seed, "rows": prepared.row_counts, "network_uri": step.uri("network")}
         linear, l2, linear_scores = baselines.train_linear(
-            prepared, seed=seed, strategy=step.settings.training.strategy,
+            prepared, step.settings.training,
             run_dir=os.path.join(step.output_uri("report"), "linear"))
         scores = {"linear": linear_scores}
         export.export_model(step.output_uri("linear"), linear, prepared.preprocessor,

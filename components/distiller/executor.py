@@ -39,8 +39,7 @@ class Executor(StepExecutor):
         metrics_uri = step.output_uri("metrics")
         search = distillation.search_student(
             prepared, teacher.core, config, sizes=sizes, grid=grid,
-            max_auc_drop=budget.max_auc_drop, max_accuracy_drop=budget.max_accuracy_drop,
-            seed=step.settings.training.seed, strategy=step.settings.training.strategy,
+            budget=budget, run=step.settings.training,
             run_dir=lambda name: os.path.join(metrics_uri, "candidates", name))
         common = {"seed": step.settings.training.seed, "rows": prepared.row_counts,
                   "teacher_uri": step.uri("teacher")}

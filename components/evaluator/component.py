@@ -21,7 +21,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from components.artifacts import JsonReport
 from components.base import RUN_SETTINGS, json_parameter
 from components.evaluator import executor
-from components.evaluator.executor import CANDIDATE_MODELS
+from modules.candidates import SAVED_MODELS
 from modules.settings import Blessing, RunSettings
 
 
@@ -32,7 +32,7 @@ class EvaluatorSpec(types.ComponentSpec):
         "deploy_mode": ExecutionParameter(type=str),  # from the Quantization stage
     }
     INPUTS = {
-        **{name: ChannelParameter(type=standard_artifacts.Model) for name in CANDIDATE_MODELS},
+        **{name: ChannelParameter(type=standard_artifacts.Model) for name in SAVED_MODELS},
         "quantized": ChannelParameter(type=standard_artifacts.Model),
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "baseline": ChannelParameter(type=standard_artifacts.Model, optional=True),

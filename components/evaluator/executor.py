@@ -13,20 +13,12 @@ from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
 from modules import (blessing, data, evaluation, export, fileio, intervals, memory,
                      quantization, sliced_metrics)
+from modules.candidates import SAVED_MODELS, tflite_path
 from modules.settings import Blessing, RunSettings
 
 log = logging.getLogger(__name__)
 
-TFLITE_FILE = "model.tflite"
-# SavedModel inputs; "network", "linear" and "trees" are the teacher's candidates, and the
-# one chosen is shown as the teacher alone.
-CANDIDATE_MODELS = ("teacher", "network", "trees", "linear", "student_scratch", "student",
-                    "pruned")
 EVALUATION_FILE = "evaluation.json"
-
-
-def _tflite_path(quantized_uri: str, mode: str) -> str:
-    return os.path.join(quantized_uri, mode, TFLITE_FILE)
 
 
 def _evaluation_cache(settings: RunSettings, quantized_id: int) -> Optional[str]:
@@ -97,7 +89,7 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
         scores: Dict[str, evaluation.Scores] = {}
         predictors: Dict[str, Callable[[np.ndarray], np.ndarray]] = {}
         teacher_kind = step.load("teacher").info.get("kind", "network")
-        for name in CANDIDATE_MODELS:
+        for name in SAVED_MODELS:
             if name == teacher_kind:
                 continue  # the teacher itself
             model = step.load(name)
@@ -112,12 +104,12 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
             if name == "teacher":
                 predictors[name] = predict
         for mode in info["modes"]:  # sizes and latency as the Quantizer measured them
-            tflite = quantization.TFLiteModel.from_file(_tflite_path(quantized.uri, mode))
+            tflite = quantization.TFLiteModel.from_file(tflite_path(quantized.uri, mode))
             scores[mode] = evaluation.split_scores(tflite.probabilities, prepared.held_out)
             candidates[mode] = {**info["metrics"][mode], **scores[mode].metrics(),
                                 "nonzero_params": candidates["pruned"]["nonzero_params"]}
         slices, slice_sample = self._slices(step, predictors, deploy_mode,
-                                            _tflite_path(quantized.uri, deploy_mode), thresholds)
+                                            tflite_path(quantized.uri, deploy_mode), thresholds)
         predictors.clear()
         step.unload_models()
         memory.release()
@@ -125,7 +117,7 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
         baseline, baseline_scores = None, None
         if step.input_dict.get("baseline"):
             baseline_artifact = artifact_utils.get_single_instance(step.input_dict["baseline"])
-            path = _tflite_path(baseline_artifact.uri, deploy_mode)
+            path = tflite_path(baseline_artifact.uri, deploy_mode)
             if fileio.exists(path):
                 # The same test rows, preprocessed as the baseline was trained: it may have
                 # had other columns (--drop) or statistics than the candidate.
@@ -145,9 +137,7 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
                                                  train_counts, deploy_mode,
                                                  step.settings.training.seed)
         blessed, reasons = blessing.decide(
-            evidence, num_classes=prepared.num_classes, min_auc=thresholds.min_auc,
-            max_auc_drop=thresholds.max_auc_drop,
-            max_accuracy_drop=thresholds.max_accuracy_drop)
+            evidence, num_classes=prepared.num_classes, budget=thresholds)
         majority_class, majority_accuracy = blessing.majority_rate(
             train_counts, prepared.counts(data.TEST))
         return {"candidates": candidates, "deployable": deploy_mode, "blessed": blessed,

@@ -4,7 +4,7 @@ import os
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
 from modules import distillation, evaluation, export, pruning
-from modules.model import ModelConfig
+from modules.hyperparameters import ModelConfig
 from modules.settings import Pruning
 
 
@@ -23,12 +23,9 @@ class Executor(StepExecutor):
         output_uri = step.output_uri("pruned_model")
         outcome = pruning.prune_within_budget(
             source.core, prepared, config, target_sparsity=stage.sparsity,
-            teacher=evaluation.keras_scores(teacher.core, prepared.held_out),
-            max_auc_drop=budget.max_auc_drop,
-            max_accuracy_drop=budget.max_accuracy_drop, epochs=stage.epochs,
-            seed=step.settings.training.seed, strategy=step.settings.training.strategy,
+            teacher=evaluation.keras_scores(teacher.core, prepared.held_out), epochs=stage.epochs,
             run_dir=os.path.join(output_uri, "logs"), verbose=False,  # one line per attempt
-            **distilling)
+            **distilling, run=step.settings.training, budget=budget)
         report = {"target_sparsity": stage.sparsity, "sparsity": outcome.chosen.sparsity,
                   **pruning.sparsity_report(outcome.model),
                   "attempts": [a.row() for a in outcome.attempts], "epochs": stage.epochs,

@@ -11,7 +11,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.artifacts import read_report
-from modules import export, fileio
+from modules import candidates, export, fileio
 
 log = logging.getLogger(__name__)
 TEMP_PREFIX = ".incomplete-"
@@ -88,8 +88,9 @@ class Executor(base_executor.BaseExecutor):
         def write_version(folder: str, version: str) -> None:
             fileio.copytree(os.path.join(artifacts["pruned"].uri, export.SERVING_DIR),
                             os.path.join(folder, "saved_model"))
-            for name in ("model.tflite", "contract.json"):
-                fileio.copy(os.path.join(artifacts["quantized"].uri, mode, name),
+            for name in candidates.DEPLOYED_FILES:
+                fileio.copy(os.path.join(candidates.mode_folder(artifacts["quantized"].uri,
+                                                                mode), name),
                             os.path.join(folder, name))
             fileio.write_json(os.path.join(folder, "model_card.json"),
                               {**card, "version": version})
@@ -105,7 +106,7 @@ class Executor(base_executor.BaseExecutor):
         teacher_info = export.read_info(artifacts["teacher"].uri)
         return {
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "files": {"tflite": "model.tflite", "contract": "contract.json",
+            "files": {"tflite": candidates.TFLITE_FILE, "contract": candidates.CONTRACT_FILE,
                       "saved_model": "saved_model/"},
             "deploy_mode": mode,
             "classes": pruned_info["classes"], "label": pruned_info["label"]["name"],

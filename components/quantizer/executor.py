@@ -7,13 +7,11 @@ from typing import Any, Dict
 
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
-from modules import data, evaluation, export, fileio, quantization, training
-from modules.model import ModelConfig
+from modules import candidates, data, evaluation, export, fileio, quantization, training
+from modules.hyperparameters import ModelConfig
 from modules.settings import Quantization
 
 log = logging.getLogger(__name__)
-TFLITE_FILE = "model.tflite"
-CONTRACT_FILE = "contract.json"
 
 
 def input_contract(model: quantization.TFLiteModel, source: export.ExportedModel,
@@ -46,39 +44,39 @@ class Executor(StepExecutor):
         source, prepared, stage = step.model, step.prepared, step.stage
         output_uri = step.output_uri("quantized_model")
         report = {}
-        for mode in stage.modes:
-            model = self._model_for(mode, step)
+        for name in stage.modes:
+            mode = candidates.mode(name)
             representative = (quantization.representative_sample(
-                prepared.train, seed=step.settings.training.seed)
-                if mode in quantization.INTEGER_MODES else None)
-            content = quantization.convert(model, mode, representative)
-            folder = os.path.join(output_uri, mode)
-            path = os.path.join(folder, TFLITE_FILE)
+                prepared.train, seed=step.settings.training.seed) if mode.integer else None)
+            content = quantization.convert(self._model_for(mode, step), name, representative)
+            path = candidates.tflite_path(output_uri, name)
             fileio.write_bytes(path, content)
             tflite = quantization.TFLiteModel(content)
-            fileio.write_json(os.path.join(folder, CONTRACT_FILE),
-                              input_contract(tflite, source, mode))
+            fileio.write_json(candidates.contract_path(output_uri, name),
+                              input_contract(tflite, source, name))
             predict, single = evaluation.tflite_predictor(tflite)
-            report[mode] = evaluation.evaluate_candidate(
+            report[name] = evaluation.evaluate_candidate(
                 predict, single, prepared.held_out, path,
                 params=source.core.count_params())
-            log.info("quantizer: %s: accuracy %.4f, AUC %.4f, %d bytes", mode,
-                     report[mode]["accuracy"], report[mode]["auc"], report[mode]["size_bytes"])
+            log.info("quantizer: %s: accuracy %.4f, AUC %.4f, %d bytes", name,
+                     report[name]["accuracy"], report[name]["auc"], report[name]["size_bytes"])
         fileio.write_json(os.path.join(output_uri, export.INFO_FILE), {
             "role": "tflite", "modes": list(stage.modes), "source_uri": step.uri("model"),
             "classes": source.classes, "metrics": report})
         write_report(step.output_dict["metrics"][0], report)
 
     @staticmethod
-    def _model_for(mode: str, step: StepInputs):
-        """The Keras model to convert: the source, or a QAT model fine-tuned with the loop."""
+    def _model_for(mode: candidates.Mode, step: StepInputs):
+        """The Keras model to convert: the source, or for a quantization-aware mode a QAT
+        model fine-tuned by the same training call as every other step (the run's seed and
+        strategy)."""
         source = step.model
-        if mode not in ("qat", "pqat"):
+        if not mode.aware:
             return source.core
         config = ModelConfig.from_dict(source.info.get("hyperparameters"))
         result = training.train_model(
-            lambda: quantization.quantize_aware(source.core, preserve_sparsity=mode == "pqat"),
-            step.prepared, config, seed=step.settings.training.seed,
-            epochs=step.stage.qat_epochs, early_stopping=False,
-            verbose=step.settings.verbose)
+            lambda: quantization.quantize_aware(source.core,
+                                                preserve_sparsity=mode.preserve_sparsity),
+            step.prepared, config, step.settings.training, epochs=step.stage.qat_epochs,
+            early_stopping=False, verbose=step.settings.verbose)
         return result.model
