@@ -46,7 +46,7 @@ RUN python -c "import importlib; [importlib.import_module(m) for m in ( \
       'components.trainer.executor', \
       'components.distiller.executor', 'components.pruner.executor', \
       'components.quantizer.executor', 'components.evaluator.executor', \
-      'components.pusher.executor', 'modules.trainer', 'modules.tuner')]; \
+      'components.pusher.executor', 'modules.learning.trainer', 'modules.learning.tuner')]; \
       import tensorflow as tf; assert tf.keras.__name__.startswith('tf_keras'), tf.keras"
 # What KubeflowV2DagRunner puts in each task's container command (KUBEFLOW_TFX_CMD); the
 # compiled spec sets it explicitly, so this entrypoint only matters when running by hand.

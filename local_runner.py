@@ -178,7 +178,7 @@ def terminal_and_log(log_path: str, verbose: bool = False):
     TFLite, Keras Tuner's summaries) to `log_path` and yields the real terminal, where
     TerminalLog writes; with `verbose`, the terminal keeps everything and the log file
     gets the logging records. Restores both descriptors on the way out, errors included."""
-    from modules import console
+    from modules.learning import console
 
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     sys.stdout.flush()

@@ -1,7 +1,7 @@
 """Shared by the benchmarks: the default taxi data through the pipeline's own ingestion.
 
 CsvExampleGen, StatisticsGen and SchemaGen run once (cached in ML Metadata under
-runs/benchmark-data), then `modules.training.prepare_data` loads the splits exactly as the
+runs/benchmark-data), then `modules.learning.training.prepare_data` loads the splits exactly as the
 Trainer does: same 80/20 split, same preprocessing.
 """
 import glob
@@ -59,7 +59,8 @@ def examples_artifact(uri, splits=("train", "validation", "test")):
 
 
 def prepared_default_data():
-    from modules import data, training
+    from modules.learning import training
+    from modules.reading import data
 
     examples, schema, statistics = ingest()
     artifact = examples_artifact(examples)

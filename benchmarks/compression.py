@@ -3,7 +3,8 @@
 Runs the pipeline's own steps in one process: teacher (Trainer defaults), the student the
 Distiller would choose (size search, alpha/temperature grid, scratch control), pruned student (Pruner defaults: 80% sparsity, distilling while it
 fine-tunes) and the int8 TFLite model (Quantizer). Every model is measured by
-`modules.evaluation.evaluate_candidate`, the Evaluator's path: ROC AUC on the validation split,
+`modules.verdict.evaluation.evaluate_candidate`, the Evaluator's path: ROC AUC on the validation
+split,
 bytes on disk and gzip bytes (SavedModel folders tarred, .tflite files as they are), and
 single-example CPU latency. The timed call takes one preprocessed float32 feature vector and
 returns class probabilities: for Keras models one call of the compiled inference function, for
@@ -19,10 +20,13 @@ import tempfile
 
 from common import mean, prepared_default_data, print_result
 
-from modules import distillation, evaluation, export, pruning, quantization, training
-from modules.hyperparameters import ModelConfig
-from modules.model import build_core
+from modules.compression import distillation, pruning, quantization
+from modules.learning import training
+from modules.models import export
+from modules.models.hyperparameters import ModelConfig
+from modules.models.model import build_core
 from modules.settings import Blessing, Training
+from modules.verdict import evaluation
 
 MODELS = ("teacher", "distilled", "pruned", "int8")
 KEYS = ("auc", "size_bytes", "gzip_bytes", "latency_ms_p50")

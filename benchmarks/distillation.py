@@ -1,7 +1,7 @@
 """Teacher vs student from scratch vs distilled student, over seeds, on the default data.
 
 Each seed trains the teacher (the Trainer's default configuration), then runs the Distiller's
-search (`modules.distillation.search_student`) at one fixed student size: every
+search (`modules.compression.distillation.search_student`) at one fixed student size: every
 alpha/temperature of the grid (or the one given) and the control (same architecture, budget
 and seed, labels only). Prints per-seed values, then as its last line the means:
 {"teacher_auc", "scratch_auc", "distilled_auc" (the best grid point on the validation split),
@@ -13,9 +13,10 @@ import argparse
 
 from common import mean, prepared_default_data, print_result
 
-from modules import distillation, training
-from modules.hyperparameters import ModelConfig
-from modules.model import build_core
+from modules.compression import distillation
+from modules.learning import training
+from modules.models.hyperparameters import ModelConfig
+from modules.models.model import build_core
 from modules.settings import Blessing, Training
 
 

@@ -69,7 +69,8 @@ def read_split(examples_uri, split):
     import tensorflow as tf
 
     from common import examples_artifact
-    from modules import data, fileio
+    from modules import fileio
+    from modules.reading import data
 
     [pattern] = data.split_files(examples_artifact(examples_uri, (split,)), split)
     files = sorted(fileio.glob(pattern))

@@ -14,9 +14,9 @@ import tensorflow as tf
 
 from common import median, prepared_default_data, print_result
 
-from modules import loop, training
-from modules.hyperparameters import ModelConfig
-from modules.model import build_core
+from modules.learning import loop, training
+from modules.models.hyperparameters import ModelConfig
+from modules.models.model import build_core
 
 
 class _EpochTimer(tf.keras.callbacks.Callback):

@@ -14,9 +14,9 @@ import tempfile
 
 from common import mean, median, prepared_default_data, print_result
 
+from modules.learning.tuner import make_tuner, trials_table
+from modules.models.hyperparameters import DEFAULT_SEARCH_SPACE
 from modules.settings import RunSettings, Training, Tuning
-from modules.hyperparameters import DEFAULT_SEARCH_SPACE
-from modules.tuner import make_tuner, trials_table
 
 
 def search(prepared, kind: str, seed: int, directory: str, trials: int, max_epochs: int):

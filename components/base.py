@@ -8,7 +8,9 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.types.component_spec import ExecutionParameter
 
-from modules import data, export, training
+from modules.learning import training
+from modules.models import export
+from modules.reading import data
 from modules.settings import Blessing, RunSettings, Stage
 
 RUN_SETTINGS = RunSettings.KEY  # the execution property holding RunSettings (JSON)

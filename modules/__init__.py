@@ -1,5 +1,9 @@
-"""Model code loaded by the pipeline's components: data, preprocessing, layers, the training
-loop, callbacks, the tuner and the run functions.
+"""The code the pipeline's components load, in subpackages along the data's way: `reading`
+(CSV files, tf.Examples, preprocessing, prepared splits), `models` (hyperparameters, the core,
+layers, Model artifacts, trees), `learning` (the training loop, the tuner's and trainer's run
+functions, the baselines), `compression` (distillation, pruning, quantization) and `verdict`
+(the candidates, their evaluation and the blessing); `settings` owns every setting, and
+`errors`, `fileio` and `memory` serve them all.
 
 Importing this package is the one place that selects Keras 2 (tf_keras) for TensorFlow. The
 Model Optimization Toolkit supports nothing else, so every process of the pipeline (runner,

@@ -16,10 +16,10 @@ import json
 import os
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
-from modules import candidates
-from modules.csvfile import PANDAS_NA_VALUES
 from modules.errors import UserError
-from modules.hyperparameters import PRECISIONS, check_search_space
+from modules.models.hyperparameters import PRECISIONS, check_search_space
+from modules.reading.csvfile import PANDAS_NA_VALUES
+from modules.verdict import candidates
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
 TUNERS = ("random", "hyperband", "bayesian", "none")
@@ -206,7 +206,8 @@ def delimiter(text: str) -> str:
 # -- the stages ------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Csv(Stage):
-    """How CSV files are read: by the preflight check and by CsvExampleGen (modules.csvfile)."""
+    """How CSV files are read: by the preflight check and by CsvExampleGen
+    (modules.reading.csvfile)."""
     KEY: ClassVar[str] = "csv"
     na_values: Tuple[str, ...] = setting(
         PANDAS_NA_VALUES, "text that marks a missing value in any column, comma-separated "
@@ -253,13 +254,13 @@ class Training(Stage):
                              flag=True, check=one_of(PRECISIONS))
     cache_mb: int = setting(128, "a prepared split up to this many MB is held in memory "
                             "(expanded when that fits, else encoded); larger splits stream "
-                            "from a local snapshot (modules/splits.py)", flag=True,
+                            "from a local snapshot (modules/reading/splits.py)", flag=True,
                             check=at_least(0))
 
 
 @dataclasses.dataclass(frozen=True)
 class Tuning(Stage):
-    """Keras Tuner's search for the teacher's hyperparameters (modules.tuner)."""
+    """Keras Tuner's search for the teacher's hyperparameters (modules.learning.tuner)."""
     KEY: ClassVar[str] = "tuning"
     tuner: str = setting("hyperband", "hyperparameter search: random, hyperband, bayesian or "
                          "none", flag=True, check=one_of(TUNERS))
@@ -271,7 +272,8 @@ class Tuning(Stage):
                                check=at_least(1), quick=32)
     search_space: Optional[Dict[str, Any]] = setting(
         None, "a JSON file replacing the tuner's search space (format: DEFAULT_SEARCH_SPACE "
-        "in modules/hyperparameters.py)", flag=True, parse=read_search_space, metavar="JSON_FILE")
+        "in modules/models/hyperparameters.py)", flag=True, parse=read_search_space,
+        metavar="JSON_FILE")
     sample_rows: int = setting(100_000, "tuner trials train on a random sample of at most this "
                                "many training rows (0: all); the Trainer uses every row",
                                flag="--tuner-sample-rows", check=at_least(0))
@@ -287,7 +289,7 @@ class Teacher(Stage):
 
 @dataclasses.dataclass(frozen=True)
 class Baselines(Stage):
-    """The baselines and the choice of the teacher (modules.baselines)."""
+    """The baselines and the choice of the teacher (modules.learning.baselines)."""
     KEY: ClassVar[str] = "baselines"
     trees_sample_rows: int = setting(100_000, "the gradient-boosted trees train on a uniform "
                                      "sample of at most this many training rows (0: all)",
@@ -296,7 +298,7 @@ class Baselines(Stage):
 
 @dataclasses.dataclass(frozen=True)
 class Distillation(Stage):
-    """The Distiller: the smallest student within the budget (modules.distillation)."""
+    """The Distiller: the smallest student within the budget (modules.compression.distillation)."""
     KEY: ClassVar[str] = "distillation"
     student_layers: Optional[int] = setting(
         None, "student depth (DenseBlocks; 0: linear); none: searched, the smallest within "
@@ -315,7 +317,7 @@ class Distillation(Stage):
 
 @dataclasses.dataclass(frozen=True)
 class Pruning(Stage):
-    """The Pruner (modules.pruning)."""
+    """The Pruner (modules.compression.pruning)."""
     KEY: ClassVar[str] = "pruning"
     sparsity: float = setting(0.8, "pruning target: fraction of the student's weights set to "
                               "zero", flag=True, check=between(0.0, 1.0, high_open=True))
@@ -325,7 +327,7 @@ class Pruning(Stage):
 
 @dataclasses.dataclass(frozen=True)
 class Quantization(Stage):
-    """The Quantizer (modules.quantization)."""
+    """The Quantizer (modules.compression.quantization)."""
     KEY: ClassVar[str] = "quantization"
     modes: Tuple[str, ...] = setting(
         ("dynamic", "float16", "int8"), "TFLite models to produce: " + "; ".join(
@@ -347,7 +349,7 @@ class Quantization(Stage):
 
 @dataclasses.dataclass(frozen=True)
 class Blessing(Stage):
-    """The Evaluator's blessing (modules.blessing); the Distiller and Pruner compress within
+    """The Evaluator's blessing (modules.verdict.blessing); the Distiller and Pruner compress within
     the same budget."""
     KEY: ClassVar[str] = "blessing_thresholds"  # "blessing" is the Evaluator's output
     min_auc: Optional[float] = setting(

@@ -4,8 +4,8 @@ import glob
 import os
 from typing import Dict, List, Sequence
 
-from modules import csvfile
 from modules.errors import UserError
+from modules.reading import csvfile
 from modules.settings import Csv
 
 
@@ -27,10 +27,10 @@ class CsvSource:
 
 def check_csv(path: str, label: str, drop: Sequence[str] = (), csv: Csv = Csv()) -> CsvSource:
     """Validates the CSV file (or folder of CSV files) and returns where CsvExampleGen reads it.
-    Files are read as CsvExampleGen reads them (modules.csvfile: gzip, byte-order mark,
+    Files are read as CsvExampleGen reads them (modules.reading.csvfile: gzip, byte-order mark,
     quoting, `csv.delimiter`, `csv.na_values` as missing values).
 
-    Each column is profiled as CsvExampleGen profiles it (modules.csvfile.ColumnProfile,
+    Each column is profiled as CsvExampleGen profiles it (modules.reading.csvfile.ColumnProfile,
     column_plan): a column with an empty name (R's write.csv writes its row names so) or an
     identifier (not in `csv.keep`) is left out, and `left_out` says why.
 

@@ -24,12 +24,12 @@ from components.pusher import Pusher
 from components.quantizer import Quantizer
 from components.trainer import Trainer
 from components.tuner import Tuner
-from modules import data, preprocessing
+from modules.reading import data, preprocessing
 from modules.settings import RunSettings, Teacher, Tuning
 from pipeline.configs import PipelineConfig
 
-TUNER_FN = "modules.tuner.tuner_fn"
-RUN_FN = "modules.trainer.run_fn"
+TUNER_FN = "modules.learning.tuner.tuner_fn"
+RUN_FN = "modules.learning.trainer.run_fn"
 
 
 def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
@@ -48,7 +48,7 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
     ).with_id("CsvExampleGen").with_beam_pipeline_args(config.data_beam_args)
     examples = example_gen.outputs["examples"]
     # Its statistics of the training split are what the preprocessing is fitted on
-    # (modules.preprocessing.fit_preprocessor): means, deviations, quantiles, vocabularies.
+    # (modules.reading.preprocessing.fit_preprocessor): means, deviations, quantiles, vocabularies.
     statistics_gen = StatisticsGen(
         examples=examples, stats_options=preprocessing.statistics_options(),
     ).with_beam_pipeline_args(config.data_beam_args)

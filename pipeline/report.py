@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from tabulate import tabulate
 
-from modules import candidates as models
+from modules.verdict import candidates as models
 from pipeline import metadata
 
 CANDIDATE_ORDER = models.ORDER  # the SavedModels, then the TFLite modes
@@ -124,8 +124,8 @@ def column_report(by_id: Dict[str, metadata.ExecutionRecord]) -> List[Dict[str, 
     mostly numbers. From CsvExampleGen's column plan (columns.json), the run's label and
     --drop, and the preprocessor the Trainer fitted (preprocessor.json); [] when a part is
     missing (a run from before the plan existed)."""
-    from modules.csvfile import COLUMNS_FILE
-    from modules.export import PREPROCESSOR_FILE
+    from modules.reading.csvfile import COLUMNS_FILE
+    from modules.models.export import PREPROCESSOR_FILE
     from modules.settings import RunSettings
 
     plan = _read_json(os.path.join(_output_uri(by_id.get("CsvExampleGen"), "examples") or "",

@@ -19,8 +19,9 @@ import pytest
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from modules import data, splits, training
-from modules.hyperparameters import ModelConfig
+from modules.learning import training
+from modules.models.hyperparameters import ModelConfig
+from modules.reading import data, splits
 from modules.settings import Training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -129,7 +130,7 @@ def statistics_of(split: data.Split, columns, bins: int):
     from tensorflow_data_validation.statistics import stats_impl
     from tfx_bsl.coders import example_coder
 
-    from modules import preprocessing
+    from modules.reading import preprocessing
 
     batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(
         examples_of(split, columns))
@@ -143,7 +144,8 @@ def write_statistics(uri: str, train_examples) -> str:
     from tensorflow_data_validation.statistics import stats_impl
     from tfx_bsl.coders import example_coder
 
-    from modules import fileio, preprocessing
+    from modules import fileio
+    from modules.reading import preprocessing
 
     statistics = stats_impl.generate_statistics_in_memory(
         example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(train_examples)),
@@ -193,8 +195,9 @@ _SCRIPT_HEADER = textwrap.dedent("""
 
     sys.path.insert(0, sys.argv[1])
     from conftest import make_prepared, small_config
-    from modules import pruning, training
-    from modules.model import build_core
+    from modules.compression import pruning
+    from modules.learning import training
+    from modules.models.model import build_core
     from modules.settings import Training
 
     prepared = make_prepared()

@@ -1,12 +1,14 @@
-"""modules.baselines: the linear model trained by our loop, and the choice of the teacher."""
+"""modules.learning.baselines: the linear model trained by our loop, and the choice of the
+teacher."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import numpy as np
 import pytest
 
 from conftest import make_prepared
-from modules import baselines, evaluation
+from modules.learning import baselines
 from modules.settings import Training
+from modules.verdict import evaluation
 
 
 @pytest.fixture(scope="module")

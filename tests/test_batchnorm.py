@@ -7,8 +7,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import features_of, labels_of, make_prepared, small_config, with_features
-from modules import batchnorm, loop, pruning, training
-from modules.model import build_core
+from modules.compression import pruning
+from modules.learning import loop, training
+from modules.models import batchnorm
+from modules.models.model import build_core
 from modules.settings import Training
 
 

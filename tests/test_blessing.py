@@ -1,4 +1,4 @@
-"""modules.blessing: the verdict's rule on the cases it must get right, from class
+"""modules.verdict.blessing: the verdict's rule on the cases it must get right, from class
 probabilities on test rows through the paired bootstrap to the reasons."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from modules import blessing
-from modules.blessing import Difference
 from modules.settings import Blessing
+from modules.verdict import blessing
+from modules.verdict.blessing import Difference
 
 
 def judge(labels, candidate, teacher, train_counts, *, baseline=None, min_auc=None,
           max_auc_drop=0.005, max_accuracy_drop=0.01):
     """(blessed, reasons) as the Evaluator decides them, with the default budgets."""
-    from modules.evaluation import classification_metrics
+    from modules.verdict.evaluation import classification_metrics
 
     evidence = blessing.evidence(labels, candidate, teacher, train_counts,
                                  metrics=classification_metrics(labels, candidate), seed=42,
@@ -184,7 +184,7 @@ def test_trivial_model_predicts_the_training_frequencies():
 def test_evidence_from_a_bootstrap_of_every_candidate_is_the_deployables_own():
     """The Evaluator bootstraps every candidate at once and judges the deployable one from
     those resamples: the same evidence as a bootstrap of it alone."""
-    from modules import intervals
+    from modules.verdict import intervals
 
     rng = np.random.default_rng(8)
     labels, p = calibrated_scores(600, 0.3, 0.85, rng)

@@ -1,4 +1,5 @@
-"""modules.callbacks: early stopping, resumable checkpoints, metrics and learning-rate logs."""
+"""modules.learning.callbacks: early stopping, resumable checkpoints, metrics and learning-rate
+logs."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import glob
@@ -10,10 +11,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import features_of, labels_of, small_config
-from modules import callbacks as cb
-from modules import loop
-from modules.model import build_core
-from modules.schedules import ConstantThenExponentialDecay
+from modules.learning import callbacks as cb
+from modules.learning import loop
+from modules.learning.schedules import ConstantThenExponentialDecay
+from modules.models.model import build_core
 
 STEPS = 8  # ceil(480 / 64)
 
@@ -53,7 +54,7 @@ def test_early_stopping_per_tower_keeps_each_towers_best_and_stops_when_all_have
     """Tower a peaks at epoch 1 and b at epoch 3 (patience 1): training goes on while b
     improves, stops once both have stopped, and each tower gets back its own best epoch's
     weights."""
-    from modules.model import Towers
+    from modules.models.model import Towers
     towers = {name: build_core(20, 2, small_config(), seed=i)
               for i, name in enumerate(("a", "b"))}
     model = Towers(towers)

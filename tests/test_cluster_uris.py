@@ -26,7 +26,10 @@ from components.pruner.executor import Executor as PrunerExecutor
 from components.pusher import executor as pusher
 from components.quantizer.executor import Executor as QuantizerExecutor
 from conftest import write_statistics
-from modules import evaluation, export, fileio, trainer
+from modules import fileio
+from modules.learning import trainer
+from modules.models import export
+from modules.verdict import evaluation
 from modules.settings import (Baselines, Blessing, Distillation, Pruning, Quantization,
                               RunSettings, Teacher, Training)
 

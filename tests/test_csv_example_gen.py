@@ -12,8 +12,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from components.csv_example_gen.executor import CsvToExamples, csv_settings, custom_config
-from modules import csvfile
-from modules.csvfile import COLUMNS_FILE
+from modules.reading import csvfile
+from modules.reading.csvfile import COLUMNS_FILE
 from modules.settings import Csv
 
 

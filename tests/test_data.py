@@ -1,4 +1,4 @@
-"""modules.data: schema columns, class vocabulary and parsing tf.Examples."""
+"""modules.reading.data: schema columns, class vocabulary and parsing tf.Examples."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import os
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from modules import data
+from modules.reading import data
 
 
 def schema():

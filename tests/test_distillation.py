@@ -1,4 +1,4 @@
-"""modules.distillation: the distillation loss and the distilled / scratch students."""
+"""modules.compression.distillation: the distillation loss and the distilled / scratch students."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import dataclasses
@@ -8,9 +8,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import features_of, labels_of, small_config
-from modules import distillation, evaluation, splits, training
-from modules.model import build_core
+from modules.compression import distillation
+from modules.learning import training
+from modules.models.model import build_core
+from modules.reading import splits
 from modules.settings import Blessing, Training
+from modules.verdict import evaluation
 
 
 def softmax(z):

@@ -1,4 +1,4 @@
-"""modules.evaluation: metrics, size on disk and latency of a candidate."""
+"""modules.verdict.evaluation: metrics, size on disk and latency of a candidate."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import gzip
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from modules import evaluation
-from modules.hyperparameters import ModelConfig
-from modules.model import build_core
+from modules.models.hyperparameters import ModelConfig
+from modules.models.model import build_core
+from modules.verdict import evaluation
 
 
 def test_binary_classification_metrics_match_sklearn():
@@ -100,7 +100,8 @@ def test_tfma_slices_the_models_scores_written_next_to_raw_examples(tmp_path):
     import tensorflow as tf
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from modules import data, sliced_metrics
+    from modules.reading import data
+    from modules.verdict import sliced_metrics
 
     rng = np.random.default_rng(0)
     labels = rng.choice(["no", "yes"], 400)

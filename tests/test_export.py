@@ -1,4 +1,4 @@
-"""modules.export: the Model artifact (SavedModel signatures, core.keras, JSON files)."""
+"""modules.models.export: the Model artifact (SavedModel signatures, core.keras, JSON files)."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import os
@@ -9,10 +9,11 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from conftest import examples_of, statistics_of
-from modules import data, export
-from modules.hyperparameters import ModelConfig
-from modules.model import build_core
-from modules.preprocessing import fit_preprocessor, transform
+from modules.models import export
+from modules.models.hyperparameters import ModelConfig
+from modules.models.model import build_core
+from modules.reading import data
+from modules.reading.preprocessing import fit_preprocessor, transform
 
 COLUMNS = [data.FeatureColumn("num", data.NUMERIC, schema_pb2.FLOAT),
            data.FeatureColumn("code", data.NUMERIC, schema_pb2.INT),

@@ -1,4 +1,5 @@
-"""modules.intervals: bootstrap metrics equal classification_metrics, pairing, seeding and the
+"""modules.verdict.intervals: bootstrap metrics equal classification_metrics, pairing, seeding and
+the
 coverage of the 95% intervals."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from modules import evaluation, intervals
+from modules.verdict import evaluation, intervals
 
 
 def _binary(rows, shift=1.0, seed=0, decimals=None):

@@ -1,11 +1,11 @@
-"""modules.layers: initializers that follow the activation, DenseBlock and FeatureCross."""
+"""modules.models.layers: initializers that follow the activation, DenseBlock and FeatureCross."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from modules.layers import ACTIVATIONS, DenseBlock, FeatureCross, initializer_for
+from modules.models.layers import ACTIVATIONS, DenseBlock, FeatureCross, initializer_for
 
 WIDTH, DEPTH = 256, 30
 

@@ -1,4 +1,4 @@
-"""modules.loop.TrainingLoop: the GradientTape loop every component trains with."""
+"""modules.learning.loop.TrainingLoop: the GradientTape loop every component trains with."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import csv
@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import features_of, labels_of, small_config
-from modules import callbacks as cb
-from modules import loop
-from modules.model import build_core
+from modules.learning import callbacks as cb
+from modules.learning import loop
+from modules.models.model import build_core
 
 BATCH = 64
 
@@ -250,17 +250,17 @@ def test_fit_draws_a_progress_bar_on_a_tty_and_logs_a_line_per_epoch_elsewhere(
         prepared, caplog, monkeypatch):
     import io
 
-    from modules import console
+    from modules.learning import console
 
     class Tty(io.StringIO):
         def isatty(self):
             return True
 
     train, evaluation = datasets(prepared)
-    with caplog.at_level("INFO", logger="modules.loop"):
+    with caplog.at_level("INFO", logger="modules.learning.loop"):
         history = new_loop().fit(train, evaluation, epochs=2, verbose=True)
     assert len(history["loss"]) == 2
-    lines = [r.getMessage() for r in caplog.records if r.name == "modules.loop"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "modules.learning.loop"]
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
     assert "val_auc" in lines[0]
     terminal = Tty()

@@ -3,9 +3,9 @@ import modules  # noqa: F401  (must precede tensorflow)
 
 import numpy as np
 
-from modules import quantization
-from modules.hyperparameters import ModelConfig
-from modules.model import build_core, to_float32
+from modules.compression import quantization
+from modules.models.hyperparameters import ModelConfig
+from modules.models.model import build_core, to_float32
 
 
 def test_mixed_float16_model_converts_to_tflite_with_the_same_predictions():

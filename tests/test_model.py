@@ -1,4 +1,4 @@
-"""modules.model: ModelConfig validation and coercion, and the core it builds."""
+"""modules.models.model: ModelConfig validation and coercion, and the core it builds."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import dataclasses
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from modules.layers import DenseBlock, FeatureCross
-from modules.hyperparameters import ModelConfig
-from modules.model import build_core
+from modules.models.hyperparameters import ModelConfig
+from modules.models.layers import DenseBlock, FeatureCross
+from modules.models.model import build_core
 
 
 @pytest.mark.parametrize("field, value", [

@@ -8,7 +8,7 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from conftest import features_of, write_statistics
-from modules import training
+from modules.learning import training
 from modules.settings import Distillation, Splits, Tuning
 from pipeline.configs import PipelineConfig
 from pipeline.pipeline import create_components, create_pipeline

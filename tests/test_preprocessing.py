@@ -1,4 +1,4 @@
-"""modules.preprocessing: the FeaturePreprocessor learned from the training split."""
+"""modules.reading.preprocessing: the FeaturePreprocessor learned from the training split."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import numpy as np
@@ -6,8 +6,9 @@ import pytest
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from conftest import statistics_of
-from modules import data, fileio
-from modules.preprocessing import FeaturePreprocessor, fit_preprocessor, transform
+from modules import fileio
+from modules.reading import data
+from modules.reading.preprocessing import FeaturePreprocessor, fit_preprocessor, transform
 
 COLUMNS = [data.FeatureColumn("num", data.NUMERIC, schema_pb2.FLOAT),
            data.FeatureColumn("code", data.NUMERIC, schema_pb2.INT),

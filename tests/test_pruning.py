@@ -1,4 +1,4 @@
-"""modules.pruning: magnitude pruning of our custom layers, fine-tuned with the loop."""
+"""modules.compression.pruning: magnitude pruning of our custom layers, fine-tuned with the loop."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import numpy as np
@@ -7,10 +7,11 @@ import tensorflow as tf
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from conftest import features_of, labels_of, small_config
-from modules import blessing, evaluation, pruning
-from modules.layers import DenseBlock, FeatureCross
-from modules.model import build_core
+from modules.compression import pruning
+from modules.models.layers import DenseBlock, FeatureCross
+from modules.models.model import build_core
 from modules.settings import Blessing, Training
+from modules.verdict import blessing, evaluation
 
 TARGET = 0.5
 

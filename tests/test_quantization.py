@@ -1,4 +1,4 @@
-"""modules.quantization: TFLite conversion in every mode, run by the interpreter."""
+"""modules.compression.quantization: TFLite conversion in every mode, run by the interpreter."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import numpy as np
@@ -6,9 +6,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import features_of, small_config
-from modules import quantization, splits, training
-from modules.layers import DenseBlock
-from modules.model import build_core
+from modules.compression import quantization
+from modules.learning import training
+from modules.models.layers import DenseBlock
+from modules.models.model import build_core
+from modules.reading import splits
 from modules.settings import Training
 
 # Largest allowed |TFLite probability - Keras probability| per mode, over the eval rows

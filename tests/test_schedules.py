@@ -1,10 +1,10 @@
-"""modules.schedules.ConstantThenExponentialDecay."""
+"""modules.learning.schedules.ConstantThenExponentialDecay."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import pytest
 import tensorflow as tf
 
-from modules.schedules import ConstantThenExponentialDecay
+from modules.learning.schedules import ConstantThenExponentialDecay
 
 STEPS, CONSTANT, RATE, LR = 10, 3, 0.5, 0.2
 

@@ -118,8 +118,9 @@ def test_every_flagged_setting_has_help_text():
 
 def test_a_quantization_mode_is_one_row_of_the_candidates_table():
     """--quantize, its help, the converter's options and the report's order all come from
-    modules.candidates.MODES: a row added there is accepted and shown, nothing else to edit."""
-    from modules import candidates
+    modules.verdict.candidates.MODES: a row added there is accepted and shown, nothing else to
+    edit."""
+    from modules.verdict import candidates
     from pipeline import report
 
     assert settings.QUANTIZATION_MODES == candidates.NAMES

@@ -1,4 +1,4 @@
-"""modules.splits: a prepared split reads the same rows in memory and streamed from disk."""
+"""modules.reading.splits: a prepared split reads the same rows in memory and streamed from disk."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import glob
@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from modules import splits
+from modules.reading import splits
 
 
 @pytest.fixture(autouse=True)

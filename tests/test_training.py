@@ -1,4 +1,4 @@
-"""modules.training: train_model, strategies, optimizer, mixed precision."""
+"""modules.learning.training: train_model, strategies, optimizer, mixed precision."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import features_of, small_config
-from modules import training
-from modules.model import build_core
-from modules.schedules import ConstantThenExponentialDecay
+from modules.learning import training
+from modules.learning.schedules import ConstantThenExponentialDecay
+from modules.models.model import build_core
 from modules.settings import Training
 
 
@@ -170,8 +170,9 @@ def test_towers_train_each_as_it_would_alone(prepared):
     the weights, history and batch-normalization statistics each gets trained alone: the
     same batches, steps, gradient clipping (per tower) and best-epoch weights."""
     import dataclasses
-    from modules import distillation, loop
-    from modules.model import Towers
+    from modules.compression import distillation
+    from modules.learning import loop
+    from modules.models.model import Towers
     configs = {"small": small_config(num_layers=1, units=4, epochs=3, clip_norm=0.5,
                                      dropout=0.0),
                "wide": small_config(num_layers=2, units=16, epochs=3, clip_norm=0.5,

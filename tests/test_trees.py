@@ -1,4 +1,4 @@
-"""modules.trees: gradient-boosted trees (TF-DF) as a model core."""
+"""modules.models.trees: gradient-boosted trees (TF-DF) as a model core."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import os
@@ -12,9 +12,11 @@ import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from modules import data, splits, training, trees
-from modules.evaluation import keras_metrics
-from modules.preprocessing import FeaturePreprocessor
+from modules.learning import training
+from modules.models import trees
+from modules.reading import data, splits
+from modules.reading.preprocessing import FeaturePreprocessor
+from modules.verdict.evaluation import keras_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CITIES = ["lyon", "nice", "paris"]
@@ -59,7 +61,7 @@ def encoded(preprocessor, raw):
 
 def make_prepared(num_classes=2, n_train=2000, n_held_out=600, seed=0, streamed=False):
     """PreparedData with a real FeaturePreprocessor: splits of encoded rows, expanded as they
-    are read (as `modules.training` prepares them); `streamed` keeps the training split on
+    are read (as `modules.learning.training` prepares them); `streamed` keeps the training split on
     disk (cache_mb=0)."""
     preprocessor = make_preprocessor()
     columns = [data.FeatureColumn("a", data.NUMERIC, schema_pb2.FLOAT),
@@ -203,7 +205,7 @@ def test_save_and_load_round_trip(binary, tmp_path, float32_policy):
 
 def test_a_trees_core_is_a_teacher(three_classes):
     """Distillation computes a teacher's logits inside tf.data maps (`Split.with_targets`)."""
-    from modules import distillation
+    from modules.compression import distillation
 
     prepared, core = three_classes
     distilled = distillation.with_teacher_logits(core, prepared)
@@ -212,7 +214,7 @@ def test_a_trees_core_is_a_teacher(three_classes):
 
 
 def serving_module(core, dim):
-    """A tf.Module serving `core` as modules.export's _ServingModule does."""
+    """A tf.Module serving `core` as modules.models.export's _ServingModule does."""
     module = tf.Module()
     module.core = core
 
@@ -226,7 +228,7 @@ def serving_module(core, dim):
 
 
 def test_serving_module_saved_and_loaded_in_a_fresh_process(binary, tmp_path):
-    """As modules.export does: the core (trained, then also loaded) inside a tf.Module with a
+    """As modules.models.export does: the core (trained, then also loaded) inside a tf.Module with a
     tf.function signature, saved with tf.saved_model.save and loaded where TF-DF's ops are
     registered (`import tensorflow_decision_forests` first)."""
     prepared, core = binary

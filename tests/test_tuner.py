@@ -1,4 +1,4 @@
-"""modules.tuner: a Keras Tuner search whose trials train with the project's loop."""
+"""modules.learning.tuner: a Keras Tuner search whose trials train with the project's loop."""
 import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import json
@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 from keras_tuner.engine import trial as trial_module
 
-from modules import hyperparameters, training, tuner
+from modules.learning import training, tuner
+from modules.models import hyperparameters
 from modules.settings import RunSettings, Training, Tuning
 
 SPACE = {

@@ -1,9 +1,9 @@
 """Baselines: the standard models every run is measured against, and the teacher's choice.
 
-Inputs: the Trainer's tuned network (our Model layout, see modules.export) and the Examples.
+Inputs: the Trainer's tuned network (our Model layout, see modules.models.export) and the Examples.
 It trains a linear model (logistic regression by our loop, its weight decay chosen on
 validation) and gradient-boosted trees (TensorFlow Decision Forests, on a bounded sample of
-the training rows), both on the network's preprocessed features (`modules.baselines`).
+the training rows), both on the network's preprocessed features (`modules.learning.baselines`).
 Outputs: `linear` and `trees` (Model artifacts the Evaluator scores like every candidate),
 `teacher` (the linear model, unless the network or the trees have a lower validation log
 loss beyond noise, then the lower of those: what the Distiller, Pruner and Evaluator take as

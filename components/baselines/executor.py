@@ -4,8 +4,11 @@ import os
 
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
-from modules import baselines, evaluation, export, fileio
+from modules import fileio
+from modules.learning import baselines
+from modules.models import export
 from modules.settings import Baselines
+from modules.verdict import evaluation
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +18,8 @@ class Executor(StepExecutor):
     MODEL_KEY = "network"
 
     def run(self, step: StepInputs) -> None:
-        from modules import trees  # TensorFlow Decision Forests: only the step that trains them
+        # TensorFlow Decision Forests: only the step that trains them
+        from modules.models import trees
 
         network, prepared, stage = step.model, step.prepared, step.stage
         seed = step.settings.training.seed

@@ -1,19 +1,19 @@
-"""CsvExampleGen's executor for the CSV files users have (modules.csvfile: missing-value
+"""CsvExampleGen's executor for the CSV files users have (modules.reading.csvfile: missing-value
 markers, byte-order mark, CRLF, quoted fields, any delimiter, gzip), as a Beam PTransform.
 
 It plugs into TFX's FileBasedExampleGen (`custom_executor_spec`), which splits the tf.Examples
 by hash as CsvExampleGen does; each split is written in the order read (WriteSplit below) and
 the whole runs on any Beam runner. Like TFX's CSV executor, it reads each file in one piece
 (a quoted field may span lines) and profiles each column over the whole split (Beam
-CombineGlobally of modules.csvfile.ColumnProfile, on a first read of the files): int64 if
+CombineGlobally of modules.reading.csvfile.ColumnProfile, on a first read of the files): int64 if
 every value is an integer, float if every value is a number (with `--decimal`'s mark),
 bytes otherwise; missing values (empty or a marker) are ignored for the inference and
 written as empty features. A column of numbers with the other decimal mark (a decimal
 comma while `--decimal` is ".", or the reverse) stops the run (CsvFormatError naming the
 column and the flag). Left out of the examples: a column
 with an empty header name (R's write.csv writes its row names so) and an identifier
-(modules.csvfile.identifier) unless `--keep` names it. The profiles, with what was left
-out and why (modules.csvfile.column_plan), are written to csvfile.COLUMNS_FILE in the
+(modules.reading.csvfile.identifier) unless `--keep` names it. The profiles, with what was left
+out and why (modules.reading.csvfile.column_plan), are written to csvfile.COLUMNS_FILE in the
 Examples artifact: the report's column table. The examples are encoded in batches by
 tfx-bsl (`_ToExamples`).
 """
@@ -36,7 +36,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 from tfx_bsl.coders import example_coder
 
-from modules import csvfile
+from modules.reading import csvfile
 from modules.settings import Csv
 
 Row = Tuple[str, int, List[str]]  # (file, line, fields)
@@ -88,7 +88,7 @@ class _ReadRows(beam.DoFn):
 
 
 class ProfileColumns(beam.CombineFn):
-    """Rows -> each column's modules.csvfile.ColumnProfile (its type: INT, FLOAT, STRING,
+    """Rows -> each column's modules.reading.csvfile.ColumnProfile (its type: INT, FLOAT, STRING,
     OTHER_DECIMAL, or EMPTY when every value is missing)."""
 
     def __init__(self, width: int, csv: Csv):
@@ -233,7 +233,7 @@ def WriteSplit(examples: beam.PCollection, split_uri: str) -> beam.pvalue.PDone:
     Reshuffle: a Reshuffle is a GroupByKey, which the DirectRunner holds in memory whole
     (2.6 GB for 600,000 taxi rows against 1.6 GB without). Nothing downstream needs the
     files in random order: the training splits are shuffled where they are read
-    (modules.splits stores each row in a random shard), statistics and evaluation ignore
+    (modules.reading.splits stores each row in a random shard), statistics and evaluation ignore
     order, and the train/eval partition is by hash of the row, as before."""
     return (examples
             | "MaybeSerialize" >> beam.ParDo(write_split.MaybeSerialize())

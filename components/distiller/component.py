@@ -1,10 +1,11 @@
 """Distiller: the smallest student within the accuracy budget, distilled or from scratch.
 
-Inputs: the teacher Model (our artifact layout, see modules.export), the Examples, and
+Inputs: the teacher Model (our artifact layout, see modules.models.export), the Examples, and
 optionally the Tuner's best hyperparameters (students reuse the tuned batch size and
 activation). It searches the student's size (the smallest within budget), then alpha and
 temperature, and trains the chosen size from scratch on the labels alone as the control
-(`modules.distillation.search_student`). Outputs: `student`, the better of the best distilled
+(`modules.compression.distillation.search_student`). Outputs: `student`, the better of the best
+distilled
 student and the control (what the Pruner starts from); `student_scratch`, the control; both
 with the teacher's serving signatures and preprocessing; and a `metrics` report of every
 candidate tried and which one won by how much.

@@ -4,10 +4,12 @@ import os
 
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
-from modules import distillation, export, fileio
+from modules import fileio
+from modules.compression import distillation
 from modules.errors import UserError
+from modules.learning.trainer import hyperparameter_values
+from modules.models import export
 from modules.settings import Distillation
-from modules.trainer import hyperparameter_values
 
 log = logging.getLogger(__name__)
 

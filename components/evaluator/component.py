@@ -4,9 +4,11 @@ then the blessing.
 Candidates: the teacher (the Baselines' choice), those of the tuned network, the linear model
 and the trees that are not the teacher, the student from scratch, the distilled student, the
 pruned student (SavedModels) and each TFLite model of the Quantizer. All are measured by
-`modules.evaluation` (metrics, sizes, latency); TFMA adds per-slice metrics of the SavedModels.
+`modules.verdict.evaluation` (metrics, sizes, latency); TFMA adds per-slice metrics of the
+SavedModels.
 The deployable candidate (the `deploy_mode` TFLite model with its pruned SavedModel) is blessed
-by `modules.blessing.decide`, against the teacher and the last blessed model of this pipeline
+by `modules.verdict.blessing.decide`, against the teacher and the last blessed model of this
+pipeline
 (`baseline`, resolved by TFX's LatestBlessedModelStrategy and re-evaluated on this test split;
 when the baseline is the candidate itself, the evaluation that blessed it, kept in the work
 dir, is reused).
@@ -21,8 +23,8 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from components.artifacts import JsonReport
 from components.base import RUN_SETTINGS, json_parameter
 from components.evaluator import executor
-from modules.candidates import SAVED_MODELS
 from modules.settings import Blessing, RunSettings
+from modules.verdict.candidates import SAVED_MODELS
 
 
 class EvaluatorSpec(types.ComponentSpec):

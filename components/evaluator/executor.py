@@ -11,10 +11,13 @@ from tfx.types import artifact_utils
 
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
-from modules import (blessing, data, evaluation, export, fileio, intervals, memory,
-                     quantization, sliced_metrics)
-from modules.candidates import SAVED_MODELS, tflite_path
+from modules import fileio, memory
+from modules.compression import quantization
+from modules.models import export
+from modules.reading import data
 from modules.settings import Blessing, RunSettings
+from modules.verdict import blessing, evaluation, intervals, sliced_metrics
+from modules.verdict.candidates import SAVED_MODELS, tflite_path
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +214,7 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
                 thresholds: Blessing) -> Tuple[Dict[str, Any], Optional[Dict[str, int]]]:
         """TFMA's metrics per slice of `predictors` (the teacher's; preprocessed rows ->
         probabilities) and of the deployed TFLite model, on a uniform sample of at most
-        `--slice-rows` test rows; see modules.sliced_metrics."""
+        `--slice-rows` test rows; see modules.verdict.sliced_metrics."""
         prepared = step.prepared
         if not sliced_metrics.supported(prepared.classes):
             return {}, None

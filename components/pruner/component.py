@@ -2,7 +2,8 @@
 
 Inputs: the `model` to prune (the Distiller's student), the Examples and the `teacher`: the
 pruned model must stay within `PRUNE_BUDGET_SHARE` of the blessing budget against it, or a
-lower sparsity is tried (`modules.pruning.prune_within_budget`), and when the student was
+lower sparsity is tried (`modules.compression.pruning.prune_within_budget`), and when the student
+was
 distilled, fine-tuning keeps distilling from it with the student's own alpha and temperature
 (from its model_info.json). Outputs: the pruned
 `model` (stripped of pruning wrappers, same serving signatures) and a per-layer `sparsity`

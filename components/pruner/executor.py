@@ -3,9 +3,11 @@ import os
 
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
-from modules import distillation, evaluation, export, pruning
-from modules.hyperparameters import ModelConfig
+from modules.compression import distillation, pruning
+from modules.models import export
+from modules.models.hyperparameters import ModelConfig
 from modules.settings import Pruning
+from modules.verdict import evaluation
 
 
 class Executor(StepExecutor):

@@ -11,7 +11,9 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.artifacts import read_report
-from modules import candidates, export, fileio
+from modules import fileio
+from modules.models import export
+from modules.verdict import candidates
 
 log = logging.getLogger(__name__)
 TEMP_PREFIX = ".incomplete-"

@@ -1,4 +1,5 @@
-"""Quantizer: TFLite models of a Keras model in the modes a user picks (modules.quantization).
+"""Quantizer: TFLite models of a Keras model in the modes a user picks
+(modules.compression.quantization).
 
 Inputs: the `model` to convert (the pruned student) and the Examples (representative rows of
 the train split for int8 calibration, the validation split to check every result). Output: a Model

@@ -7,9 +7,14 @@ from typing import Any, Dict
 
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
-from modules import candidates, data, evaluation, export, fileio, quantization, training
-from modules.hyperparameters import ModelConfig
+from modules import fileio
+from modules.compression import quantization
+from modules.learning import training
+from modules.models import export
+from modules.models.hyperparameters import ModelConfig
+from modules.reading import data
 from modules.settings import Quantization
+from modules.verdict import candidates, evaluation
 
 log = logging.getLogger(__name__)
 

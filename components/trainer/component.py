@@ -1,5 +1,5 @@
 """TFX's Trainer (GenericExecutor and a `run_fn`), with one more input: StatisticsGen's
-statistics, from which `modules.trainer` fits the preprocessing (computed on Beam, not in
+statistics, from which `modules.learning.trainer` fits the preprocessing (computed on Beam, not in
 the Trainer's memory). The stock Trainer has no such input."""
 from typing import Any, Dict, Optional
 

@@ -6,7 +6,7 @@ from tfx import types
 from tfx.components.trainer import executor as tfx_executor
 from tfx.types import artifact_utils, standard_component_specs
 
-from modules.trainer import STATISTICS_URI
+from modules.learning.trainer import STATISTICS_URI
 
 STATISTICS_KEY = "statistics"
 

@@ -1,5 +1,5 @@
 """TFX's tuner executor, handing `tuner_fn` the statistics input, plus the trials table
-(modules.tuner.trials_table)."""
+(modules.learning.tuner.trials_table)."""
 from typing import Any, Dict, List
 
 from tfx import types
@@ -7,7 +7,7 @@ from tfx.components.tuner import executor as tfx_executor
 from tfx.types import artifact_utils, standard_component_specs
 
 from components.trainer.executor import with_statistics_uri
-from modules.tuner import write_trials_table
+from modules.learning.tuner import write_trials_table
 
 
 class Executor(tfx_executor.Executor):

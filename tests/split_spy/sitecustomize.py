@@ -1,6 +1,6 @@
 """Imported by Python at start-up (a `sitecustomize` module on PYTHONPATH) in the pipeline
 run the end-to-end tests share, when SPLIT_READS_LOG is set: records which component reads
-which split of the examples. `modules.data.split_records` is the one function every step of
+which split of the examples. `modules.reading.data.split_records` is the one function every step of
 ours opens split files with (TFX's Trainer and Tuner hand their run_fn/tuner_fn the files of
 the splits they were told); each call appends {"component", "splits"} as a JSON line, the
 component being the `components/<name>/executor.py` on the call stack."""
@@ -33,14 +33,14 @@ def _patch(data, log_path: str) -> None:
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Patches `modules.data` when the run first imports it, not at start-up: importing
+    """Patches `modules.reading.data` when the run first imports it, not at start-up: importing
     it here would load TensorFlow before the run sends its C++ logs to the log file."""
 
     def __init__(self, log_path: str):
         self.log_path = log_path
 
     def find_spec(self, name, path=None, target=None):
-        if name != "modules.data":
+        if name != "modules.reading.data":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)

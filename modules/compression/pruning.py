@@ -20,11 +20,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from modules import blessing, evaluation, memory, training
-from modules.layers import DenseBlock, FeatureCross
-from modules.loop import LossFn, cross_entropy
-from modules.hyperparameters import ModelConfig
+from modules import memory
+from modules.learning import training
+from modules.learning.loop import LossFn, cross_entropy
+from modules.models.hyperparameters import ModelConfig
+from modules.models.layers import DenseBlock, FeatureCross
 from modules.settings import Blessing, Training
+from modules.verdict import blessing, evaluation
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ def prune(core: tf.keras.Model, prepared: training.PreparedData, config: ModelCo
 @dataclasses.dataclass
 class PruneAttempt:
     sparsity: float
-    metrics: Dict[str, float]  # on validation (modules.evaluation)
+    metrics: Dict[str, float]  # on validation (modules.verdict.evaluation)
     budget_left: float
 
     def row(self) -> Dict[str, Any]:

@@ -3,7 +3,7 @@
 The candidates are the SavedModels of the run (`SAVED_MODELS`) and one TFLite model per
 quantization mode (`MODES`), in this order in the report. A new quantization mode is one row of
 `MODES`: `--quantize` accepts it and its help lists it (modules.settings), the converter reads
-its options (modules.quantization), the Quantizer fine-tunes it first when it is
+its options (modules.compression.quantization), the Quantizer fine-tunes it first when it is
 quantization-aware, and the report shows it after the others.
 
 The Quantizer's artifact holds one folder per mode, `<mode>/model.tflite` with its input

@@ -4,10 +4,13 @@ import os
 import keras_tuner
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from modules import evaluation, export, fileio, training
-from modules.hyperparameters import ModelConfig
-from modules.model import build_core
+from modules import fileio
+from modules.learning import training
+from modules.models import export
+from modules.models.hyperparameters import ModelConfig
+from modules.models.model import build_core
 from modules.settings import RunSettings, Teacher
+from modules.verdict import evaluation
 
 # custom_config key under which the executors pass the statistics artifact's URI
 STATISTICS_URI = "statistics_uri"

@@ -10,14 +10,14 @@ loop and none of its weights can change.
 `search_student` sizes the student to the task: it trains every size (`STUDENT_SIZES`) and
 keeps the smallest whose validation scores stay within half of the blessing budget of the
 teacher (accuracy and ROC AUC drops, paired on the same rows and widened by their noise as
-the Evaluator's rule is: `modules.blessing.budget_left`), leaving the other half to pruning
+the Evaluator's rule is: `modules.verdict.blessing.budget_left`), leaving the other half to pruning
 and quantization.
 At that size it picks alpha and temperature from a small grid and trains the same student
 from scratch on the labels alone as the control; the student handed on is the best of them,
 so distillation never ships worse than its control.
 
 The candidates of each of these two steps train side by side, as towers of one model
-(`modules.model.Towers`): each learns on its own loss exactly as alone (the same batches,
+(`modules.models.model.Towers`): each learns on its own loss exactly as alone (the same batches,
 initial weights and steps), and they share the data pipeline, the per-step costs and the
 graph tracing, which are most of a small model's training time (x10 taxi, --quick: the
 search took 76-100 s for 8 students one after the other, 53 s for 10 as two tower models).
@@ -29,11 +29,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from modules import blessing, evaluation, loop, memory, training
-from modules.loop import LossFn
-from modules.hyperparameters import ModelConfig
+from modules import memory
+from modules.learning import loop, training
+from modules.learning.loop import LossFn
+from modules.models.hyperparameters import ModelConfig
+from modules.models.model import Towers, build_core
 from modules.settings import Blessing, Training
-from modules.model import Towers, build_core
+from modules.verdict import blessing, evaluation
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,7 @@ class Candidate:
     origin: str  # "distilled" or "scratch"
     alpha: Optional[float]
     temperature: Optional[float]
-    metrics: Dict[str, float]  # auc, accuracy, log_loss, ... (modules.evaluation)
+    metrics: Dict[str, float]  # auc, accuracy, log_loss, ... (modules.verdict.evaluation)
     budget_left: float
     epochs_trained: int
     history: Dict[str, list]

@@ -1,4 +1,5 @@
-"""Custom tf_keras callbacks driven by `modules.loop.TrainingLoop` (and by `model.fit` alike).
+"""Custom tf_keras callbacks driven by `modules.learning.loop.TrainingLoop` (and by `model.fit`
+alike).
 
 Each one reacts only to the hooks it overrides.
 """
@@ -10,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from modules import fileio
-from modules.loop import output_key
+from modules.learning.loop import output_key
 
 
 def current_learning_rate(optimizer) -> float:
@@ -129,7 +130,7 @@ class EarlyStopping(tf.keras.callbacks.Callback):
 
 
 class EarlyStoppingPerTower(tf.keras.callbacks.Callback):
-    """`EarlyStopping` of each tower of a `modules.model.Towers` on its own metrics
+    """`EarlyStopping` of each tower of a `modules.models.model.Towers` on its own metrics
     (`monitor` names them as for one model: "val_loss" watches "val_{tower}_loss"): each
     keeps and puts back its own tower's best weights, and training stops once every tower
     has stopped improving (towers that stopped earlier keep training until then; only an

@@ -27,7 +27,7 @@ from typing import Callable, Dict, Iterator, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from modules import loop
+from modules.learning import loop
 
 BLOCK_ROWS = 1024  # rows per block read from the examples, and per block in row order
 SHARD_ROWS = 8192  # rows per random shard of a streamed split, on average

@@ -1,11 +1,11 @@
 """The model core (preprocessed vector -> logits), built from its hyperparameters
-(`modules.hyperparameters.ModelConfig`)."""
+(`modules.models.hyperparameters.ModelConfig`)."""
 from typing import Dict
 
 import tensorflow as tf
 
-from modules import layers
-from modules.hyperparameters import ModelConfig
+from modules.models import layers
+from modules.models.hyperparameters import ModelConfig
 
 
 def build_core(input_dim: int, num_classes: int, config: ModelConfig, seed=None,
@@ -34,10 +34,10 @@ def build_core(input_dim: int, num_classes: int, config: ModelConfig, seed=None,
 
 class Towers(tf.keras.Model):
     """Models trained side by side on the same batches: one input, each tower's logits under
-    its name. The towers share no weights, so with a loss per tower (`modules.loop`) each
+    its name. The towers share no weights, so with a loss per tower (`modules.learning.loop`) each
     learns as it would alone (under mixed_float16 they share the dynamic loss scale); they
     share the data pipeline, each step's fixed costs and one graph tracing (candidates of
-    one search: `modules.distillation`)."""
+    one search: `modules.compression.distillation`)."""
 
     def __init__(self, towers: Dict[str, tf.keras.Model], **kwargs):
         super().__init__(**kwargs)

@@ -2,7 +2,7 @@
 
 keras-tuner 1.4 builds and fits Keras 3 models on its default path and rejects tf_keras ones,
 so `LoopTuner` overrides `run_trial` (the documented hook for custom training loops): each
-trial builds the core with `build_core`, trains it with `modules.training.train_model` and
+trial builds the core with `build_core`, trains it with `modules.learning.training.train_model` and
 returns its best validation log loss (a proper score: on a few thousand rows it ranks trials
 on less noise than ROC AUC, which only counts the order of the scores). A trial's epoch is at
 least `Tuning.epoch_steps` optimizer steps, so that even Hyperband's shortest trials train far
@@ -21,10 +21,11 @@ import tensorflow as tf
 from tfx.components.tuner.component import TunerFnResult
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from modules import fileio, memory, training
-from modules.trainer import statistics_uri
-from modules.hyperparameters import ModelConfig, search_space_for
-from modules.model import build_core
+from modules import fileio, memory
+from modules.learning import training
+from modules.learning.trainer import statistics_uri
+from modules.models.hyperparameters import ModelConfig, search_space_for
+from modules.models.model import build_core
 from modules.settings import RunSettings, Tuning
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def declare(hp: keras_tuner.HyperParameters, space: Dict[str, Any]) -> Dict[str,
 
 
 class LoopTuner(keras_tuner.Tuner):
-    """A Keras Tuner whose trials train with `modules.training.train_model`."""
+    """A Keras Tuner whose trials train with `modules.learning.training.train_model`."""
 
     def __init__(self, oracle, prepared: training.PreparedData, settings: RunSettings,
                  space: Dict[str, Any], max_epochs: int,

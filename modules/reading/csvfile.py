@@ -142,7 +142,7 @@ def widen(current: str, new: str) -> str:
     return current if _RANK[current] >= _RANK[new] else new
 
 
-# Identifier columns (modules.csvfile.identifier): judged on the first DISTINCT_CAP distinct
+# Identifier columns (modules.reading.csvfile.identifier): judged on the first DISTINCT_CAP distinct
 # values of a column, once it has MIN_IDENTIFIER_VALUES values or more.
 DISTINCT_CAP = 50_000
 MIN_IDENTIFIER_VALUES = 20

@@ -15,7 +15,7 @@ from typing import Callable, Dict, Iterable, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from modules import console
+from modules.learning import console
 
 LossFn = Callable[[Dict[str, tf.Tensor], tf.Tensor], tf.Tensor]
 
@@ -149,7 +149,7 @@ class TrainingLoop:
         and unscale the gradients (mixed_float16).
       loss_fn: (targets, logits) -> per-example loss. `targets` is the dict the dataset yields
         next to the features; it always holds "label" (class ids). A dict of them, by name,
-        trains a `modules.model.Towers` of the same names: each tower's loss is its own, and
+        trains a `modules.models.model.Towers` of the same names: each tower's loss is its own, and
         so are its gradient clipping and metrics (`output_key`).
       num_classes: number of classes of the label.
       strategy: a tf.distribute.Strategy; default: the current one (no distribution).

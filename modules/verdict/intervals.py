@@ -6,7 +6,7 @@ Resample r draws n row indices with replacement: the r-th `rng.integers(0, n, n)
 resamples (so a difference is paired, and a model's interval does not depend on which other
 models are in the call). A resample is kept as counts w (how often each row was drawn), and
 every metric is that metric weighted by w, so that the weights 1 give
-`modules.evaluation.classification_metrics` on all rows:
+`modules.verdict.evaluation.classification_metrics` on all rows:
 
 - accuracy = sum(w [argmax p == y]) / n;
 - log loss = sum(w -log q_y) / n, q = p clipped to [1e-7, 1], rows renormalized, then
@@ -178,7 +178,7 @@ def _all_rows(n: int) -> np.ndarray:
 
 def point_metrics(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
     """METRICS of one model on all rows (every weight 1): those of
-    `modules.evaluation.classification_metrics`, which bootstrap's estimates use."""
+    `modules.verdict.evaluation.classification_metrics`, which bootstrap's estimates use."""
     _, models, table = _prepare(labels, {"model": probabilities})
     values = _measure(models, _all_rows(len(table) - 1), table)["model"]
     return {m: float(values[m][0]) for m in METRICS}

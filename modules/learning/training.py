@@ -8,18 +8,20 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from modules import batchnorm, data, loop, splits
-from modules import callbacks as cb
-from modules.hyperparameters import ModelConfig
-from modules.preprocessing import FeaturePreprocessor, fit_preprocessor, load_statistics
-from modules.schedules import ConstantThenExponentialDecay
+from modules.learning import loop
+from modules.learning import callbacks as cb
+from modules.learning.schedules import ConstantThenExponentialDecay
+from modules.models import batchnorm
+from modules.models.hyperparameters import ModelConfig
+from modules.reading import data, splits
+from modules.reading.preprocessing import FeaturePreprocessor, fit_preprocessor, load_statistics
 from modules.settings import STRATEGIES, Training
 
 
 
 @dataclasses.dataclass
 class PreparedData:
-    """The training split and one held-out split prepared (`modules.splits.Split`: in memory
+    """The training split and one held-out split prepared (`modules.reading.splits.Split`: in memory
     when small, streamed when not), with what produced them. The held-out split is
     `data.VALIDATION` for every step that selects and `data.TEST` for the Evaluator alone."""
     train: splits.Split
@@ -273,15 +275,15 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     component passes `RunSettings.training`); `config` the model's hyperparameters.
 
     The targets of `prepared`'s splits (the labels, and e.g. a teacher's logits for
-    distillation: `modules.splits.Split.with_targets`) reach `loss_fn`. The batch size and
+    distillation: `modules.reading.splits.Split.with_targets`) reach `loss_fn`. The batch size and
     the epoch follow `budget`. A dict of losses trains the towers of the
-    `modules.model.Towers` that `build_model` makes, each on its own loss, stopped early on
+    `modules.models.model.Towers` that `build_model` makes, each on its own loss, stopped early on
     its own metrics (`tower_history` gives its part of the history).
     With `early_stopping`, training stops when none of the metrics in `monitor` has improved
     for `config.early_stopping_patience` epochs, and keeps the weights of the epoch best on
     the first (by default the validation loss, a proper score: AUC alone ranks well while
     probabilities drift). Batch normalization statistics are recalibrated on the training
-    split at the end (`modules.batchnorm`; on an epoch's worth of rows where epochs are
+    split at the end (`modules.models.batchnorm`; on an epoch's worth of rows where epochs are
     capped). `run_dir` receives metrics.jsonl and TensorBoard logs; `checkpoint_dir` makes
     the training resumable. `restore_model` may load weights into
     the freshly built model before training (a Hyperband trial continuing another).

@@ -5,9 +5,10 @@ the integer modes) and returns the class logits; softmax turns them into probabi
 int8 output of probabilities would move in steps of 1/256 and tie every confident example at
 0 or 1, which costs ROC AUC on well-separated data (0.9827 instead of 0.9873 on a breast
 cancer CSV); int8 logits keep the order (0.9870). The preprocessing that builds the vector
-from raw features (modules.preprocessing) is written next to the model as its input contract.
+from raw features (modules.reading.preprocessing) is written next to the model as its input
+contract.
 
-The modes and their options are rows of `modules.candidates.MODES` (dynamic range, float16,
+The modes and their options are rows of `modules.verdict.candidates.MODES` (dynamic range, float16,
 full integer, and full integer after quantization-aware training, optionally keeping the
 pruned weights at zero). For quantization-aware training the model is first folded into
 plain Dense layers (batch normalization merged into
@@ -20,9 +21,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from modules import candidates, fileio
-from modules.layers import DenseBlock
-from modules.model import to_float32
+from modules import fileio
+from modules.models.layers import DenseBlock
+from modules.models.model import to_float32
+from modules.verdict import candidates
 
 
 def fold_to_dense(core: tf.keras.Model) -> tf.keras.Model:
@@ -99,7 +101,7 @@ def _representative(rows: np.ndarray) -> Callable:
 
 
 def representative_sample(train, size: int = 500, seed: int = 0) -> np.ndarray:
-    """At most `size` random rows of the prepared training split (`modules.splits.Split`),
+    """At most `size` random rows of the prepared training split (`modules.reading.splits.Split`),
     drawn through its bounded shuffle: they calibrate int8 activation ranges."""
     if len(train) == 0:
         raise ValueError("int8 quantization needs a non-empty representative dataset")

@@ -1,7 +1,7 @@
 """Learning rate: constant for a number of epochs, then exponential decay."""
 import tensorflow as tf
 
-from modules.preprocessing import PACKAGE
+from modules.reading.preprocessing import PACKAGE
 
 
 @tf.keras.utils.register_keras_serializable(PACKAGE)

@@ -7,7 +7,7 @@ Layout of a Model artifact (every model the pipeline produces has it):
                        string, "" if missing). Both return `logits`, `probabilities`,
                        `class_ids`, `classes` and, for two classes, `score` (P(second class)).
   core.keras           the Keras core (preprocessed vector -> logits), for further training;
-  trees_core/          or, for gradient-boosted trees (modules.trees), their core as a
+  trees_core/          or, for gradient-boosted trees (modules.models.trees), their core as a
                        SavedModel (a TF-DF model cannot be written to a .keras file).
   preprocessor.json    the fitted FeaturePreprocessor: features, statistics, vocabularies.
   model_info.json      label, classes, input columns, hyperparameters, parameter count,
@@ -19,9 +19,11 @@ from typing import Any, Dict, List, Sequence
 
 import tensorflow as tf
 
-from modules import data, fileio, trees
-from modules.layers import DenseBlock, FeatureCross  # noqa: F401  (registers custom layers)
-from modules.preprocessing import FeaturePreprocessor
+from modules import fileio
+from modules.models import trees
+from modules.reading import data
+from modules.models.layers import DenseBlock, FeatureCross  # noqa: F401  (registers custom layers)
+from modules.reading.preprocessing import FeaturePreprocessor
 
 SERVING_DIR = "Format-Serving"
 CORE_FILE = "core.keras"

@@ -1,8 +1,8 @@
 """The hyperparameters of a model and its training, and the tuner's search space over them.
 
 No TensorFlow and no project imports here: the runners check a `--search-space` file while parsing flags, before
-anything heavy is imported. `modules.model` builds a core from a `ModelConfig`;
-`modules.tuner` declares a search space on Keras Tuner's `HyperParameters`.
+anything heavy is imported. `modules.models.model` builds a core from a `ModelConfig`;
+`modules.learning.tuner` declares a search space on Keras Tuner's `HyperParameters`.
 """
 import dataclasses
 from typing import Any, Dict, Optional, Tuple

@@ -1,7 +1,7 @@
 """Gradient-boosted trees (TensorFlow Decision Forests) as a model core: a baseline, and a
 possible teacher for distillation.
 
-A `TreesCore` is a core like every other (`modules.model.build_core`): a Keras model from the
+A `TreesCore` is a core like every other (`modules.models.model.build_core`): a Keras model from the
 preprocessed float32 vector [rows, dim] (`FeaturePreprocessor.expand`) to class logits
 [rows, classes] float32, here the log of the trees' probabilities (clipped at 1e-7), so that
 softmax(logits) gives those probabilities back.
@@ -29,7 +29,7 @@ random sample of at most `max_rows` training rows (`Split.sample`: a streamed sp
 sampled as it is read, never held beyond the sample), early-stopped on TF-DF's own 10% of
 those rows: the held-out (validation) split stays untouched by the trees' training, so
 comparing their validation log loss with the other models' (the teacher's choice,
-`modules.baselines`) is not biased by an early stop chosen on those very rows (on 1,000
+`modules.learning.baselines`) is not biased by an early stop chosen on those very rows (on 1,000
 rows of a 16%-positive set, stopping on the 214 validation rows made the trees look best
 there and worst on test). `validation_rows` > 0 early-stops on a sample of the held-out
 split instead. Changed from TF-DF's defaults: at least 2 threads (the trees then do not
@@ -38,7 +38,7 @@ depend on the machine), no Keras evaluation after training, and no console outpu
 Saving: a TF-DF model cannot go into `core.keras`. `save_core` writes a SavedModel (the
 core's inference function, whose assets hold the trees) and `load_core` reads it back as a
 TreesCore: callable as `core(x, training=False)`, usable in `tf.function`s and in a
-`tf.Module` saved with `tf.saved_model.save` (as `modules.export` does), with
+`tf.Module` saved with `tf.saved_model.save` (as `modules.models.export` does), with
 `count_params()` giving the number of tree nodes. Loading needs TF-DF's custom ops:
 `import tensorflow_decision_forests` (this module does it) before `tf.saved_model.load`.
 """
@@ -53,7 +53,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from modules import splits
+from modules.reading import splits
 
 META_FILE = "trees_core.json"  # written by save_core next to the SavedModel files
 MIN_PROBABILITY = 1e-7
@@ -264,11 +264,11 @@ class TreesCore(tf.keras.Model):
 
     def get_config(self):
         raise NotImplementedError("a TreesCore holds a TF-DF model, which cannot be written "
-                                  "as Keras config: save it with modules.trees.save_core")
+                                  "as Keras config: save it with modules.models.trees.save_core")
 
     def save(self, *args, **kwargs):
         raise NotImplementedError("a TreesCore cannot be saved with Model.save (core.keras): "
-                                  "use modules.trees.save_core / load_core")
+                                  "use modules.models.trees.save_core / load_core")
 
 
 def _num_nodes(model) -> int:
@@ -292,7 +292,7 @@ def _batches(split: splits.Split, columns: Optional[List[dict]]) -> tf.data.Data
 def train_trees(prepared, *, max_rows: int = MAX_ROWS, seed: int = 0, verbose: bool = False,
                 validation_rows: int = VALIDATION_ROWS, decode_features: bool = True,
                 num_threads: Optional[int] = None, **hyperparameters) -> TreesCore:
-    """Gradient-boosted trees on `prepared` (a `modules.training.PreparedData` with its
+    """Gradient-boosted trees on `prepared` (a `modules.learning.training.PreparedData` with its
     preprocessor), trained on a uniform random sample of at most `max_rows` training rows
     (drawn with `seed`), stopped early on TF-DF's own 10% of them, or with `validation_rows`
     on a sample of that many held-out rows; below EARLY_STOPPING_ROWS training rows, 100

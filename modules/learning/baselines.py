@@ -1,11 +1,11 @@
 """The baselines every run is measured against, and the choice of the teacher.
 
 - linear: logistic regression on the preprocessed features, trained by the project's loop (a
-  core with no hidden layer, `modules.model.build_core` with num_layers 0). Its weight decay
+  core with no hidden layer, `modules.models.model.build_core` with num_layers 0). Its weight decay
   is chosen on validation from L2_GRID: the candidates train side by side as towers of one
-  model (`modules.model.Towers`, each early-stopped on its own validation loss) and the one
+  model (`modules.models.model.Towers`, each early-stopped on its own validation loss) and the one
   with the lowest validation log loss is kept.
-- trees: gradient-boosted trees from TensorFlow Decision Forests (`modules.trees`), on a
+- trees: gradient-boosted trees from TensorFlow Decision Forests (`modules.models.trees`), on a
   uniform sample of at most `--trees-sample-rows` training rows, early-stopped on their own
   10% of those rows (none below 10,000): the validation rows stay clean for the choice.
 - the teacher (`choose_teacher`): the linear model, unless the tuned network or the trees have
@@ -18,10 +18,11 @@ from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from modules import blessing, evaluation, loop, training
-from modules.hyperparameters import ModelConfig
+from modules.learning import loop, training
+from modules.models.hyperparameters import ModelConfig
+from modules.models.model import Towers, build_core
 from modules.settings import Training
-from modules.model import Towers, build_core
+from modules.verdict import blessing, evaluation
 
 log = logging.getLogger(__name__)
 

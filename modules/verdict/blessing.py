@@ -2,7 +2,7 @@
 
 Every figure the verdict rests on is measured on the test split, which no step selects on,
 and every comparison is paired: both models scored on the same rows, and the 95% interval of
-their difference bootstrapped over those rows (`modules.intervals`). The criteria:
+their difference bootstrapped over those rows (`modules.verdict.intervals`). The criteria:
 
 - useful: the candidate's log loss is below that of the trivial model, which predicts the
   training class frequencies for every row, beyond noise (the interval of the improvement
@@ -26,8 +26,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from modules import intervals
 from modules.settings import Blessing
+from modules.verdict import intervals
 
 # Reruns with the same seed can differ in the last digits; a lead of the last blessed model
 # whose interval stays below this is not a regression.
@@ -85,7 +85,7 @@ def paired_differences(labels: np.ndarray, first: np.ndarray, second: np.ndarray
 def drops_from(teacher, candidate, *, seed: int,
                resamples: int = SEARCH_RESAMPLES) -> Dict[str, Difference]:
     """Teacher minus candidate in accuracy, AUC and log loss, paired on the same rows: both
-    are `modules.evaluation.Scores` (labels and probabilities) of one split."""
+    are `modules.verdict.evaluation.Scores` (labels and probabilities) of one split."""
     if not np.array_equal(teacher.labels, candidate.labels):
         raise ValueError("the teacher and the candidate were scored on different rows")
     return paired_differences(teacher.labels, teacher.probabilities, candidate.probabilities,

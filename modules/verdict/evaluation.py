@@ -5,7 +5,7 @@ function from preprocessed feature vectors to class probabilities, and measured 
 - metrics on a held-out split (validation in the steps that select, test in the Evaluator),
   from each model's `Scores` (labels and probabilities): accuracy, ROC AUC, precision,
   recall, log loss (binary: of the second class; more classes: macro averages, one-vs-rest
-  AUC); `modules.intervals` gives their 95% intervals from the same Scores;
+  AUC); `modules.verdict.intervals` gives their 95% intervals from the same Scores;
 - size: bytes on disk, and gzip-compressed bytes (a folder is tarred first);
 - latency: one example on the CPU (TFLite: one interpreter thread; TensorFlow: its default
   thread pools), median over many calls after warm-up. The
@@ -28,8 +28,8 @@ import tensorflow as tf
 from sklearn import metrics as skm
 
 from modules import fileio
-from modules.quantization import TFLiteModel, softmax
-from modules.splits import Split
+from modules.compression.quantization import TFLiteModel, softmax
+from modules.reading.splits import Split
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:

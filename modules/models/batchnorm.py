@@ -6,7 +6,7 @@ statistics per step. With Keras's momentum of 0.99 they need a few hundred steps
 their initial values (0 and 1); a small CSV gives a few dozen. The served model then
 normalizes with the wrong statistics: its ranking survives (ROC AUC 0.999) while its
 probabilities and accuracy do not (0.70 where the same weights score 0.98 on batch
-statistics). Two remedies, both applied by `modules.training.train_model`:
+statistics). Two remedies, both applied by `modules.learning.training.train_model`:
 
 - `set_momentum`: a momentum that fits the steps per epoch, so the moving averages, which
   the validation metrics of early stopping use, follow the weights within an epoch;
@@ -20,8 +20,8 @@ from typing import List, Tuple
 import numpy as np
 import tensorflow as tf
 
-from modules.layers import DenseBlock
-from modules.model import Towers
+from modules.models.layers import DenseBlock
+from modules.models.model import Towers
 
 MAX_MOMENTUM = 0.99  # Keras's default, for long trainings
 

@@ -1,6 +1,6 @@
 """Preprocessing learned from the training split, exported inside every model.
 
-`FeaturePreprocessor` maps canonical raw columns (see `modules.data`) to one dense float32
+`FeaturePreprocessor` maps canonical raw columns (see `modules.reading.data`) to one dense float32
 vector: the input of the model's core and of the TFLite model. Per numeric feature it emits a
 clipped z-score (0 when missing), a missing indicator, and a piecewise-linear encoding over
 quantile bins (Gorishniy et al. 2022, "On Embeddings for Numerical Features in Tabular Deep
@@ -15,7 +15,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 import tensorflow as tf
 
-from modules import data
+from modules.reading import data
 
 PACKAGE = "tfx_compress"
 
@@ -58,7 +58,7 @@ class FeaturePreprocessor(tf.keras.layers.Layer):
     def output_dim(self) -> int:
         return sum(slot["width"] for slot in self.layout())
 
-    @tf.autograph.experimental.do_not_convert  # see modules.layers.DenseBlock.call
+    @tf.autograph.experimental.do_not_convert  # see modules.models.layers.DenseBlock.call
     def call(self, inputs: Dict[str, tf.Tensor], training=None) -> tf.Tensor:
         return self.expand(self.encode(inputs))
 
@@ -66,7 +66,7 @@ class FeaturePreprocessor(tf.keras.layers.Layer):
     def encode(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
         """Raw columns -> float64 [batch, features]: each numeric value as it is (NaN when
         missing), then each categorical value's vocabulary index (0: out of vocabulary).
-        The compact form prepared splits are held in (`modules.splits`): a row takes one
+        The compact form prepared splits are held in (`modules.reading.splits`): a row takes one
         number per feature, not one per output slot; `expand` makes the model's input."""
         columns = [tf.cast(inputs[s["name"]], tf.float64) for s in self.numeric]
         for spec, lookup in zip(self.categorical, self._lookups):
