@@ -4,6 +4,7 @@ Per component: its execution, every setting it ran with (each stage config of
 modules.settings it was given, wherever TFX keeps it: an execution property of its own, or
 inside `custom_config`), the data it read and the artifacts it wrote."""
 import json
+import os
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from modules.settings import STAGES, RunSettings
@@ -11,7 +12,7 @@ from pipeline import metadata
 
 STAGE_KEYS = tuple(stage.KEY for stage in STAGES) + (RunSettings.KEY,)
 # Other execution properties worth showing; the rest is wiring.
-_SHOWN = ("input_base", "serving_dir")
+_SHOWN = ("serving_dir",)
 
 
 def explain(metadata_path: str, version_dir: str) -> Optional[str]:
@@ -26,11 +27,12 @@ def explain(metadata_path: str, version_dir: str) -> Optional[str]:
             continue
         seen.add(record.component_id)
         records.append(record)
-    for record in reversed(records):
+    for record in sorted(records, key=lambda r: r.execution.id):  # in the order they ran
         run = record.execution
         lines.append(f"\n{record.component_id}: execution {run.id}, {record.state}, "
                      f"{record.seconds:.1f} s")
         properties = record.properties()
+        lines.extend(f"  data: {path}" for path in _data_paths(properties))
         for key in _SHOWN:
             if key in properties:
                 lines.append(f"  {key}: {properties[key]}")
@@ -52,6 +54,15 @@ def _best_hyperparameters(record: metadata.ExecutionRecord):
             continue
         yield "  best hyperparameters: " + ", ".join(
             f"{k}={v}" for k, v in values.items() if not k.startswith("tuner/"))
+
+
+def _data_paths(properties: Dict[str, Any]) -> List[str]:
+    """ExampleGen's input: its folder joined with each split's file pattern."""
+    if "input_base" not in properties:
+        return []
+    splits = (_parsed(properties.get("input_config")) or {}).get("splits") or [{}]
+    return [os.path.join(properties["input_base"], split.get("pattern", ""))
+            for split in splits]
 
 
 def stage_lines(properties: Dict[str, Any]) -> List[str]:

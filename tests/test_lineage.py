@@ -31,3 +31,11 @@ def test_settings_inside_custom_config_are_found_as_tfx_stores_them():
     proto = json_format.MessageToJson(custom_config(Csv(delimiter=";", decimal=",")))
     [line] = stage_lines({"custom_config": proto})
     assert line.startswith("  csv: decimal=, delimiter=; keep=none na_values=")
+
+
+def test_the_data_an_example_gen_read_is_its_folder_and_pattern():
+    from pipeline.lineage import _data_paths
+
+    config = json.dumps({"splits": [{"name": "single_split", "pattern": "credit.csv"}]})
+    assert _data_paths({"input_base": "/data", "input_config": config}) == ["/data/credit.csv"]
+    assert _data_paths({"deploy_mode": "int8"}) == []
