@@ -127,6 +127,8 @@ class TerminalLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
+        if not getattr(record, "terminal", True):  # console.LOG_ONLY
+            return
         if record.name.split(".")[0] in self.OURS:
             line = message if record.levelno < logging.WARNING else (
                 f"{record.levelname.lower()}: {message}")

@@ -293,10 +293,9 @@ def terminal_text(summary: Dict[str, Any]) -> str:
     lines.append(f"Deployable candidate ({summary['deployable']}): {verdict}")
     lines += [f"  - {reason}" for reason in summary["reasons"]]
     lines.append(f"Pushed to: {summary['pushed_to'] or 'nothing pushed'}")
-    timing = ", ".join(f"{k} {v:.1f}s" + (" (cached)" if summary["states"].get(k) == "cached"
-                                           else "")
-                       for k, v in summary["timings_s"].items())
-    lines.append(f"Component times: {timing}")
+    cached = [k for k, state in summary["states"].items() if state == "cached"]
+    if cached:  # each component's time is on its "finished" line; the HTML has them all
+        lines.append(f"Cached (not run again): {', '.join(cached)}")
     return "\n".join(lines)
 
 

@@ -196,3 +196,33 @@ def test_r_row_names_column_is_accepted_and_not_a_feature(taxi, tmp_path):
                      [[str(i + 1)] + row for i, row in enumerate(rows)])
     source = check_csv(path, "big_tipper", ("tips",))
     assert list(source.left_out) == [""] and source.rows == len(rows)
+
+
+def test_the_terminal_gets_our_lines_component_steps_and_errors_and_nothing_else():
+    import io
+    import logging
+
+    from modules.learning import console
+
+    stream = io.StringIO()
+    handler = local_runner.TerminalLog(stream)
+
+    def emit(name, level, message, **extra):
+        record = logging.LogRecord(name, level, __file__, 1, message, (), None)
+        record.__dict__.update(extra)
+        handler.emit(record)
+
+    emit("components.pruner.executor", logging.INFO, "pruner: sparsity 0.80")
+    emit("components.evaluator.executor", logging.INFO, "evaluator: BLESSED; ...",
+         **console.LOG_ONLY)  # said again by the report at the end: the log only
+    emit("absl", logging.INFO, "Component Trainer is running.")
+    emit("absl", logging.INFO, "Component Trainer is finished.")
+    emit("absl", logging.INFO, "Running driver for Trainer")  # TFX's chatter
+    emit("absl", logging.WARNING, "tf_record_iterator is deprecated")
+    emit("apache_beam", logging.ERROR, "worker failed")
+    emit("apache_beam", logging.ERROR, "worker failed")  # each distinct error once
+    emit("modules.learning.loop", logging.WARNING, "NaN loss at step 3")
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "pruner: sparsity 0.80"
+    assert lines[1].endswith("] Trainer running") and "] Trainer finished in " in lines[2]
+    assert lines[3:] == ["error [apache_beam]: worker failed", "warning: NaN loss at step 3"]

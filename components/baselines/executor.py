@@ -5,7 +5,7 @@ import os
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
 from modules import fileio
-from modules.learning import baselines
+from modules.learning import baselines, console
 from modules.models import export
 from modules.settings import Baselines
 from modules.verdict import evaluation
@@ -61,4 +61,4 @@ class Executor(StepExecutor):
         for name, metrics in validation.items():
             log.info("baselines: %s: validation accuracy %.4f, AUC %.4f, log loss %.4f", name,
                      metrics["accuracy"], metrics["auc"], metrics["log_loss"])
-        log.info("baselines: the teacher is %s", choice.reason())
+        log.info("baselines: the teacher is %s", choice.reason(), extra=console.LOG_ONLY)

@@ -7,6 +7,7 @@ from components.base import StepExecutor, StepInputs
 from modules import fileio
 from modules.compression import distillation
 from modules.errors import UserError
+from modules.learning import console
 from modules.learning.trainer import hyperparameter_values
 from modules.models import export
 from modules.settings import Distillation
@@ -61,4 +62,5 @@ class Executor(StepExecutor):
                       param_ratio=teacher_params / search.selected.params)
         write_report(step.output_dict["metrics"][0], report)
         log.info("distiller: student %s (%s), %.0fx fewer parameters than the teacher",
-                 search.selected.size, search.selected.how, report["param_ratio"])
+                 search.selected.size, search.selected.how, report["param_ratio"],
+                 extra=console.LOG_ONLY)

@@ -13,6 +13,7 @@ from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
 from modules import fileio, memory
 from modules.compression import quantization
+from modules.learning import console
 from modules.models import export
 from modules.reading import data
 from modules.settings import Blessing, RunSettings
@@ -79,7 +80,7 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
         self._write_blessing(step.output_dict, quantized, report)
         write_report(step.output_dict["evaluation"][0], report)
         log.info("evaluator: %s; %s", "BLESSED" if report["blessed"] else "NOT blessed",
-                 "; ".join(report["reasons"]))
+                 "; ".join(report["reasons"]), extra=console.LOG_ONLY)
 
     def _evaluate(self, step: StepInputs, quantized) -> Dict[str, Any]:
         deploy_mode, thresholds = step.exec_properties["deploy_mode"], step.stage

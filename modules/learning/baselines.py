@@ -18,7 +18,7 @@ from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from modules.learning import loop, training
+from modules.learning import console, loop, training
 from modules.models.hyperparameters import ModelConfig
 from modules.models.model import Towers, build_core
 from modules.settings import Training
@@ -56,7 +56,8 @@ def train_linear(prepared: training.PreparedData, run: Training = Training(), *,
     losses = {name: scored.metrics()["log_loss"] for name, scored in scores.items()}
     best = min(configs, key=lambda name: (losses[name], name))
     log.info("baselines: linear model, validation log loss by L2: %s -> l2 %g",
-             ", ".join(f"{configs[n].l2:g} {losses[n]:.4f}" for n in configs), configs[best].l2)
+             ", ".join(f"{configs[n].l2:g} {losses[n]:.4f}" for n in configs), configs[best].l2,
+             extra=console.LOG_ONLY)
     core = build_core(prepared.dim, prepared.num_classes, configs[best], seed=seed,
                       name="linear")
     core.set_weights(result.model.towers[best].get_weights())

@@ -10,6 +10,9 @@ import sys
 from typing import Optional, TextIO
 
 terminal: Optional[TextIO] = None  # the user's terminal while stdout goes to the run's log
+# `log.info(..., extra=LOG_ONLY)`: a detail for the run's log (and a pod's), which the terminal
+# shows in another form (the report's summary lines say it once, at the end).
+LOG_ONLY = {"terminal": False}
 
 
 def progress_stream() -> Optional[TextIO]:
