@@ -4,6 +4,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+# Test files run side by side in this many pytest-xdist workers (each file in one worker, so
+# a file's fixtures are built once); 0 runs them in this process.
+TEST_WORKERS ?= 2
 
 .PHONY: run test test-fast bench image clean help
 help:
@@ -24,10 +27,10 @@ run: $(VENV)/.installed
 	$(PY) local_runner.py $(ARGS)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q tests $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests $(ARGS)
 
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -q -m "not e2e" tests $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not e2e" tests $(ARGS)
 
 bench: $(VENV)/.installed
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
