@@ -33,11 +33,11 @@ class Mode:
 
 
 MODES: Tuple[Mode, ...] = (
-    Mode("dynamic", "weights int8, activations float (post-training dynamic range)"),
+    Mode("dynamic", "post-training dynamic range: weights int8, activations float"),
     Mode("float16", "weights float16", weights_float16=True),
     Mode("int8", "full integer: weights and activations int8, int8 input and output; "
          "activation ranges calibrated on training rows", integer=True),
-    Mode("qat", "quantization-aware training (tfmot), then full integer", integer=True,
+    Mode("qat", "quantization-aware training with tfmot, then full integer", integer=True,
          aware=True),
     Mode("pqat", "prune-preserving quantization-aware training, then full integer",
          integer=True, aware=True, preserve_sparsity=True),
