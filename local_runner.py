@@ -9,7 +9,9 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 from typing import Dict, List, Optional
@@ -208,6 +210,27 @@ def terminal_and_log(log_path: str, verbose: bool = False):
             terminal.close()
 
 
+@contextlib.contextmanager
+def temp_folder_in(output: str):
+    """The run's temporary files under `<output>/tmp`, deleted when it ends (errors included):
+    TFX stages a 49 MB copy of itself for Beam workers in a new temp folder at every Beam
+    component and never deletes it (three a default run, about 150 MB). Python's tempfile in
+    this process and TMPDIR for the processes it starts (Beam workers) both point there."""
+    folder = os.path.join(output, "tmp")
+    os.makedirs(folder, exist_ok=True)
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = folder
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[1]
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run(config: configs.PipelineConfig, runner: str, terminal=None, log_file=None) -> None:
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
@@ -265,7 +288,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         with exclusive_output(output):
             started = time.time()
             log_path = os.path.join(output, "logs", "run.log")
-            with terminal_and_log(log_path, args.verbose) as (terminal, log_file):
+            with terminal_and_log(log_path, args.verbose) as (terminal, log_file), \
+                    temp_folder_in(output):
                 run(config, args.runner, terminal, log_file)
                 from pipeline import report
 

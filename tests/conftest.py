@@ -44,9 +44,12 @@ def baseline(tmp_path_factory):
     csv = odd_taxi_csv(str(directory))
     output = directory / "out"
     reads = directory / "split_reads.jsonl"
-    result = run_cli(*quick_args(csv, output), env=spying_on_split_reads(reads))
+    temp = directory / "system_temp"  # the run's system temp folder: it must leave it empty
+    temp.mkdir()
+    result = run_cli(*quick_args(csv, output),
+                     env={**spying_on_split_reads(reads), "TMPDIR": str(temp)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return Baseline(csv, str(output), result, str(reads))
+    return Baseline(csv, str(output), result, str(reads), str(temp))
 
 
 # -- synthetic data ---------------------------------------------------------------------------

@@ -87,6 +87,7 @@ class Baseline:
     output: str
     result: subprocess.CompletedProcess
     split_reads_log: str  # every split read of the run (spying_on_split_reads)
+    system_temp: str  # the TMPDIR the run was given
 
     def copy(self, destination) -> str:
         """A copy of the run's output folder to continue from. Its ML Metadata still points

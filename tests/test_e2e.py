@@ -29,6 +29,14 @@ def test_local_run_executes_every_component_and_pushes(first_run):
     assert "candidate" in result.stdout and f"Pushed to: {version}" in result.stdout
 
 
+def test_a_run_leaves_nothing_in_the_system_temp_folder(baseline):
+    """TFX stages a 49 MB copy of itself for Beam in a temp folder at every Beam component and
+    never deletes it: the run keeps its temporary files in <output>/tmp and deletes them."""
+    assert os.listdir(baseline.system_temp) == []
+    assert sorted(os.listdir(baseline.output)) == ["logs", "metadata.sqlite", "pipeline_root",
+                                                    "report", "serving", "work"]
+
+
 def test_report_files_match_the_schema(first_run):
     _, output, _ = first_run
     report = summary(output)
