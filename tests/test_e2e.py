@@ -33,8 +33,7 @@ def test_a_run_leaves_nothing_in_the_system_temp_folder(baseline):
     """TFX stages a 49 MB copy of itself for Beam in a temp folder at every Beam component and
     never deletes it: the run keeps its temporary files in <output>/tmp and deletes them."""
     assert os.listdir(baseline.system_temp) == []
-    assert sorted(os.listdir(baseline.output)) == ["logs", "metadata.sqlite", "pipeline_root",
-                                                    "report", "serving", "work"]
+    assert "tmp" not in os.listdir(baseline.output)  # <output>/tmp lives as long as the run
 
 
 def test_report_files_match_the_schema(first_run):
