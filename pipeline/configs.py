@@ -28,7 +28,13 @@ TAXI_CSV = os.path.join("examples", "chicago_taxi_pipeline", "data", "big_tipper
 # reads a bounded sample and stays in-process. --beam-arg adds to or overrides these (a Beam
 # mode or runner given there replaces the choice); other runners (Dataflow, Flink, Spark) are
 # chosen with it too (README).
-DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+# The runner is named: Beam's FnApiRunner, the engine its DirectRunner runs these pipelines on.
+# Beam 2.74's DirectRunner first tries its Go-based Prism runner, downloading the binary from
+# GitHub at run time, and falls back only when that fails (offline): online, users would run
+# another engine than the one tested here.
+BEAM_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+DEFAULT_BEAM_ARGS = (f"--runner={BEAM_RUNNER}", "--direct_running_mode=in_memory",
+                     "--direct_num_workers=1")
 LARGE_INPUT_BYTES = 32 * 2 ** 20
 _RUNNER_ARGS = ("--runner", "--direct_running_mode", "--direct_num_workers")
 

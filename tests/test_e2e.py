@@ -78,6 +78,8 @@ def test_the_terminal_shows_steps_results_and_verdict_and_the_log_has_the_rest(f
     log = open(os.path.join(output, "logs", "run.log")).read()
     assert "Search space summary" in log and "Results summary" in log  # Keras Tuner's print()
     assert "fully_quantize" in log  # the TFLite converter's C++ log
+    # Beam runs on the runner we name, never on Prism fetched from the internet.
+    assert "PrismRunner" not in log and "FnApiRunner" in log
 
 
 def test_only_the_evaluator_reads_the_test_split(baseline):
