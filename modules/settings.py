@@ -113,7 +113,8 @@ class Stage:
             check = field.metadata.get("check")
             problem = check(value) if check and value is not None else None
             if problem:
-                raise SettingError(f"{self.name_of(field.name)} {_text(value)}: {problem}")
+                raise SettingError(
+                    f"{self.name_of(field.name)} {value_text(value)}: {problem}")
         self.check_together()
 
     def check_together(self) -> None:
@@ -139,12 +140,12 @@ class Stage:
             meta = field.metadata
             default = field.default
             if meta["quick"] is not None:
-                default = f"{_text(default)}; {_text(meta['quick'])} with --quick"
+                default = f"{value_text(default)}; {value_text(meta['quick'])} with --quick"
             group.add_argument(cls.name_of(field.name), dest=f"{cls.KEY}.{field.name}",
                                type=meta["parse"] or _kind(field), default=None,
                                metavar=meta["metavar"] or field.name.upper(),
                                help=meta["help"] if "default:" in meta["help"]
-                               else f"{meta['help']} (default: {_text(default)})")
+                               else f"{meta['help']} (default: {value_text(default)})")
 
     @classmethod
     def from_flags(cls, args: argparse.Namespace, quick: bool = False, **fixed) -> "Stage":
@@ -187,7 +188,8 @@ def _kind(field: dataclasses.Field):
     return float if "float" in hint else int if "int" in hint else str
 
 
-def _text(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A setting's value as a user writes it: "a,b" for a list, "none", 0.005 not 0.005000."""
     if isinstance(value, (tuple, list)):
         return ",".join(str(v) for v in value) or "none"
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

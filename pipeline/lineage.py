@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from modules.settings import STAGES, RunSettings
+from modules.settings import STAGES, RunSettings, value_text
 from pipeline import metadata
 
 STAGE_KEYS = tuple(stage.KEY for stage in STAGES) + (RunSettings.KEY,)
@@ -78,11 +78,7 @@ def _stages(value: Any) -> Iterator[Tuple[str, Dict[str, Any]]]:
     """(stage key, its fields) wherever a stage config sits in `value`: properties hold
     JSON text, which may hold more JSON text (custom_config) or a proto's JSON (ExampleGen's
     custom_config is a Struct in an Any)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return
+    value = _parsed(value)
     if isinstance(value, dict):
         for key, inner in value.items():
             parsed = _parsed(inner)
@@ -104,6 +100,4 @@ def _parsed(value: Any) -> Any:
 def _text(value: Any) -> str:
     if isinstance(value, dict):  # run_settings' training: its own fields
         return "{" + ", ".join(f"{k}={_text(v)}" for k, v in sorted(value.items())) + "}"
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value) or "none"
-    return "none" if value is None else str(value)
+    return value_text(value)

@@ -12,10 +12,8 @@ from typing import Any, Dict, List, Optional
 
 from tabulate import tabulate
 
-from modules.verdict import candidates as models
+from modules.verdict.candidates import ORDER as CANDIDATE_ORDER  # SavedModels, then TFLite
 from pipeline import metadata
-
-CANDIDATE_ORDER = models.ORDER  # the SavedModels, then the TFLite modes
 # (key, header, format); a key with a "<key>_ci" interval shows it after the value.
 TABLE_COLUMNS = (("auc", "AUC (95% CI)", ".4f"), ("accuracy", "accuracy (95% CI)", ".4f"),
                  ("log_loss", "log loss (95% CI)", ".4f"),

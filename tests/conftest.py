@@ -22,7 +22,6 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from modules.learning import training
 from modules.models.hyperparameters import ModelConfig
 from modules.reading import data, splits
-from modules.settings import Training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -33,17 +33,22 @@ def statistics_uri(fn_args: FnArgs) -> str:
     return uri
 
 
+def prepare(fn_args: FnArgs, settings: RunSettings) -> training.PreparedData:
+    """The train and validation splits the Tuner and the Trainer are handed, prepared with
+    the preprocessing fitted on StatisticsGen's statistics of the training split."""
+    return training.prepare_data(fn_args.train_files, fn_args.eval_files, fn_args.schema_path,
+                                 statistics_uri(fn_args), settings.label, settings.drop,
+                                 settings.training.cache_mb,
+                                 settings.work_subdir("label_counts"))
+
+
 def run_fn(fn_args: FnArgs) -> None:
     settings = RunSettings.from_json(fn_args.custom_config[RunSettings.KEY])
     teacher = Teacher.from_json(fn_args.custom_config[Teacher.KEY])
     tuned = hyperparameter_values(fn_args.hyperparameters)
     config = ModelConfig.from_dict(tuned, epochs=teacher.epochs,
                                    precision=settings.training.precision)
-    prepared = training.prepare_data(fn_args.train_files, fn_args.eval_files,
-                                     fn_args.schema_path, statistics_uri(fn_args),
-                                     settings.label, settings.drop,
-                                     settings.training.cache_mb,
-                                     settings.work_subdir("label_counts"))
+    prepared = prepare(fn_args, settings)
     seed = settings.training.seed
     checkpoint_dir = settings.work_subdir("trainer", fn_args.train_files, config.to_dict(), seed)
     result = training.train_model(

@@ -22,8 +22,7 @@ from tfx.components.tuner.component import TunerFnResult
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from modules import fileio, memory
-from modules.learning import training
-from modules.learning.trainer import statistics_uri
+from modules.learning import trainer, training
 from modules.models.hyperparameters import ModelConfig, search_space_for
 from modules.models.model import build_core
 from modules.settings import RunSettings, Tuning
@@ -155,11 +154,7 @@ def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     """
     settings = RunSettings.from_json(fn_args.custom_config[RunSettings.KEY])
     tuning = Tuning.from_json(fn_args.custom_config[Tuning.KEY])
-    prepared = training.prepare_data(fn_args.train_files, fn_args.eval_files,
-                                     fn_args.schema_path, statistics_uri(fn_args),
-                                     settings.label, settings.drop,
-                                     settings.training.cache_mb,
-                                     settings.work_subdir("label_counts"))
+    prepared = trainer.prepare(fn_args, settings)
     train_rows = prepared.train.rows
     if tuning.sample_rows and prepared.train.rows > tuning.sample_rows:
         log.info("tuner: trials train on a sample of %d of the %d training rows "
