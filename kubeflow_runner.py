@@ -95,7 +95,7 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     stages = settings.stages_from_flags(args, quick=args.quick)
     return configs.PipelineConfig(
         pipeline_root=root, data_root=data_root, data_pattern="*.csv", serving_dir=serving_dir,
-        work_dir=posixpath.join(root, "work"), metadata_path=None,  # the cluster's MLMD
+        work_dir=posixpath.join(root, "work"), metadata=None,  # the cluster's MLMD
         label=label, drop=drop, beam_args=beam_args,
         resolve_baseline=not (args.no_baseline_resolver or args.dry_run), **stages)
 

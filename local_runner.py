@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 import modules  # noqa: F401  (selects tf_keras before TensorFlow loads)
 from modules import settings
 from modules.errors import UserError
-from pipeline import configs
+from pipeline import configs, metadata
 from pipeline.inputs import UserInputError, check_csv
 
 
@@ -42,6 +42,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="run every component even if an identical run is cached")
     p.add_argument("--explain", metavar="VERSION_DIR", help="print, from ML Metadata, the data, "
                    "hyperparameters and component runs that produced a pushed model, then exit")
+    p.add_argument("--metadata", metavar="URI", help="ML Metadata in a MySQL or MariaDB "
+                   "database, as on Kubeflow: mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE "
+                   f"(the database must exist; the password may come from "
+                   f"${metadata.MYSQL_PASSWORD_ENV} instead) (default: a SQLite file, "
+                   "<output>/metadata.sqlite)")
     configs.add_shared_flags(p, "--beam-arg=--direct_running_mode=multi_processing")
     return p.parse_args(argv)
 
@@ -63,9 +68,11 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         print(f"note: {source.files[0]}: {column} is left out: {why}{keep}", file=sys.stderr)
     drop = tuple(name for name in drop if name not in source.left_out)
     output = os.path.abspath(args.output or os.path.join("runs", configs.PIPELINE_NAME))
+    database = _metadata(args.metadata, output)
+    metadata.check_connection(database)
     return configs.PipelineConfig(
         pipeline_root=os.path.join(output, "pipeline_root"),
-        metadata_path=os.path.join(output, "metadata.sqlite"),
+        metadata=database,
         serving_dir=os.path.join(output, "serving"),
         work_dir=os.path.join(output, "work"),
         data_root=source.data_root, data_pattern=source.pattern,
@@ -75,6 +82,16 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         data_beam_args=configs.data_beam_args([os.path.getsize(f) for f in source.files],
                                               args.beam_arg),
         enable_cache=not args.no_cache, **stages)
+
+
+def _metadata(uri: Optional[str], output: str) -> str:
+    """Where ML Metadata is: --metadata (a mysql:// URI), else the output folder's SQLite file."""
+    if uri is None:
+        return os.path.join(output, "metadata.sqlite")
+    if not metadata.is_mysql(uri):
+        raise UserInputError(f"--metadata {uri}: not a MySQL URI; use {metadata.MYSQL_FORM}, "
+                             f"or leave it out for SQLite in the output folder")
+    return uri
 
 
 def _check_schema(path: Optional[str]) -> Optional[str]:
@@ -257,7 +274,7 @@ def _user_error(error: BaseException) -> Optional[str]:
     return None
 
 
-def explain(version_dir: str, output: Optional[str]) -> None:
+def explain(version_dir: str, output: Optional[str], uri: Optional[str] = None) -> None:
     """Prints the lineage of a pushed model version from ML Metadata."""
     from pipeline import lineage
 
@@ -266,14 +283,16 @@ def explain(version_dir: str, output: Optional[str]) -> None:
         raise UserInputError(f"--explain {version_dir}: no such folder; pass a pushed version "
                              f"folder such as <output>/serving/<version>")
     output = os.path.abspath(output) if output else os.path.dirname(os.path.dirname(version_dir))
-    metadata_path = os.path.join(output, "metadata.sqlite")
-    if not os.path.isfile(metadata_path):
-        raise UserInputError(f"--explain: no ML Metadata at {metadata_path}; pass --output with "
-                             f"the run's output folder")
-    text = lineage.explain(metadata_path, version_dir)
+    database = _metadata(uri, output)
+    if metadata.is_mysql(database):
+        metadata.check_connection(database)
+    elif not os.path.isfile(database):
+        raise UserInputError(f"--explain: no ML Metadata at {database}; pass --output with "
+                             f"the run's output folder, or the run's --metadata")
+    text = lineage.explain(database, version_dir)
     if text is None:
-        raise UserInputError(f"--explain {version_dir}: ML Metadata in {metadata_path} has no "
-                             f"push to that folder")
+        raise UserInputError(f"--explain {version_dir}: ML Metadata in "
+                             f"{metadata.describe(database)} has no push to that folder")
     print(text)
 
 
@@ -281,7 +300,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = parse_args(argv)
         if args.explain:
-            explain(args.explain, args.output)
+            explain(args.explain, args.output, args.metadata)
             return 0
         config = build_config(args)
         output = os.path.dirname(config.pipeline_root)
@@ -293,7 +312,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 run(config, args.runner, terminal, log_file)
                 from pipeline import report
 
-                summary = report.write_report(config.metadata_path, config.pipeline_name,
+                summary = report.write_report(config.metadata, config.pipeline_name,
                                               os.path.join(output, "report"))
             print()
             print(report.terminal_text(summary))

@@ -31,13 +31,13 @@ def ingest():
             configs.default_data_path()), data_pattern=os.path.basename(
             configs.default_data_path()), serving_dir=os.path.join(DATA_DIR, "serving"),
         work_dir=os.path.join(DATA_DIR, "work"), pipeline_name="benchmark-data",
-        metadata_path=os.path.join(DATA_DIR, "metadata.sqlite"), verbose=False)
+        metadata=os.path.join(DATA_DIR, "metadata.sqlite"), verbose=False)
     components = create_components(config)[:3]  # CsvExampleGen, StatisticsGen, SchemaGen
     tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
         components=components, enable_cache=True,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path), beam_pipeline_args=list(config.beam_args)))
+            config.metadata), beam_pipeline_args=list(config.beam_args)))
     examples = _latest(os.path.join(config.pipeline_root, "CsvExampleGen", "examples", "*"))
     schema = _latest(os.path.join(config.pipeline_root, "SchemaGen", "schema", "*"))
     statistics = _latest(os.path.join(config.pipeline_root, "StatisticsGen", "statistics", "*"))

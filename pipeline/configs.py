@@ -104,7 +104,9 @@ class PipelineConfig:
     serving_dir: str  # where blessed models are pushed
     work_dir: str  # resumable state kept across runs (checkpoints, tuner trials)
     pipeline_name: str = PIPELINE_NAME
-    metadata_path: Optional[str] = None  # ML Metadata SQLite file; None on Kubeflow
+    # ML Metadata: a SQLite file or a mysql:// URI (pipeline.metadata); None on Kubeflow,
+    # where the cluster's is used
+    metadata: Optional[str] = None
     label: str = DEFAULT_LABEL
     drop: Tuple[str, ...] = DEFAULT_DROP
     schema_path: Optional[str] = None  # curated schema: ImportSchemaGen, anomalies stop the run

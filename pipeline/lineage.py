@@ -15,8 +15,10 @@ STAGE_KEYS = tuple(stage.KEY for stage in STAGES) + (RunSettings.KEY,)
 _SHOWN = ("serving_dir",)
 
 
-def explain(metadata_path: str, version_dir: str) -> Optional[str]:
-    store = metadata.open_store(metadata_path)
+def explain(database: str, version_dir: str) -> Optional[str]:
+    """The lineage of the model pushed to `version_dir`, from ML Metadata at `database` (a
+    SQLite file or a mysql:// URI); None if it has no push there."""
+    store = metadata.open_store(database)
     pushed = metadata.find_pushed_model(store, version_dir)
     if pushed is None:
         return None

@@ -1,9 +1,137 @@
-"""Reading what a run did from ML Metadata: executions per component, their artifacts, lineage."""
+"""ML Metadata: where a run keeps it (a SQLite file, or a MySQL database as on Kubeflow) and
+reading back what a run did: executions per component, their artifacts, lineage."""
+import contextlib
 import dataclasses
+import os
+import re
+import socket
+import sys
+import urllib.parse
 from typing import Dict, List, Optional
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
+
+from modules.errors import UserError
+
+MYSQL_PASSWORD_ENV = "MLMD_MYSQL_PASSWORD"  # the password, when the URI has none
+MYSQL_FORM = (f"mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (the password may come from "
+              f"${MYSQL_PASSWORD_ENV} instead)")
+
+
+class MetadataError(UserError):
+    """ML Metadata's database cannot be used: the message names it and what to check."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MySql:
+    """A MySQL (or MariaDB) database for ML Metadata; str() leaves the password out."""
+    user: str
+    password: str
+    host: str
+    port: int
+    database: str
+
+    @classmethod
+    def parse(cls, uri: str) -> "MySql":
+        try:
+            parts = urllib.parse.urlsplit(uri)
+            port = parts.port or 3306
+        except ValueError as e:  # a port that is not a number
+            raise MetadataError(f"--metadata {_hidden(uri)}: {e}; use {MYSQL_FORM}") from None
+        database = parts.path.lstrip("/")
+        if not (parts.username and parts.hostname and database) or "/" in database:
+            raise MetadataError(f"--metadata {_hidden(uri)}: name the user, host and database: "
+                                f"use {MYSQL_FORM}")
+        password = (urllib.parse.unquote(parts.password) if parts.password is not None
+                    else os.environ.get(MYSQL_PASSWORD_ENV, ""))
+        return cls(urllib.parse.unquote(parts.username), password, parts.hostname, port,
+                   urllib.parse.unquote(database))
+
+    def __str__(self) -> str:
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def _hidden(uri: str) -> str:
+    """`uri` with any password replaced by ***."""
+    return re.sub(r"^(mysql://[^:/@]*:)[^@]*@", r"\1***@", uri)
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def is_mysql(target: str) -> bool:
+    return target.startswith("mysql://")
+
+
+def describe(target: str) -> str:
+    """Where ML Metadata is, for messages: the file, or the database without its password."""
+    return str(MySql.parse(target)) if is_mysql(target) else target
+
+
+def connection_config(target: str, read_only: bool = False
+                      ) -> metadata_store_pb2.ConnectionConfig:
+    """ML Metadata's connection to `target`: a SQLite file path or a mysql:// URI. A MySQL
+    database must exist (MLMD would otherwise create one for any misspelt name)."""
+    config = metadata_store_pb2.ConnectionConfig()
+    if is_mysql(target):
+        db = MySql.parse(target)
+        config.mysql.host, config.mysql.port = db.host, db.port
+        config.mysql.database, config.mysql.user = db.database, db.user
+        config.mysql.password = db.password
+        config.mysql.skip_db_creation = True
+    else:
+        if not read_only:
+            os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        config.sqlite.filename_uri = target
+        config.sqlite.connection_mode = (
+            metadata_store_pb2.SqliteMetadataSourceConfig.READONLY if read_only
+            else metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
+    return config
+
+
+def check_connection(target: str, timeout: float = 10.0) -> None:
+    """Fails with one line naming the database and what to check unless ML Metadata can open
+    it (a MySQL URI; a SQLite file is created where the run writes)."""
+    if not is_mysql(target):
+        return
+    db = MySql.parse(target)
+    where = f"{db.host}:{db.port}"
+    try:
+        socket.create_connection((db.host, db.port), timeout=timeout).close()
+    except OSError as e:
+        raise MetadataError(f"--metadata {db}: cannot reach {where} ({e.strerror or e}); check "
+                            f"the host and port, and that the MySQL server is running and "
+                            f"accepts TCP connections") from None
+    try:
+        with _stderr_to_devnull():  # MLMD's C++ logs a paragraph about MySQL 8 on any failure
+            mlmd.MetadataStore(connection_config(target))
+    except RuntimeError as e:
+        message = str(e)
+        if "Unknown database" in message:
+            why = (f"{where} has no database '{db.database}'; create it (CREATE DATABASE "
+                   f"{db.database}) or check the name")
+        elif "Access denied" in message:
+            why = (f"user '{db.user}' may not use database '{db.database}' on {where}, or it "
+                   f"does not exist; check the name, create it (CREATE DATABASE "
+                   f"{db.database}) and grant it (GRANT ALL ON {db.database}.* TO '{db.user}')")
+        elif "mysql_real_connect" in message:
+            why = (f"{where} refused user '{db.user}'; check the user and the password (in the "
+                   f"URI or ${MYSQL_PASSWORD_ENV}), and that the user may log in with a "
+                   f"password from this host")
+        else:
+            why = f"ML Metadata cannot open the database on {where} ({message})"
+        raise MetadataError(f"--metadata {db}: {why}") from None
 
 STATES = {metadata_store_pb2.Execution.COMPLETE: "complete",
           metadata_store_pb2.Execution.CACHED: "cached",
@@ -15,13 +143,9 @@ INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARE
 OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
 
-def open_store(sqlite_path: str, read_only: bool = True) -> mlmd.MetadataStore:
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = sqlite_path
-    config.sqlite.connection_mode = (
-        metadata_store_pb2.SqliteMetadataSourceConfig.READONLY if read_only
-        else metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
-    return mlmd.MetadataStore(config)
+def open_store(target: str, read_only: bool = True) -> mlmd.MetadataStore:
+    """ML Metadata at `target`: a SQLite file (read-only by default) or a mysql:// URI."""
+    return mlmd.MetadataStore(connection_config(target, read_only))
 
 
 def property_value(value: metadata_store_pb2.Value):

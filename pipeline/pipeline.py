@@ -10,7 +10,7 @@ from tfx.dsl.components.base import base_node, executor_spec
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
     LatestBlessedModelStrategy)
-from tfx.orchestration import metadata, pipeline
+from tfx.orchestration import pipeline
 from tfx.proto import example_gen_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
@@ -26,6 +26,7 @@ from components.trainer import Trainer
 from components.tuner import Tuner
 from modules.reading import data, preprocessing
 from modules.settings import RunSettings, Teacher, Tuning
+from pipeline import metadata
 from pipeline.configs import PipelineConfig
 
 TUNER_FN = "modules.learning.tuner.tuner_fn"
@@ -120,8 +121,7 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
 
 
 def create_pipeline(config: PipelineConfig) -> pipeline.Pipeline:
-    connection = (metadata.sqlite_metadata_connection_config(config.metadata_path)
-                  if config.metadata_path else None)
+    connection = (metadata.connection_config(config.metadata) if config.metadata else None)
     return pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,

@@ -445,9 +445,10 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def write_report(metadata_path: str, pipeline_name: str, report_dir: str) -> Dict[str, Any]:
-    """Builds the summary of the latest run and writes summary.json and index.html."""
-    store = metadata.open_store(metadata_path)
+def write_report(database: str, pipeline_name: str, report_dir: str) -> Dict[str, Any]:
+    """Builds the summary of the latest run in ML Metadata at `database` (a SQLite file or a
+    mysql:// URI) and writes summary.json and index.html."""
+    store = metadata.open_store(database)
     summary = build_summary(metadata.latest_run(store, pipeline_name))
     os.makedirs(report_dir, exist_ok=True)
     with open(os.path.join(report_dir, "summary.json"), "w") as f:

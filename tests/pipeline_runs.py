@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -22,6 +23,13 @@ def run_cli(*args, timeout=900, env=None):
     return subprocess.run([sys.executable, os.path.join(ROOT, "local_runner.py"), *args],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env=None if env is None else {**os.environ, **env})
+
+
+def free_port() -> int:
+    """A localhost TCP port nothing listens on now (for the servers the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def spying_on_split_reads(log_path):
@@ -48,11 +56,13 @@ def quick_args(csv, output, *extra):
 
 
 def latest_states(output):
+    """{component: state} of the latest run in `output`'s ML Metadata (or a mysql:// URI)."""
     import modules  # noqa: F401
     from pipeline import metadata
     from pipeline.configs import PIPELINE_NAME
 
-    store = metadata.open_store(os.path.join(output, "metadata.sqlite"))
+    store = metadata.open_store(str(output) if metadata.is_mysql(str(output))
+                                else os.path.join(output, "metadata.sqlite"))
     return {r.component_id: r.state for r in metadata.latest_run(store, PIPELINE_NAME)}
 
 

@@ -226,7 +226,7 @@ def test_configuration_reaches_the_components(compiled):
     assert RunSettings.from_json(parameter("Evaluator", RunSettings.KEY)) == settings
     assert parameter("Pusher", "serving_dir") == PIPELINE_ROOT + "/serving"
     assert parameter("CsvExampleGen", "input_base") == DATA_ROOT
-    assert compiled["config"].metadata_path is None  # the cluster's ML Metadata
+    assert compiled["config"].metadata is None  # the cluster's ML Metadata
 
 
 def test_no_baseline_resolver_compiles_without_resolver_executors(compiled, tmp_path):

@@ -60,7 +60,7 @@ def _config(tmp_path, **overrides):
     values = dict(pipeline_root=str(tmp_path / "root"), data_root=str(tmp_path),
                   data_pattern="data.csv", serving_dir=str(tmp_path / "serving"),
                   work_dir=str(tmp_path / "work"),
-                  metadata_path=str(tmp_path / "metadata.sqlite"))
+                  metadata=str(tmp_path / "metadata.sqlite"))
     values.update(overrides)
     return PipelineConfig(**values)
 
