@@ -5,6 +5,9 @@ Each one reacts only to the hooks it overrides.
 """
 import json
 import os
+import shutil
+import tempfile
+import weakref
 from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
@@ -170,6 +173,9 @@ class TrainingCheckpoint(tf.keras.callbacks.Callback):
     On train begin it restores the latest checkpoint in `directory`, if any, and sets
     `restored_epoch` so the loop continues after the last finished epoch. A checkpoint is
     written only after an epoch completes, so a crash (or a NaN loss) keeps the last good one.
+    Under a multi-worker strategy every worker restores the chief's checkpoint and saves (a
+    collective), but only the chief in `directory`: the others in a local temporary folder,
+    deleted with the callback.
     """
 
     def __init__(self, directory: str, max_to_keep: int = 2):
@@ -182,11 +188,16 @@ class TrainingCheckpoint(tf.keras.callbacks.Callback):
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer,
                                                epoch=self._epoch)
-        self._manager = tf.train.CheckpointManager(self._checkpoint, self.directory,
+        saved_in = self.directory
+        if not self.model.distribute_strategy.extended.should_checkpoint:
+            saved_in = tempfile.mkdtemp(prefix="worker-checkpoint-")
+            weakref.finalize(self, shutil.rmtree, saved_in, True)
+        self._manager = tf.train.CheckpointManager(self._checkpoint, saved_in,
                                                    max_to_keep=self.max_to_keep)
         self.restored_epoch = None
-        if self._manager.latest_checkpoint:
-            self._checkpoint.restore(self._manager.latest_checkpoint)
+        latest = tf.train.latest_checkpoint(self.directory)
+        if latest:
+            self._checkpoint.restore(latest)
             self.restored_epoch = int(self._epoch.numpy())
 
     def on_epoch_end(self, epoch, logs=None):

@@ -239,14 +239,24 @@ class TrainingLoop:
         return tf.function(functools.partial(_repeat, self.strategy, self._eval_step),
                            autograph=False)
 
+    def _distribute(self, dataset: tf.data.Dataset):
+        """`dataset`'s batches split among the replicas. Under a multi-worker strategy every
+        worker builds the whole dataset, the same (same rows, same seeds), and keeps its own
+        part of each batch: sharded by data. Our datasets read no files, so the default
+        policy (AUTO) comes to the same; sharding by files would give the workers different
+        numbers of batches and leave one waiting in a collective."""
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+
     # -- public API --------------------------------------------------------------------------
     def evaluate(self, dataset: tf.data.Dataset) -> Dict[str, float]:
         """Loss and metrics of the model on `dataset` (keys prefixed with `val_`)."""
         self.val_metrics.reset()
         steps = _num_batches(dataset)
         if steps:
-            self._eval_fn(iter(self.strategy.experimental_distribute_dataset(dataset)),
-                          tf.constant(steps))
+            self._eval_fn(iter(self._distribute(dataset)), tf.constant(steps))
         return self.val_metrics.results()
 
     def fit(self, train: tf.data.Dataset, validation: Optional[tf.data.Dataset] = None, *,
@@ -292,7 +302,7 @@ class TrainingLoop:
                     if getattr(cb, "restored_epoch", None) is not None]
         initial_epoch = max([initial_epoch, *restored])
         logs: Dict[str, float] = {}
-        distributed = self.strategy.experimental_distribute_dataset(train)
+        distributed = self._distribute(train)
         stream = iter(distributed) if steps_per_epoch else None
         for epoch in range(initial_epoch, epochs):
             callback_list.on_epoch_begin(epoch)

@@ -45,6 +45,8 @@ def prepare(fn_args: FnArgs, settings: RunSettings) -> training.PreparedData:
 def run_fn(fn_args: FnArgs) -> None:
     settings = RunSettings.from_json(fn_args.custom_config[RunSettings.KEY])
     teacher = Teacher.from_json(fn_args.custom_config[Teacher.KEY])
+    # First: a multi_worker strategy must be made before any TensorFlow op runs.
+    strategy = training.make_strategy(settings.training.strategy)
     tuned = hyperparameter_values(fn_args.hyperparameters)
     config = ModelConfig.from_dict(tuned, epochs=teacher.epochs,
                                    precision=settings.training.precision)
@@ -58,14 +60,16 @@ def run_fn(fn_args: FnArgs) -> None:
         checkpoint_dir=checkpoint_dir, verbose=settings.verbose,
         epoch_rows=None)  # the final training: every epoch passes over every row
     artifact_uri = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
-    export.export_model(artifact_uri, result.model, prepared.preprocessor, prepared.columns,
-                        prepared.label, prepared.classes, {
-                            "role": "teacher", "hyperparameters": config.to_dict(),
-                            "tuned": bool(tuned), "seed": seed,
-                            "epochs_trained": result.epochs_trained,
-                            "best_epoch": result.best_epoch, "history": result.history,
-                            "eval_metrics": result.eval_metrics, "rows": prepared.row_counts,
-                            # measured once here, reused by the Distiller, Pruner, Evaluator
-                            "metrics": evaluation.keras_metrics(result.model, prepared.held_out)})
-    if checkpoint_dir:  # the finished model is in the artifact; a rerun starts afresh
+    with training.written_by_chief(strategy, artifact_uri) as destination:
+        export.export_model(
+            destination, result.model, prepared.preprocessor, prepared.columns, prepared.label,
+            prepared.classes, {
+                "role": "teacher", "hyperparameters": config.to_dict(), "tuned": bool(tuned),
+                "seed": seed, "epochs_trained": result.epochs_trained,
+                "best_epoch": result.best_epoch, "history": result.history,
+                "eval_metrics": result.eval_metrics, "rows": prepared.row_counts,
+                # measured once here, reused by the Distiller, Pruner, Evaluator
+                "metrics": evaluation.keras_metrics(result.model, prepared.held_out)})
+    # The finished model is in the artifact; a rerun starts afresh.
+    if checkpoint_dir and strategy.extended.should_checkpoint:
         fileio.rmtree(checkpoint_dir)

@@ -1,9 +1,11 @@
 """What every training component shares: the prepared splits, the distribution strategy,
 the optimizer with its learning-rate schedule, and one `train_model` around the loop."""
+import contextlib
 import dataclasses
 import math
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Union
+import tempfile
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -158,7 +160,9 @@ _STRATEGIES: Dict[str, tf.distribute.Strategy] = {}
 def make_strategy(name: str = "none") -> tf.distribute.Strategy:
     """none: the default strategy; mirrored: every local device; multi_worker: the cluster in
     TF_CONFIG (as a Kubeflow training job sets it). One instance per process: components
-    share a process under LocalDagRunner, and collectives must not be set up twice."""
+    share a process under LocalDagRunner, and collectives must not be set up twice.
+    multi_worker must be made before the process runs any TensorFlow op (TensorFlow sets up
+    its collectives at program startup): the Trainer's run_fn makes it first."""
     if name == "none":
         return tf.distribute.get_strategy()
     if name not in ("mirrored", "multi_worker"):
@@ -169,6 +173,20 @@ def make_strategy(name: str = "none") -> tf.distribute.Strategy:
         _STRATEGIES[name] = (tf.distribute.MirroredStrategy() if name == "mirrored"
                              else tf.distribute.MultiWorkerMirroredStrategy())
     return _STRATEGIES[name]
+
+
+@contextlib.contextmanager
+def written_by_chief(strategy: tf.distribute.Strategy, path: str) -> Iterator[str]:
+    """Where this process writes what a training under `strategy` saves at `path`: `path` on
+    the chief (the only process, but under multi_worker), a local temporary folder deleted on
+    exit on the other workers. They must save as the chief does (saving reads the variables,
+    a collective every worker joins) but not over it: TensorFlow's multi-worker guide, "Model
+    saving and loading"."""
+    if strategy.extended.should_checkpoint:
+        yield path
+    else:
+        with tempfile.TemporaryDirectory(prefix="worker-") as scratch:
+            yield scratch
 
 
 # Training budgets that fit the data. On a small split a batch is at most 1/8 of the rows (not
@@ -284,9 +302,9 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     the first (by default the validation loss, a proper score: AUC alone ranks well while
     probabilities drift). Batch normalization statistics are recalibrated on the training
     split at the end (`modules.models.batchnorm`; on an epoch's worth of rows where epochs are
-    capped). `run_dir` receives metrics.jsonl and TensorBoard logs; `checkpoint_dir` makes
-    the training resumable. `restore_model` may load weights into
-    the freshly built model before training (a Hyperband trial continuing another).
+    capped). `run_dir` receives metrics.jsonl and TensorBoard logs (from the chief alone under
+    multi_worker); `checkpoint_dir` makes the training resumable. `restore_model` may load
+    weights into the freshly built model before training (a Hyperband trial continuing another).
     `steps_per_execution` train steps run per tf.function call; pruning needs 1, so that its
     step counter advances every batch. `epoch_rows` caps an epoch (see `budget`) and makes
     validation use at most SEARCH_VALIDATION_ROWS validation rows; None makes every epoch a pass
@@ -318,7 +336,7 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
                                       class_weights=weights,
                                       steps_per_execution=steps_per_execution)
     callbacks: List[tf.keras.callbacks.Callback] = [cb.LearningRateLogger()]
-    if run_dir:
+    if run_dir and distribution.extended.should_checkpoint:
         callbacks.append(cb.MetricsLogger(os.path.join(run_dir, "metrics.jsonl"),
                                           os.path.join(run_dir, "tensorboard")))
     stopper = None
