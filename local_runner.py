@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -60,7 +61,7 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         raise UserInputError("--strategy multi_worker: TF_CONFIG is not set; it describes the "
                              "cluster (a Kubeflow training job sets it)")
     label, drop = configs.label_and_drop(args, default_data=args.data is None)
-    beam_args = configs.beam_args(args)
+    beam_args = configs.beam_args(args, on_this_machine=True)
     source = check_csv(args.data or configs.default_data_path(), label, drop, stages["csv"])
     for name, why in source.left_out.items():
         column = f"column '{name}'" if name else "a column"
@@ -173,6 +174,20 @@ class TerminalLog(logging.Handler):
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class HidePasswords(logging.Filter):
+    """TFX logs ML Metadata's connection config, a MySQL password included: not in our logs."""
+    PATTERNS = ((re.compile(r'(password:\s*)"(?:[^"\\]|\\.)*"'), r'\1"***"'),
+                (re.compile(r"(mysql://[^:/@\s]*:)[^@\s]*@"), r"\1***@"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "password" in message or "mysql://" in message:
+            for pattern, replacement in self.PATTERNS:
+                message = pattern.sub(replacement, message)
+            record.msg, record.args = message, None
+        return True
+
+
 def configure_logging(terminal=None, log_file=None) -> None:
     """Every logger (ours, TFX's through absl, TensorFlow's, Beam's) goes to TerminalLog on
     `terminal` and, in full, to `log_file` (an open text file), with Python's warnings."""
@@ -185,6 +200,8 @@ def configure_logging(terminal=None, log_file=None) -> None:
         handler = logging.StreamHandler(log_file)
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.handlers.append(handler)
+    for handler in root.handlers:
+        handler.addFilter(HidePasswords())
     root.setLevel(logging.INFO)
     for name in ("absl", "tensorflow"):
         logger = logging.getLogger(name)
@@ -256,9 +273,19 @@ def run(config: configs.PipelineConfig, runner: str, terminal=None, log_file=Non
     configure_logging(terminal, log_file)
     dag = create_pipeline(config)
     if runner == "beam":
+        from apache_beam.options.pipeline_options import StandardOptions
         from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-        BeamDagRunner().run(dag)
+        # BeamDagRunner runs the components as the steps of a Beam pipeline it makes without
+        # options, so on Beam's default runner, the DirectRunner, which tries Prism first
+        # (downloading it): the components would then run in a Prism worker process. Name the
+        # in-process FnApiRunner instead, the engine the DirectRunner falls back to.
+        default = StandardOptions.DEFAULT_RUNNER
+        StandardOptions.DEFAULT_RUNNER = configs.BEAM_RUNNER
+        try:
+            BeamDagRunner().run(dag)
+        finally:
+            StandardOptions.DEFAULT_RUNNER = default
     else:
         LocalDagRunner().run(dag)
 

@@ -23,6 +23,7 @@ they are refused, naming the flag that compiles without them.
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -131,14 +132,20 @@ def run_task(name: str, spec: Dict[str, Any], produced: Dict[str, TaskRun], run_
         "lifecycle", {}) else []
     steps.append(container)
     log_path = os.path.join(task_root, "log.txt")
+    temp = os.path.join(task_root, "tmp")  # the pod's own temp folder, gone with the pod
+    os.makedirs(temp, exist_ok=True)
     started = time.time()
-    with open(log_path, "w") as log:
-        for step in steps:
-            result = subprocess.run(_command(step, json.dumps(invocation)), cwd=task_root,
-                                    env=env, stdout=log, stderr=subprocess.STDOUT)
-            if result.returncode != 0:
-                raise DryRunError(f"task {name} failed (exit {result.returncode}); its log: "
-                                  f"{log_path}")
+    try:
+        with open(log_path, "w") as log:
+            for step in steps:
+                result = subprocess.run(_command(step, json.dumps(invocation)), cwd=task_root,
+                                        env={**env, "TMPDIR": temp}, stdout=log,
+                                        stderr=subprocess.STDOUT)
+                if result.returncode != 0:
+                    raise DryRunError(f"task {name} failed (exit {result.returncode}); its "
+                                      f"log: {log_path}")
+    finally:  # TFX stages a 49 MB copy of itself there at every Beam task
+        shutil.rmtree(temp, ignore_errors=True)
     output = pipeline_spec_pb2.ExecutorOutput()
     with open(invocation["outputs"]["outputFile"]) as f:
         json_format.Parse(f.read(), output, ignore_unknown_fields=True)

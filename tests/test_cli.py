@@ -226,3 +226,21 @@ def test_the_terminal_gets_our_lines_component_steps_and_errors_and_nothing_else
     assert lines[0] == "pruner: sparsity 0.80"
     assert lines[1].endswith("] Trainer running") and "] Trainer finished in " in lines[2]
     assert lines[3:] == ["error [apache_beam]: worker failed", "warning: NaN loss at step 3"]
+
+
+def test_the_run_log_never_holds_a_mysql_password():
+    """TFX logs ML Metadata's connection config, password included."""
+    import io
+    import logging
+
+    terminal, log_file = io.StringIO(), io.StringIO()
+    local_runner.configure_logging(terminal, log_file)
+    try:
+        logging.getLogger("absl").info('Using connection config:\n mysql {\n  user: "tfx"\n'
+                                       '  password: "pa\\"ss"\n}')
+        logging.getLogger("modules.x").info("database %s", "mysql://tfx:pa55@db:3306/mlmd")
+    finally:
+        logging.getLogger().handlers[:] = []
+    text = log_file.getvalue() + terminal.getvalue()
+    assert "pa55" not in text and 'pa\\"ss' not in text
+    assert 'password: "***"' in text and "mysql://tfx:***@db:3306/mlmd" in text

@@ -35,9 +35,13 @@ def dry_run(baseline, tmp_path_factory):
             "--dry-run", str(directory / "run"), "--drop", "tips",
             "--quick", "--tuner", "random", "--trials", "1", "--min-auc", "0.6",
             "--max-auc-drop", "0.05"]
+    temp = directory / "system_temp"  # the dry run's system temp folder: left empty
+    temp.mkdir()
     result = subprocess.run([sys.executable, os.path.join(ROOT, "kubeflow_runner.py"), *args],
-                            capture_output=True, text=True, timeout=1500, cwd=ROOT)
+                            capture_output=True, text=True, timeout=1500, cwd=ROOT,
+                            env={**os.environ, "TMPDIR": str(temp)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert os.listdir(temp) == []
     return directory, result
 
 

@@ -1,4 +1,5 @@
 """Loading the splits as the Trainer does, and the DAG that create_pipeline builds."""
+import argparse
 import json
 import os
 
@@ -124,6 +125,25 @@ def test_caching_flag_and_beam_args_reach_the_pipeline(tmp_path):
     assert create_pipeline(_config(tmp_path)).enable_cache is True
     assert dag.metadata_connection_config.sqlite.filename_uri == str(
         tmp_path / "metadata.sqlite")
+
+
+def test_local_runs_on_the_in_process_beam_runner_package_nothing_for_staging():
+    """TFX builds a 49 MB package of itself for remote Beam workers unless the Beam args name
+    the workers' dependencies; local runs on the default runner name our setup.py instead,
+    compiled (Kubeflow) and other runners keep TFX's packaging."""
+    from pipeline import configs
+
+    def args(*beam_arg):
+        return argparse.Namespace(beam_arg=list(beam_arg))
+
+    setup = f"--setup_file={configs.SETUP_FILE}"
+    assert os.path.isfile(configs.SETUP_FILE)
+    assert configs.beam_args(args(), on_this_machine=True) == (
+        *configs.DEFAULT_BEAM_ARGS, setup)
+    assert setup not in configs.beam_args(args("--runner=PortableRunner"), on_this_machine=True)
+    assert setup not in configs.beam_args(args())
+    assert configs.beam_args(args("--direct_num_workers=2"), on_this_machine=True)[-1] == (
+        "--direct_num_workers=2")  # the user's args come last and win
 
 
 def test_each_component_receives_its_stage_config(tmp_path):
