@@ -9,7 +9,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -176,15 +175,11 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 class HidePasswords(logging.Filter):
     """TFX logs ML Metadata's connection config, a MySQL password included: not in our logs."""
-    PATTERNS = ((re.compile(r'(password:\s*)"(?:[^"\\]|\\.)*"'), r'\1"***"'),
-                (re.compile(r"(mysql://[^:/@\s]*:)[^@\s]*@"), r"\1***@"))
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if "password" in message or "mysql://" in message:
-            for pattern, replacement in self.PATTERNS:
-                message = pattern.sub(replacement, message)
-            record.msg, record.args = message, None
+            record.msg, record.args = metadata.hide_passwords(message), None
         return True
 
 
@@ -311,9 +306,8 @@ def explain(version_dir: str, output: Optional[str], uri: Optional[str] = None) 
                              f"folder such as <output>/serving/<version>")
     output = os.path.abspath(output) if output else os.path.dirname(os.path.dirname(version_dir))
     database = _metadata(uri, output)
-    if metadata.is_mysql(database):
-        metadata.check_connection(database)
-    elif not os.path.isfile(database):
+    metadata.check_connection(database)  # a MySQL database; a SQLite file must exist:
+    if not metadata.is_mysql(database) and not os.path.isfile(database):
         raise UserInputError(f"--explain: no ML Metadata at {database}; pass --output with "
                              f"the run's output folder, or the run's --metadata")
     text = lineage.explain(database, version_dir)

@@ -38,11 +38,12 @@ class MySql:
             parts = urllib.parse.urlsplit(uri)
             port = parts.port or 3306
         except ValueError as e:  # a port that is not a number
-            raise MetadataError(f"--metadata {_hidden(uri)}: {e}; use {MYSQL_FORM}") from None
+            raise MetadataError(f"--metadata {hide_passwords(uri)}: {e}; "
+                                f"use {MYSQL_FORM}") from None
         database = parts.path.lstrip("/")
         if not (parts.username and parts.hostname and database) or "/" in database:
-            raise MetadataError(f"--metadata {_hidden(uri)}: name the user, host and database: "
-                                f"use {MYSQL_FORM}")
+            raise MetadataError(f"--metadata {hide_passwords(uri)}: name the user, host and "
+                                f"database: use {MYSQL_FORM}")
         password = (urllib.parse.unquote(parts.password) if parts.password is not None
                     else os.environ.get(MYSQL_PASSWORD_ENV, ""))
         return cls(urllib.parse.unquote(parts.username), password, parts.hostname, port,
@@ -52,9 +53,15 @@ class MySql:
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
 
 
-def _hidden(uri: str) -> str:
-    """`uri` with any password replaced by ***."""
-    return re.sub(r"^(mysql://[^:/@]*:)[^@]*@", r"\1***@", uri)
+_PASSWORDS = ((re.compile(r'(password:\s*)"(?:[^"\\]|\\.)*"'), r'\1"***"'),  # in a config
+              (re.compile(r"(mysql://[^:/@\s]*:)[^@\s]*@"), r"\1***@"))  # in a URI
+
+
+def hide_passwords(text: str) -> str:
+    """`text` with every MySQL password (in a URI or a printed ConnectionConfig) as ***."""
+    for pattern, replacement in _PASSWORDS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 @contextlib.contextmanager
