@@ -17,6 +17,9 @@ COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SchemaGen", "DataValidator", "T
               "latest_blessed_model_resolver",
               "Evaluator", "Pusher"}
 ODD_COMPANY = "Taxi Élite Ünïcode 出租车"
+# What a pushed version holds when the data has a text column (int8: the vector-in model too)
+PUSHED_FILES = ["contract.json", "golden_probabilities.csv", "golden_rows.csv", "model.tflite",
+                "model_card.json", "saved_model", "vector", "vocabulary.json"]
 
 
 def run_cli(*args, timeout=900, env=None):

@@ -26,6 +26,7 @@ from components.pruner.executor import Executor as PrunerExecutor
 from components.pusher import executor as pusher
 from components.quantizer.executor import Executor as QuantizerExecutor
 from conftest import write_statistics
+from pipeline_runs import PUSHED_FILES
 from modules import fileio
 from modules.learning import trainer
 from modules.models import export
@@ -202,8 +203,7 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
     version = pushed.get_string_custom_property("pushed_destination")
     assert version.startswith(serving_dir + "/")
     local = version[len("file://"):]
-    assert sorted(os.listdir(local)) == ["contract.json", "model.tflite", "model_card.json",
-                                         "saved_model"]
+    assert sorted(os.listdir(local)) == PUSHED_FILES
     assert tf.saved_model.load(os.path.join(version, "saved_model")).signatures[
         "serving_default"] is not None
     assert not [n for n in os.listdir(os.path.dirname(local))

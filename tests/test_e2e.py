@@ -7,8 +7,8 @@ import os
 import pytest
 
 from csv_samples import r_style_csv, sklearn_csv, taxi_rows, write_csv
-from pipeline_runs import (COMPONENTS, ODD_COMPANY, latest_states, quick_args, run_cli,
-                           summary, versions)
+from pipeline_runs import (COMPONENTS, ODD_COMPANY, PUSHED_FILES, latest_states, quick_args,
+                           run_cli, summary, versions)
 
 pytestmark = pytest.mark.e2e
 
@@ -22,8 +22,7 @@ def test_local_run_executes_every_component_and_pushes(first_run):
     _, output, result = first_run
     assert latest_states(output) == {c: "complete" for c in COMPONENTS}
     [version] = versions(output)
-    assert sorted(os.listdir(version)) == ["contract.json", "model.tflite", "model_card.json",
-                                           "saved_model"]
+    assert sorted(os.listdir(version)) == PUSHED_FILES
     card = json.load(open(os.path.join(version, "model_card.json")))
     assert card["lineage"]["quantized_artifact_id"] > 0 and card["deploy_mode"] == "int8"
     assert "candidate" in result.stdout and f"Pushed to: {version}" in result.stdout
@@ -270,5 +269,6 @@ def test_multi_class_string_label(tmp_path):
     assert any(r.startswith("ok: macro ROC AUC 0.") for r in report["reasons"])
     [version] = versions(str(output))
     contract = json.load(open(os.path.join(version, "contract.json")))
-    assert contract["classes"] == ["class_0", "class_1", "class_2"]
-    assert contract["output"]["shape"][-1] == len(contract["classes"])
+    assert contract["output"]["classes"] == ["class_0", "class_1", "class_2"]
+    vector = json.load(open(os.path.join(version, "vector", "contract.json")))
+    assert vector["output"]["shape"][-1] == len(vector["classes"]) == 3

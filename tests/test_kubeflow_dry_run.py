@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipeline_runs import ROOT, versions
+from pipeline_runs import PUSHED_FILES, ROOT, versions
 
 pytestmark = pytest.mark.e2e
 IMAGE = "registry.example.com/tfx-compress:test"
@@ -52,8 +52,7 @@ def test_every_task_completes_and_a_model_is_pushed(dry_run):
         assert f"{task} complete in" in result.stdout, task
         assert (directory / "run" / task / "executor_output.json").is_file(), task
     [version] = versions(str(directory / "root"))
-    assert sorted(os.listdir(version)) == ["contract.json", "model.tflite", "model_card.json",
-                                           "saved_model"]
+    assert sorted(os.listdir(version)) == PUSHED_FILES
     assert f"Pushed to: {version}" in result.stdout and "candidate" in result.stdout
     # The column report reads the run's label from the Evaluator's execution properties,
     # which the dry run records as KFP's launcher does.

@@ -12,13 +12,12 @@ from tfx.types import artifact_utils
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
 from modules import fileio, memory
-from modules.compression import quantization
-from modules.learning import console
+from modules.learning import console, training
 from modules.models import export
 from modules.reading import data
 from modules.settings import Blessing, RunSettings
 from modules.verdict import blessing, evaluation, intervals, sliced_metrics
-from modules.verdict.candidates import SAVED_MODELS, tflite_path
+from modules.verdict.candidates import SAVED_MODELS, mode_folder, tflite_path
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +107,14 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
             if name == "teacher":
                 predictors[name] = predict
         for mode in info["modes"]:  # sizes and latency as the Quantizer measured them
-            tflite = quantization.TFLiteModel.from_file(tflite_path(quantized.uri, mode))
-            scores[mode] = evaluation.split_scores(tflite.probabilities, prepared.held_out)
+            # exactly the deployable file, fed raw test rows as a device would
+            predict, _, rows = evaluation.tflite_candidate(mode_folder(quantized.uri, mode),
+                                                           prepared)
+            scores[mode] = evaluation.split_scores(predict, rows)
             candidates[mode] = {**info["metrics"][mode], **scores[mode].metrics(),
                                 "nonzero_params": candidates["pruned"]["nonzero_params"]}
         slices, slice_sample = self._slices(step, predictors, deploy_mode,
-                                            tflite_path(quantized.uri, deploy_mode), thresholds)
+                                            mode_folder(quantized.uri, deploy_mode), thresholds)
         predictors.clear()
         step.unload_models()
         memory.release()
@@ -123,17 +124,17 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
             baseline_artifact = artifact_utils.get_single_instance(step.input_dict["baseline"])
             path = tflite_path(baseline_artifact.uri, deploy_mode)
             if fileio.exists(path):
-                # The same test rows, preprocessed as the baseline was trained: it may have
-                # had other columns (--drop) or statistics than the candidate.
+                # The same test rows, read as the baseline was trained: it may have had
+                # other columns (--drop) or statistics than the candidate.
                 source = export.load_model(export.read_info(baseline_artifact.uri)["source_uri"])
                 own = step.prepare_like(source)
-                predict, single = evaluation.tflite_predictor(
-                    quantization.TFLiteModel.from_file(path))
-                baseline_scores = evaluation.split_scores(predict, own.held_out)
+                predict, single, rows = evaluation.tflite_candidate(
+                    mode_folder(baseline_artifact.uri, deploy_mode), own)
+                baseline_scores = evaluation.split_scores(predict, rows)
                 baseline = {"artifact_id": baseline_artifact.id, "uri": baseline_artifact.uri,
                             "is_candidate": baseline_artifact.id == quantized.id,
                             **evaluation.evaluate_candidate(
-                                predict, single, own.held_out, path,
+                                predict, single, rows, path,
                                 params=source.core.count_params(),
                                 metrics=baseline_scores.metrics())}
         train_counts = prepared.counts(data.TRAIN)
@@ -211,16 +212,15 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
                           "log_loss_ci": cis["trivial"]["log_loss"]}
 
     def _slices(self, step: StepInputs, predictors: Dict[str, Callable[[np.ndarray], np.ndarray]],
-                deploy_mode: str, deployed_path: str,
+                deploy_mode: str, deployed_folder: str,
                 thresholds: Blessing) -> Tuple[Dict[str, Any], Optional[Dict[str, int]]]:
         """TFMA's metrics per slice of `predictors` (the teacher's; preprocessed rows ->
-        probabilities) and of the deployed TFLite model, on a uniform sample of at most
-        `--slice-rows` test rows; see modules.verdict.sliced_metrics."""
+        probabilities) and of the deployed TFLite model (raw rows), on a uniform sample of at
+        most `--slice-rows` test rows; see modules.verdict.sliced_metrics."""
         prepared = step.prepared
         if not sliced_metrics.supported(prepared.classes):
             return {}, None
-        predictors = {**predictors, deploy_mode: quantization.TFLiteModel.from_file(
-            deployed_path).probabilities}
+        deployed, _, rows = evaluation.tflite_candidate(deployed_folder, prepared)
         tfma_dir = os.path.join(step.output_uri("evaluation"), "tfma")
         scored = os.path.join(tfma_dir, "scored_eval_examples.gz")
         test_rows = prepared.row_counts["test_rows"]
@@ -229,7 +229,9 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
 
         def scores(serialized, class_ids):
             x = prepared.features(serialized).numpy()
+            raw = rows.parse(serialized) if isinstance(rows, training.RawRows) else x
             return {sliced_metrics.LABEL_KEY: class_ids.astype(np.float32),
+                    sliced_metrics.prediction_key(deploy_mode): deployed(raw)[:, 1],
                     **{sliced_metrics.prediction_key(name): predict(x)[:, 1]
                        for name, predict in predictors.items()}}
 
@@ -239,7 +241,7 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
             added=scores), "of": test_rows}
         slice_features = [f for f in thresholds.slice_features
                           if f in {c.name for c in prepared.columns}]
-        return sliced_metrics.sliced_metrics(list(predictors), scored, slice_features,
+        return sliced_metrics.sliced_metrics([*predictors, deploy_mode], scored, slice_features,
                                              tfma_dir, beam_args=self._beam_pipeline_args), sample
 
     @staticmethod

@@ -90,10 +90,13 @@ class Executor(base_executor.BaseExecutor):
         def write_version(folder: str, version: str) -> None:
             fileio.copytree(os.path.join(artifacts["pruned"].uri, export.SERVING_DIR),
                             os.path.join(folder, "saved_model"))
+            source = candidates.mode_folder(artifacts["quantized"].uri, mode)
             for name in candidates.DEPLOYED_FILES:
-                fileio.copy(os.path.join(candidates.mode_folder(artifacts["quantized"].uri,
-                                                                mode), name),
-                            os.path.join(folder, name))
+                path = os.path.join(source, name)
+                if fileio.isdir(path):
+                    fileio.copytree(path, os.path.join(folder, name))
+                elif fileio.exists(path):
+                    fileio.copy(path, os.path.join(folder, name))
             fileio.write_json(os.path.join(folder, "model_card.json"),
                               {**card, "version": version})
 
@@ -106,11 +109,17 @@ class Executor(base_executor.BaseExecutor):
     def _model_card(self, artifacts, evaluation, mode) -> Dict[str, Any]:
         pruned_info = export.read_info(artifacts["pruned"].uri)
         teacher_info = export.read_info(artifacts["teacher"].uri)
+        contract = fileio.read_json(candidates.contract_path(artifacts["quantized"].uri, mode))
         return {
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "files": {"tflite": candidates.TFLITE_FILE, "contract": candidates.CONTRACT_FILE,
+                      "vocabulary": candidates.VOCABULARY_FILE,
+                      "conformance_kit": [candidates.GOLDEN_ROWS_FILE,
+                                          candidates.GOLDEN_PROBABILITIES_FILE],
+                      "vector_model": f"{candidates.VECTOR_DIR}/{candidates.TFLITE_FILE}",
                       "saved_model": "saved_model/"},
             "deploy_mode": mode,
+            "tflite_micro": contract.get("tflite_micro"),
             "classes": pruned_info["classes"], "label": pruned_info["label"]["name"],
             "metrics": {name: evaluation["candidates"][name]
                         for name in ("teacher", "pruned", mode)},

@@ -1,14 +1,19 @@
-"""Quantizer executor: convert, write the input contract, check every model with the
-interpreter on the validation split (the Evaluator reuses their sizes and latency, and
-measures their metrics on test)."""
+"""Quantizer executor: convert the pruned student in every mode to a raw-in TFLite model
+(modules.compression.raw_tflite), write its contract, vocabulary and conformance kit, check
+it against TFLite Micro, and measure it with the interpreter on raw validation rows (the
+Evaluator reuses the sizes and latency, and measures the metrics on test). Integer modes also
+keep today's vector-in model in `vector/`, for devices without floating point."""
 import logging
 import os
 from typing import Any, Dict
 
+import tensorflow as tf
+
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
-from modules import fileio
-from modules.compression import quantization
+
+from modules import edge, fileio
+from modules.compression import conformance, quantization, raw_tflite
 from modules.learning import training
 from modules.models import export
 from modules.models.hyperparameters import ModelConfig
@@ -21,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def input_contract(model: quantization.TFLiteModel, source: export.ExportedModel,
                    mode: str) -> Dict[str, Any]:
-    """What a caller must feed the .tflite model and what it returns."""
+    """What a caller must feed the vector-in .tflite model and what it returns."""
     tensors = {k: vars(v) for k, v in model.contract().items()}
     return {
         "mode": mode,
@@ -48,27 +53,52 @@ class Executor(StepExecutor):
     def run(self, step: StepInputs) -> None:
         source, prepared, stage = step.model, step.prepared, step.stage
         output_uri = step.output_uri("quantized_model")
+        inputs = raw_tflite.raw_inputs(source.preprocessor, source.classes)
+        seed = step.settings.training.seed
+        calibration = inputs.tensors(prepared.raw(data.TRAIN).sample(CALIBRATION_ROWS, seed))
+        validation = prepared.raw(prepared.held_out_split)
+        golden = conformance.golden_rows(validation, inputs, source.preprocessor)
         report = {}
         for name in stage.modes:
             mode = candidates.mode(name)
-            representative = (quantization.representative_sample(
-                prepared.train, seed=step.settings.training.seed) if mode.integer else None)
-            content = quantization.convert(self._model_for(mode, step), name, representative)
+            model = self._model_for(mode, step)
+            content = raw_tflite.convert(model, source.preprocessor, inputs, name,
+                                         _representative(calibration) if mode.integer else None)
             path = candidates.tflite_path(output_uri, name)
             fileio.write_bytes(path, content)
-            tflite = quantization.TFLiteModel(content)
-            fileio.write_json(candidates.contract_path(output_uri, name),
-                              input_contract(tflite, source, name))
-            predict, single = evaluation.tflite_predictor(tflite)
+            folder = candidates.mode_folder(output_uri, name)
+            if inputs.ids:
+                fileio.write_json(os.path.join(folder, edge.VOCABULARY_FILE), inputs.vocabularies)
+            tflite = edge.RawModel(content, inputs, tf.lite.Interpreter)
+            kit = conformance.write_kit(folder, golden, tflite, step.uri("model"))
+            micro = raw_tflite.micro_check(content, inputs.tensors(golden))
+            fileio.write_json(candidates.contract_path(output_uri, name), {
+                "mode": name, **inputs.contract(), "tflite_micro": micro, "conformance": kit,
+                "features": source.preprocessor.layout()})
+            if mode.integer:  # the vector-in model, for devices without floating point
+                self._write_vector_model(folder, model, source, name,
+                                         quantization.representative_sample(
+                                             prepared.train, seed=seed))
+            predict, single = evaluation.raw_predictor(tflite)
             report[name] = evaluation.evaluate_candidate(
-                predict, single, prepared.held_out, path,
-                params=source.core.count_params())
-            log.info("quantizer: %s: accuracy %.4f, AUC %.4f, %d bytes", name,
-                     report[name]["accuracy"], report[name]["auc"], report[name]["size_bytes"])
+                predict, single, validation, path, params=source.core.count_params())
+            log.info("quantizer: %s: accuracy %.4f, AUC %.4f, %d bytes, TFLite Micro %s", name,
+                     report[name]["accuracy"], report[name]["auc"], report[name]["size_bytes"],
+                     f"arena {micro['arena_bytes']} bytes" if micro["runs"] else
+                     f"cannot run it ({', '.join(micro['outside_tflite_micro']) or 'failed'})")
         fileio.write_json(os.path.join(output_uri, export.INFO_FILE), {
             "role": "tflite", "modes": list(stage.modes), "source_uri": step.uri("model"),
             "classes": source.classes, "metrics": report})
         write_report(step.output_dict["metrics"][0], report)
+
+    @staticmethod
+    def _write_vector_model(folder: str, model, source: export.ExportedModel, name: str,
+                            representative) -> None:
+        content = quantization.convert(model, name, representative)
+        fileio.write_bytes(os.path.join(folder, candidates.VECTOR_DIR, candidates.TFLITE_FILE),
+                           content)
+        fileio.write_json(os.path.join(folder, candidates.VECTOR_DIR, candidates.CONTRACT_FILE),
+                          input_contract(quantization.TFLiteModel(content), source, name))
 
     @staticmethod
     def _model_for(mode: candidates.Mode, step: StepInputs):
@@ -85,3 +115,13 @@ class Executor(StepExecutor):
             step.prepared, config, step.settings.training, epochs=step.stage.qat_epochs,
             early_stopping=False, verbose=step.settings.verbose)
         return result.model
+
+
+CALIBRATION_ROWS = 500  # raw training rows that calibrate the int8 activation ranges
+
+
+def _representative(tensors):
+    def generate():
+        for i in range(len(tensors[0])):
+            yield [t[i:i + 1] for t in tensors]
+    return generate

@@ -35,6 +35,12 @@ class PreparedData:
     row_counts: Dict[str, int]  # rows used and rows dropped, for the report
     class_counts: Dict[str, List[int]] = dataclasses.field(default_factory=dict)
     held_out_split: str = data.VALIDATION
+    files: Dict[str, Sequence[str]] = dataclasses.field(default_factory=dict)  # by split
+
+    def raw(self, split: str) -> "RawRows":
+        """The same rows as `train` or `held_out`, in the same order, as raw columns."""
+        return RawRows(self.files[split], _inputs(self.columns, self.preprocessor), self.label,
+                       self.classes)
 
     @property
     def num_classes(self) -> int:
@@ -123,7 +129,58 @@ def _prepare(train_files, held_out_files, held_out_split: str, columns, label_co
         for files, rows in ((train_files, counts["train_rows"]),
                             (held_out_files, counts[f"{held_out_split}_rows"]))]
     return PreparedData(*prepared_splits, classes, list(columns), label_column, preprocessor,
-                        counts, per_class, held_out_split)
+                        counts, per_class, held_out_split,
+                        {data.TRAIN: train_files, held_out_split: held_out_files})
+
+
+class RawRows:
+    """A split's labeled rows of known classes as raw canonical columns (numeric: float64,
+    NaN if missing; text: bytes), streamed in file order: the rows of the prepared split,
+    in its order, for the models that take raw features (`modules.edge.RawModel`). `blocks`
+    and `first_row` read like `splits.Split`'s, so `modules.verdict.evaluation` measures
+    both the same way."""
+
+    def __init__(self, files: Sequence[str], columns: Sequence[data.FeatureColumn],
+                 label: data.FeatureColumn, classes: Sequence[str]):
+        self.files, self.columns, self.label = list(files), list(columns), label
+        self.classes = list(classes)
+
+    def parse(self, serialized: tf.Tensor) -> Dict[str, np.ndarray]:
+        """Serialized tf.Examples -> their raw columns."""
+        return {name: values.numpy()
+                for name, values in data.parse_examples(serialized, self.columns).items()}
+
+    def blocks(self) -> Iterator[tuple]:
+        """({column: values}, {"label": class ids}) per block of `splits.BLOCK_ROWS` rows."""
+        known = {name.encode("utf-8"): i for i, name in enumerate(self.classes)}
+        parse = tf.function(lambda s: data.parse_examples(s, self.columns, self.label),
+                            autograph=False)
+        for serialized in data.split_records(self.files).batch(splits.BLOCK_ROWS):
+            parsed = {name: values.numpy() for name, values in parse(serialized).items()}
+            ids = np.array([known.get(v, -1) for v in parsed.pop(self.label.name)], np.int64)
+            keep = ids >= 0
+            if keep.any():
+                yield {name: values[keep] for name, values in parsed.items()}, {"label": ids[keep]}
+
+    def first_row(self) -> Dict[str, np.ndarray]:
+        columns, _ = next(iter(self.blocks()))
+        return {name: values[:1] for name, values in columns.items()}
+
+    def sample(self, rows: int, seed: int = 0) -> Dict[str, np.ndarray]:
+        """A uniform sample of at most `rows` rows, in one pass holding at most `rows` (each
+        block's rows get random keys; the `rows` smallest keys so far are kept)."""
+        rng = np.random.default_rng(seed)
+        kept: Optional[Dict[str, np.ndarray]] = None
+        keys = np.zeros(0)
+        for columns, _ in self.blocks():
+            block_keys = rng.random(len(next(iter(columns.values()))))
+            merged = {n: np.concatenate([kept[n], v]) if kept else v for n, v in columns.items()}
+            keys = np.concatenate([keys, block_keys])
+            order = np.argsort(keys, kind="stable")[:rows]
+            kept, keys = {n: v[order] for n, v in merged.items()}, keys[order]
+        if kept is None:
+            raise ValueError("the split has no labeled rows to sample")
+        return kept
 
 
 def _prepared_blocks(files, columns, label_column, preprocessor: FeaturePreprocessor,

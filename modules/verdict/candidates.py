@@ -6,15 +6,20 @@ quantization mode (`MODES`), in this order in the report. A new quantization mod
 its options (modules.compression.quantization), the Quantizer fine-tunes it first when it is
 quantization-aware, and the report shows it after the others.
 
-The Quantizer's artifact holds one folder per mode, `<mode>/model.tflite` with its input
-contract `<mode>/contract.json`; `tflite_path` and `contract_path` spell them, and a pushed
-version copies `DEPLOYED_FILES` from the deployed mode's folder.
+The Quantizer's artifact holds one folder per mode, `<mode>/model.tflite` (raw features in,
+see modules.edge) with its contract `<mode>/contract.json`, its vocabulary and conformance kit,
+and for integer modes the vector-in model in `<mode>/vector/`; `tflite_path` and
+`contract_path` spell them, and a pushed version copies `DEPLOYED_FILES` from the deployed
+mode's folder.
 
-No TensorFlow here: the runners check flags with it before anything heavy is imported.
+No TensorFlow here (nor in modules.edge): the runners check flags with it before anything
+heavy is imported.
 """
 import dataclasses
 import os
 from typing import Dict, Tuple
+
+from modules import edge
 
 # SavedModel candidates: the teacher (the better of the network and the trees, also shown
 # apart), the linear baseline, the students and the pruned student.
@@ -46,9 +51,16 @@ BY_NAME: Dict[str, Mode] = {mode.name: mode for mode in MODES}
 NAMES: Tuple[str, ...] = tuple(BY_NAME)
 ORDER: Tuple[str, ...] = SAVED_MODELS + NAMES  # the report's rows
 
-TFLITE_FILE = "model.tflite"
-CONTRACT_FILE = "contract.json"
-DEPLOYED_FILES = (TFLITE_FILE, CONTRACT_FILE)  # what a pushed version takes from its mode
+# raw features in, probabilities out (modules.edge), its contract, and its vocabulary (text
+# values -> ids; absent without text features)
+TFLITE_FILE, CONTRACT_FILE = edge.MODEL_FILE, edge.CONTRACT_FILE
+VOCABULARY_FILE = edge.VOCABULARY_FILE
+GOLDEN_ROWS_FILE = "golden_rows.csv"  # the conformance kit: raw rows ...
+GOLDEN_PROBABILITIES_FILE = "golden_probabilities.csv"  # ... and serving_raw's probabilities
+VECTOR_DIR = "vector"  # integer modes: the vector-in model (int8 preprocessed vector in)
+# what a pushed version takes from its mode's folder (those that exist)
+DEPLOYED_FILES = (TFLITE_FILE, CONTRACT_FILE, VOCABULARY_FILE, GOLDEN_ROWS_FILE,
+                  GOLDEN_PROBABILITIES_FILE, VECTOR_DIR)
 
 
 def mode(name: str) -> Mode:

@@ -10,9 +10,10 @@ function from preprocessed feature vectors to class probabilities, and measured 
 - latency: one example on the CPU (TFLite: one interpreter thread; TensorFlow: its default
   thread pools), median over many calls after warm-up. The
   timed call takes an already preprocessed float32 vector and returns probabilities: for a
-  TFLite model it includes input quantization, `invoke` and reading the output; for a Keras
-  model, one call of its compiled inference function. Preprocessing, identical for all
-  candidates, is not timed.
+  vector-in TFLite model it includes input quantization, `invoke` and reading the output;
+  for a Keras model, one call of its compiled inference function. The deployable TFLite
+  models take raw rows (`modules.edge`; `RawRows` splits, `raw_predictor`): their timed call
+  includes their own preprocessing, from tensors of raw values.
 """
 import dataclasses
 import functools
@@ -27,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn import metrics as skm
 
-from modules import fileio
+from modules import edge, fileio
 from modules.compression.quantization import TFLiteModel, softmax
 from modules.reading.splits import Split
 
@@ -157,6 +158,31 @@ def tflite_predictor(model: TFLiteModel):
         return lambda: softmax(model.invoke(model.quantize_input(row)).astype(np.float32))
 
     return model.probabilities, single
+
+
+def raw_predictor(model: edge.RawModel):
+    """(batch predict fn, single-example timed call) for a raw-in TFLite model; the timed
+    call takes a row already made tensors (numbers, vocabulary ids) and returns its
+    probabilities."""
+    def single(row: Dict[str, np.ndarray]) -> Callable[[], object]:
+        tensors = model.inputs.tensors(row)
+        model.invoke(tensors)
+        return lambda: model.invoke(tensors)
+
+    return model.probabilities, single
+
+
+def tflite_candidate(folder: str, prepared):
+    """A Quantizer mode folder -> (predict, single, the held-out rows it reads). A raw-in
+    model (its contract names its inputs) reads the raw rows of `prepared`'s held-out split
+    (`training.RawRows`); a vector-in model (versions pushed before raw-in models) the
+    prepared split."""
+    if "inputs" in fileio.read_json(os.path.join(folder, edge.CONTRACT_FILE)):
+        model = edge.RawModel.from_folder(folder, tf.lite.Interpreter, opener=tf.io.gfile.GFile,
+                                          exists=fileio.exists)
+        return (*raw_predictor(model), prepared.raw(prepared.held_out_split))
+    return (*tflite_predictor(TFLiteModel.from_file(os.path.join(folder, edge.MODEL_FILE))),
+            prepared.held_out)
 
 
 def evaluate_candidate(predict: Callable[[np.ndarray], np.ndarray],

@@ -1,0 +1,219 @@
+"""The deployable TFLite model: raw features in, class probabilities out.
+
+A device feeds the model what a CSV row holds (`modules.edge.RawInputs` names the tensors):
+- `numbers`: float32 [batch, N], one column per numeric feature and per integer-coded
+  categorical feature, NaN where a value is missing;
+- `ids`: int32 [batch, T], one column per text feature, the value's id in the vocabulary
+  file pushed beside the model (1 + its position; 0 for a value the vocabulary lacks).
+It returns float32 [batch, classes] probabilities.
+
+Inside, the preprocessing that `modules.reading.preprocessing.FeaturePreprocessor` learned runs
+in float32, written with ops TFLite Micro has (`TFLITE_MICRO_OPS`): a missing value is
+`x != x` and SELECT_V2, z-scores and piecewise-linear bins are SUB, MUL, MINIMUM and MAXIMUM,
+an integer code becomes its category with FLOOR/CEIL and comparisons, and a one-hot slot k of
+a category id c is 1 - min(|c - k|, 1) (TFLite Micro has no ONE_HOT). The network after it
+is quantized like the vector-in model: one QUANTIZE where the preprocessed vector is complete,
+int8 weights and activations, one DEQUANTIZE before the softmax (int8 probabilities would
+move in steps of 1/256). Quantizing the preprocessing too would put raw units of very
+different sizes on one int8 scale (ROC AUC 0.955 -> 0.704 on taxi in a first trial).
+"""
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from modules import edge
+from modules.models.model import to_float32
+from modules.reading.preprocessing import FeaturePreprocessor
+from modules.verdict import candidates
+
+
+# TFLite Micro's builtin operators (tensorflow/tflite-micro, MicroMutableOpResolver's Add*
+# methods at 90b983c, 2026-08-20), in TFLite's BuiltinOperator names.
+TFLITE_MICRO_OPS = frozenset("""
+ABS ADD ADD_N ARG_MAX ARG_MIN ASSIGN_VARIABLE AVERAGE_POOL_2D BATCH_MATMUL BATCH_TO_SPACE_ND
+BROADCAST_ARGS BROADCAST_TO CALL_ONCE CAST CEIL CONCATENATION CONV_2D COS CUMSUM DEPTH_TO_SPACE
+DEPTHWISE_CONV_2D DEQUANTIZE DIV DYNAMIC_UPDATE_SLICE ELU EMBEDDING_LOOKUP EQUAL EXP EXPAND_DIMS
+FILL FLOOR FLOOR_DIV FLOOR_MOD FULLY_CONNECTED GATHER GATHER_ND GREATER GREATER_EQUAL HARD_SWISH
+IF L2_NORMALIZATION L2_POOL_2D LEAKY_RELU LESS LESS_EQUAL LOG LOGICAL_AND LOGICAL_NOT LOGICAL_OR
+LOGISTIC LOG_SOFTMAX MAXIMUM MAX_POOL_2D MIRROR_PAD MEAN MINIMUM MUL NEG NOT_EQUAL PACK PAD PADV2
+PRELU QUANTIZE READ_VARIABLE REDUCE_ALL REDUCE_MAX REDUCE_MIN RELU RELU6 RESHAPE RESIZE_BILINEAR
+RESIZE_NEAREST_NEIGHBOR REVERSE_V2 ROUND RSQRT SELECT_V2 SHAPE SIN SLICE SOFTMAX SPACE_TO_BATCH_ND
+SPACE_TO_DEPTH SPLIT SPLIT_V SQUEEZE SQRT SQUARE SQUARED_DIFFERENCE STRIDED_SLICE SUB SUM SVDF
+TANH TRANSPOSE_CONV TRANSPOSE UNPACK UNIDIRECTIONAL_SEQUENCE_LSTM VAR_HANDLE WHILE ZEROS_LIKE
+""".split())
+
+
+def raw_inputs(preprocessor: FeaturePreprocessor, classes: Sequence[str]) -> edge.RawInputs:
+    """What the raw-in model takes, from the fitted preprocessing."""
+    return edge.RawInputs(
+        numbers=[s["name"] for s in preprocessor.numeric]
+        + [s["name"] for s in preprocessor.categorical if s["source"] == "numeric"],
+        ids=[s["name"] for s in preprocessor.categorical if s["source"] == "text"],
+        vocabularies={s["name"]: list(s["vocabulary"] or [""])
+                      for s in preprocessor.categorical if s["source"] == "text"},
+        classes=list(classes))
+
+
+def _float32(values) -> np.ndarray:
+    return np.asarray(values, np.float64).astype(np.float32)
+
+
+def preprocess(preprocessor: FeaturePreprocessor, numbers: tf.Tensor,
+               ids: Optional[tf.Tensor]) -> tf.Tensor:
+    """`FeaturePreprocessor.expand(encode(raw))` in float32 from the raw tensors, with
+    TFLite Micro's ops (see the module's docstring); the same layout, slot for slot. Each op
+    and constant costs bytes in the flatbuffer, so the ops are shared across features."""
+    numeric, categorical, blocks = preprocessor.numeric, preprocessor.categorical, []
+    n = len(numeric)
+    # Every op reading `numbers` works on the whole tensor and the columns are then taken
+    # with GATHER: a STRIDED_SLICE of the input would be quantized with it (NaN included).
+    missing = tf.not_equal(numbers, numbers)  # NaN
+    # A missing value far below any edge or code: its bins clip to 0, its code is unseen.
+    values = tf.where(missing, 0.0, numbers)
+    below = tf.where(missing, np.float32(-1e30), values)
+    if n:
+        x = tf.gather(values, list(range(n)), axis=1)
+        kept = tf.gather(tf.where(missing, 0.0, 1.0), list(range(n)), axis=1)
+        # Reciprocals in float64 first: a bin narrower than float32's resolution of its edges
+        # (census tracts of 11 digits) becomes a step instead of 0/0.
+        mean = _float32([s["mean"] for s in numeric])
+        inverse_std = _float32([1.0 / s["std"] for s in numeric])
+        z = tf.minimum(tf.maximum((x - mean) * inverse_std, -preprocessor.clip),
+                       preprocessor.clip)
+        blocks += [z * kept, 1.0 - kept]
+        owner = [i for i, s in enumerate(numeric) for _ in s["edges"][1:]]
+        lower = np.concatenate([np.asarray(s["edges"][:-1], np.float64) for s in numeric])
+        upper = np.concatenate([np.asarray(s["edges"][1:], np.float64) for s in numeric])
+        position = ((tf.gather(below, owner, axis=1) - lower.astype(np.float32))
+                    * (1.0 / (upper - lower)).astype(np.float32))
+        blocks.append(tf.minimum(tf.maximum(position, 0.0), 1.0))
+    if categorical:
+        coded = [s for s in categorical if s["source"] == "numeric"]
+        texts = [s for s in categorical if s["source"] == "text"]
+        codes = []  # each categorical feature's slot in its one-hot block, 0: unseen
+        if coded:  # an integer value v is slot v - first + 1 of its range
+            codes.append(tf.math.floor(tf.gather(below, list(range(n, n + len(coded))), axis=1))
+                         - _float32([float(s["vocabulary"][0]) - 1.0 for s in coded]))
+        if texts:  # ids from the vocabulary file
+            codes.append(tf.cast(ids, tf.float32))
+        codes = tf.concat(codes, axis=1) if len(codes) > 1 else codes[0]
+        widths = {s["name"]: len(s["vocabulary"] or [""]) + 1 for s in categorical}
+        top = _float32([widths[s["name"]] - 1 for s in coded + texts])
+        codes = tf.where(tf.logical_and(codes >= 1.0, codes <= top), codes, 0.0)
+        # One-hot blocks without a gather: each code moved to its slot in the whole one-hot
+        # vector, compared with every slot's number, and summed over the features.
+        start = np.cumsum([0] + [widths[s["name"]] for s in categorical])
+        offset = {s["name"]: start[j] for j, s in enumerate(categorical)}
+        slots = tf.expand_dims(codes + _float32([offset[s["name"]] for s in coded + texts]), 2)
+        hot = tf.equal(slots, np.arange(start[-1], dtype=np.float32))
+        blocks.append(tf.reduce_sum(tf.cast(hot, tf.float32), axis=1))
+    return tf.concat(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+
+
+def raw_function(core: tf.keras.Model, preprocessor: FeaturePreprocessor,
+                 inputs: edge.RawInputs) -> tf.types.experimental.ConcreteFunction:
+    """numbers (and ids) -> probabilities, as one concrete function to convert."""
+    core = to_float32(core)
+    specs = [tf.TensorSpec([None, len(inputs.numbers)], tf.float32, name=edge.NUMBERS)]
+    if inputs.ids:
+        specs.append(tf.TensorSpec([None, len(inputs.ids)], tf.int32, name=edge.IDS))
+
+    def probabilities(numbers, ids=None):
+        logits = core(preprocess(preprocessor, numbers, ids), training=False)
+        return {edge.PROBABILITIES: tf.nn.softmax(logits)}
+
+    return tf.function(probabilities, input_signature=specs,
+                       autograph=False).get_concrete_function()
+
+
+def convert(core: tf.keras.Model, preprocessor: FeaturePreprocessor, inputs: edge.RawInputs,
+            name: str, representative: Optional[Callable[[], Iterator[List[np.ndarray]]]] = None
+            ) -> bytes:
+    """The raw-in TFLite flatbuffer in quantization mode `name`. Integer modes calibrate on
+    `representative()` (lists of raw input tensors) and quantize the network only."""
+    mode = candidates.mode(name)
+    core = to_float32(core)
+    function = raw_function(core, preprocessor, inputs)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode.weights_float16:
+        converter.target_spec.supported_types = [tf.float16]
+    if not mode.integer:
+        return strip_names(converter.convert())
+    if representative is None:
+        raise ValueError(f"{name} quantization needs a representative dataset (raw rows of "
+                         f"the training split)")
+    converter.representative_dataset = representative
+    converter._experimental_calibrate_only = True  # the quantization below keeps some float
+    calibrated = converter.convert()
+    # Every op stays float32 but the network's (named after the core, as Keras names them).
+    network = f"{core.name}/"
+    floats = [t["name"] for t in tf.lite.Interpreter(model_content=calibrated).get_tensor_details()
+              if not any(part.startswith(network) for part in t["name"].split(";"))]
+    from tensorflow.lite.python import convert as lite_convert
+
+    # What tf.lite.experimental.QuantizationDebugger does for its denylisted_nodes option,
+    # without its instrumented models.
+    return strip_names(lite_convert.mlir_quantize(calibrated, fully_quantize=False,
+                                                  denylisted_nodes=floats))
+
+
+def strip_names(content: bytes) -> bytes:
+    """The flatbuffer without tensor names, its description and signature (TFLite's
+    `flatbuffer_utils.strip_strings`): about 1.3 KB on taxi that no runtime reads. The
+    inputs are then told apart by type (see `modules.edge.RawModel`)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    flatbuffer_utils.strip_strings(model)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def operators(content: bytes) -> List[str]:
+    """The builtin operators a TFLite flatbuffer uses, by name (custom ops as CUSTOM:name)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    found = set()
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        found.add(f"CUSTOM:{code.CustomCode().decode()}" if builtin == schema.BuiltinOperator.CUSTOM
+                  else names[builtin])
+    return sorted(found)
+
+
+def micro_check(content: bytes, tensors: Sequence[np.ndarray],
+                max_arena: int = 1 << 22) -> Dict[str, object]:
+    """Whether TFLite Micro can run the model: its operators against TFLite Micro's builtins,
+    and, run in the `tflite-micro` Python interpreter on one row of `tensors`, the smallest
+    tensor arena it runs in (to 16 bytes) and its probabilities there."""
+    ops = operators(content)
+    result = {"ops": ops, "outside_tflite_micro": [op for op in ops if op not in TFLITE_MICRO_OPS],
+              "arena_bytes": None, "runs": False}
+    if result["outside_tflite_micro"]:
+        return result
+    from tflite_micro.python.tflite_micro import runtime
+    import wurlitzer
+
+    def run(arena: int) -> Optional[np.ndarray]:
+        try:
+            with wurlitzer.pipes():  # its allocation failures are printed by C++ code
+                interpreter = runtime.Interpreter.from_bytes(content, arena_size=arena)
+                for index, tensor in enumerate(tensors):
+                    interpreter.set_input(tensor[:1], index)
+                interpreter.invoke()
+            return interpreter.get_output(0)
+        except RuntimeError:
+            return None
+
+    if run(max_arena) is None:
+        return result
+    low, high = 0, max_arena  # runs with `high` bytes, not with `low`
+    while high - low > 16:
+        middle = (low + high) // 2
+        low, high = (low, middle) if run(middle) is not None else (middle, high)
+    result.update(arena_bytes=high, runs=True, probabilities=run(high)[0].tolist())
+    return result

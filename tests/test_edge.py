@@ -1,0 +1,225 @@
+"""The deployable raw-in TFLite model (modules.compression.raw_tflite), its TFLite Micro check,
+its conformance kit, and the reference consumer without TensorFlow (modules.edge)."""
+import modules  # noqa: F401  (tf_keras before tensorflow)
+
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline_runs import ROOT
+from test_export import CLASSES, COLUMNS, LABEL, make_split
+from conftest import statistics_of
+from modules import edge
+from modules.compression import conformance, quantization, raw_tflite
+from modules.learning.training import RawRows
+from modules.models import export
+from modules.models.hyperparameters import ModelConfig
+from modules.models.model import build_core
+from modules.reading.preprocessing import fit_preprocessor, transform
+
+
+def calibration(tensors):
+    def generate():
+        for i in range(len(tensors[0])):
+            yield [t[i:i + 1] for t in tensors]
+    return generate
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A Model artifact on num (float, NaN), code (integer codes 1..5) and city (text), with
+    a FeatureCross and a hidden layer; its raw-in int8 and float16 TFLite models."""
+    train = make_split(n=400)
+    preprocessor = fit_preprocessor(statistics_of(train, COLUMNS, 4), COLUMNS, min_count=2)
+    config = ModelConfig(num_layers=1, units=8, cross_rank=2, dropout=0.0, activation="relu")
+    core = build_core(preprocessor.output_dim, 2, config, seed=0)
+    core(transform(preprocessor, train), training=True)  # batch-norm statistics moved
+    uri = str(tmp_path_factory.mktemp("artifact"))
+    export.export_model(uri, core, preprocessor, COLUMNS, LABEL, CLASSES, {"role": "test"})
+    inputs = raw_tflite.raw_inputs(preprocessor, CLASSES)
+    raw_train = {n: train.features[n] for n in inputs.columns}
+    models = {name: raw_tflite.convert(core, preprocessor, inputs, name,
+                                       calibration(inputs.tensors(raw_train)))
+              for name in ("int8", "float16")}
+    return uri, core, preprocessor, inputs, models
+
+
+def rows_with_every_case():
+    """Test rows plus what devices send: NaN, an unseen city, out-of-range and non-listed
+    integer codes, values far outside the training range, a missing city."""
+    test = make_split(n=60, seed=1)
+    columns = {n: list(test.features[n]) for n in ("num", "code", "city")}
+    extra = [(np.nan, np.nan, ""), (1e9, 5.0, "atlantis"), (-1e9, 3.0, "paris"),
+             (10.0, 99.0, "nice"), (10.0, -4.0, "lyon")]
+    for num, code, city in extra:
+        columns["num"].append(num)
+        columns["code"].append(code)
+        columns["city"].append(city)
+    return {n: np.array(v, dtype=object if n == "city" else np.float64)
+            for n, v in columns.items()}
+
+
+def test_inputs_follow_the_preprocessing(model):
+    _, _, _, inputs, _ = model
+    assert inputs.numbers == ["num", "code"] and inputs.ids == ["city"]
+    assert inputs.vocabularies["city"][:1] and "paris" in inputs.vocabularies["city"]
+    tensors = inputs.tensors({"num": ["1.5", "", "NA"], "code": [2, 5, np.nan],
+                              "city": [b"paris", "nowhere", ""]})
+    np.testing.assert_array_equal(tensors[0][:, 0], [1.5, np.nan, np.nan])
+    assert tensors[1][0, 0] == inputs.vocabularies["city"].index("paris") + 1
+    assert tensors[1][1, 0] == 0  # unseen
+    assert tensors[0].dtype == np.float32 and tensors[1].dtype == np.int32
+    with pytest.raises(ValueError, match="column num: 'abc' is not a number"):
+        inputs.tensors({"num": ["abc"], "code": [1], "city": ["x"]})
+
+
+def test_in_graph_preprocessing_equals_the_exported_preprocessor(model):
+    """Slot for slot, on every case a device can send (float32 against float64)."""
+    _, _, preprocessor, inputs, _ = model
+    rows = rows_with_every_case()
+    expected = preprocessor({"num": tf.constant(rows["num"]), "code": tf.constant(rows["code"]),
+                             "city": tf.constant(rows["city"].astype(str).tolist())}).numpy()
+    tensors = inputs.tensors(rows)
+    got = raw_tflite.preprocess(preprocessor, *map(tf.constant, tensors)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["int8", "float16"])
+def test_raw_in_model_gives_the_serving_probabilities(model, mode):
+    uri, core, preprocessor, inputs, models = model
+    rows = rows_with_every_case()
+    loaded = tf.saved_model.load(os.path.join(uri, export.SERVING_DIR))
+    expected = loaded.signatures["serving_raw"](
+        num=tf.constant(rows["num"]), code=tf.constant(rows["code"]),
+        city=tf.constant(rows["city"].astype(str).tolist()))["probabilities"].numpy()
+    got = edge.RawModel(models[mode], inputs, tf.lite.Interpreter).probabilities(rows)
+    regular = slice(0, -5)  # int8 activation ranges are calibrated on training rows
+    assert np.abs(got - expected)[regular].max() <= {"int8": 0.05, "float16": 0.005}[mode]
+    if mode == "int8":
+        # the same network as the vector-in int8 model: one QUANTIZE where the vector is whole
+        vector = quantization.TFLiteModel(quantization.convert(
+            core, "int8", transform(preprocessor, make_split(n=400))))
+        x = preprocessor({"num": tf.constant(rows["num"]), "code": tf.constant(rows["code"]),
+                          "city": tf.constant(rows["city"].astype(str).tolist())}).numpy()
+        assert np.abs(got - vector.probabilities(x)).max() <= 1e-4
+        assert raw_tflite.operators(models[mode]).count("QUANTIZE") == 1
+
+
+def test_int8_model_uses_tflite_micro_builtins_and_runs_there(model):
+    """The operator codes read from the flatbuffer are all in TFLite Micro's op resolver, and
+    the `tflite-micro` interpreter gives the TFLite interpreter's probabilities."""
+    _, _, _, inputs, models = model
+    content = models["int8"]
+    ops = raw_tflite.operators(content)
+    assert set(ops) <= raw_tflite.TFLITE_MICRO_OPS, set(ops) - raw_tflite.TFLITE_MICRO_OPS
+    assert "FULLY_CONNECTED" in ops and "ONE_HOT" not in ops
+    tensors = inputs.tensors(rows_with_every_case())
+    check = raw_tflite.micro_check(content, [t[-4:-3] for t in tensors])
+    assert check["runs"] and 1000 < check["arena_bytes"] < 1 << 20
+    lite = edge.RawModel(content, inputs, tf.lite.Interpreter).invoke([t[-4:-3] for t in tensors])
+    np.testing.assert_allclose(check["probabilities"], lite[0], atol=1e-6)
+
+
+def write_model_folder(folder, content, inputs):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, edge.MODEL_FILE), "wb") as f:
+        f.write(content)
+    with open(os.path.join(folder, edge.CONTRACT_FILE), "w") as f:
+        json.dump(inputs.contract(), f)
+    with open(os.path.join(folder, edge.VOCABULARY_FILE), "w") as f:
+        json.dump(inputs.vocabularies, f)
+
+
+def run_consumer(model_dir, csv_path):
+    """`python -m modules.edge predict` in a process where TensorFlow cannot be imported."""
+    code = ("import sys, runpy; sys.modules['tensorflow'] = None; "
+            "sys.argv = ['modules.edge'] + sys.argv[1:]; "
+            "runpy.run_module('modules.edge', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code, "predict", "--model", str(model_dir),
+                             "--csv", str(csv_path)], capture_output=True, text=True, cwd=ROOT,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = list(csv.reader(result.stdout.splitlines()))
+    return lines[0], np.array(lines[1:], np.float64)
+
+
+def test_consumer_without_tensorflow_reproduces_the_interpreter(model, tmp_path):
+    _, _, _, inputs, models = model
+    write_model_folder(tmp_path / "model", models["int8"], inputs)
+    rows = rows_with_every_case()
+    with open(tmp_path / "rows.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["city", "ignored", "num", "code"])
+        for city, num, code in zip(rows["city"], rows["num"], rows["code"]):
+            writer.writerow([city, "x", "" if np.isnan(num) else repr(num),
+                             "NA" if np.isnan(code) else int(code)])
+    classes, probabilities = run_consumer(tmp_path / "model", tmp_path / "rows.csv")
+    assert classes == CLASSES
+    expected = edge.RawModel(models["int8"], inputs, tf.lite.Interpreter).probabilities(rows)
+    assert probabilities.shape == expected.shape
+    assert np.abs(probabilities - expected).max() <= 1e-6
+
+
+def test_consumer_names_a_missing_column(model, tmp_path):
+    _, _, _, inputs, models = model
+    write_model_folder(tmp_path / "model", models["int8"], inputs)
+    (tmp_path / "rows.csv").write_text("num,city\n1.0,paris\n")
+    result = subprocess.run([sys.executable, "-m", "modules.edge", "predict", "--model",
+                             str(tmp_path / "model"), "--csv", str(tmp_path / "rows.csv")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'rows.csv'}: no column code in the header; the model reads "
+        f"num, code, city")
+
+
+@pytest.mark.e2e
+def test_pushed_kit_and_test_rows_through_the_consumer(baseline, tmp_path):
+    """On the shared baseline's pushed version: the consumer (no TensorFlow) reproduces the
+    Evaluator's predictions on every test row, and the kit's rows as the Quantizer measured
+    them against `serving_raw`."""
+    [version] = glob.glob(os.path.join(baseline.output, "serving", "*"))
+    contract = json.load(open(os.path.join(version, "contract.json")))
+    micro = contract["tflite_micro"]
+    assert micro["runs"] and not micro["outside_tflite_micro"] and micro["arena_bytes"] > 0
+    card = json.load(open(os.path.join(version, "model_card.json")))
+    assert card["tflite_micro"]["arena_bytes"] == micro["arena_bytes"]
+
+    classes, got = run_consumer(version, os.path.join(version, "golden_rows.csv"))
+    with open(os.path.join(version, "golden_probabilities.csv")) as f:
+        lines = list(csv.reader(f))
+    assert lines[0] == classes == contract["output"]["classes"]
+    expected = np.array(lines[1:], np.float64)
+    kit = contract["conformance"]
+    assert len(expected) == len(kit["cases"]) >= len(classes) + 4
+    assert abs(np.abs(got - expected).max() - kit["max_abs_difference"]) <= 1e-6
+
+    # every test row, written as CSV text from the test split's examples
+    [pruned] = glob.glob(os.path.join(baseline.output, "pipeline_root", "Pruner", "pruned_model",
+                                      "*"))
+    source = export.load_model(pruned)
+    [examples] = glob.glob(os.path.join(baseline.output, "pipeline_root", "CsvExampleGen",
+                                        "examples", "*"))
+    model = edge.RawModel.from_folder(version, tf.lite.Interpreter)
+    rows = RawRows([os.path.join(examples, "Split-test", "*")],
+                   [c for c in source.columns if c.name in model.inputs.columns], source.label,
+                   source.classes)
+    evaluator, written = [], 0
+    with open(tmp_path / "test_rows.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(model.inputs.columns)
+        for columns, _ in rows.blocks():
+            evaluator.append(model.probabilities(columns))
+            writer.writerows(zip(*[[conformance._csv_value(v) for v in columns[n]]
+                                   for n in model.inputs.columns]))
+            written += len(evaluator[-1])
+    _, consumer = run_consumer(version, tmp_path / "test_rows.csv")
+    assert written > 300 and consumer.shape == (written, len(classes))
+    assert np.abs(consumer - np.concatenate(evaluator)).max() <= 1e-6
