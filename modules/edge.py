@@ -9,7 +9,8 @@ a missing-value marker (`NA`, `NULL`, ...) is missing, numbers use `--decimal`'s
 prints one line per row: the class probabilities in the order of the contract's classes.
 
 What a row becomes (`RawInputs.tensors`, the same code the Evaluator scores the model with):
-- `numbers`, float32 [rows, N]: each numeric or integer-coded column's value, NaN if missing;
+- `numbers`, float32 [rows, N]: each numeric or integer-coded column's value (minus its
+  offset in the contract, for 11-digit codes that float32 cannot hold), NaN if missing;
 - `ids`, int32 [rows, T]: each text column's id in the vocabulary (1 + its position in
   `vocabulary.json`'s list for that column; 0 for a value not in it).
 The model maps both to its preprocessed vector itself and returns float32 probabilities.
@@ -45,11 +46,14 @@ def default_interpreter():
 @dataclasses.dataclass
 class RawInputs:
     """The raw-in model's inputs: the columns of `numbers` and of `ids`, in tensor order,
-    each text column's vocabulary, and the classes of the output."""
+    each text column's vocabulary, and the classes of the output. `offsets`: numbers columns
+    whose values need more digits than float32's 7 (11-digit codes) enter the model as
+    value - offset, subtracted in float64 before the cast (absent: 0)."""
     numbers: List[str]
     ids: List[str]
     vocabularies: Dict[str, List[str]]
     classes: List[str]
+    offsets: Dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def columns(self) -> List[str]:
@@ -60,7 +64,8 @@ class RawInputs:
         """[numbers] or [numbers, ids] for rows given column by column: numbers as numbers
         (NaN if missing) or as CSV text; text as str or UTF-8 bytes ("" if missing)."""
         numbers = np.stack([numbers_of(columns[name], name, decimal, na_values)
-                            for name in self.numbers], axis=1).astype(np.float32)
+                            - self.offsets.get(name, 0.0) for name in self.numbers],
+                           axis=1).astype(np.float32)
         if not self.ids:
             return [numbers]
         ids = np.empty((len(numbers), len(self.ids)), np.int32)
@@ -73,7 +78,10 @@ class RawInputs:
         """The inputs' part of contract.json."""
         return {"inputs": [
             {"name": NUMBERS, "dtype": "float32", "columns": self.numbers,
-             "description": "one column per numeric or integer-coded feature; NaN if missing"},
+             "offsets": self.offsets,
+             "description": "one column per numeric or integer-coded feature: its value minus "
+                            "its offset in 'offsets' (0 if absent), subtracted before the "
+                            "cast to float32; NaN if missing"},
             *([{"name": IDS, "dtype": "int32", "columns": self.ids,
                 "vocabulary_file": VOCABULARY_FILE,
                 "description": "one column per text feature: 1 + the value's position in its "
@@ -89,7 +97,8 @@ class RawInputs:
         ids = by_name[IDS]["columns"] if IDS in by_name else []
         return cls(list(by_name[NUMBERS]["columns"]), list(ids),
                    {name: list(vocabularies[name]) for name in ids},
-                   list(contract["output"]["classes"]))
+                   list(contract["output"]["classes"]),
+                   {name: float(v) for name, v in by_name[NUMBERS].get("offsets", {}).items()})
 
 
 def numbers_of(values: Sequence, column: str, decimal: str = ".",

@@ -87,7 +87,7 @@ def test_in_graph_preprocessing_equals_the_exported_preprocessor(model):
     expected = preprocessor({"num": tf.constant(rows["num"]), "code": tf.constant(rows["code"]),
                              "city": tf.constant(rows["city"].astype(str).tolist())}).numpy()
     tensors = inputs.tensors(rows)
-    got = raw_tflite.preprocess(preprocessor, *map(tf.constant, tensors)).numpy()
+    got = raw_tflite.preprocess(preprocessor, *map(tf.constant, tensors), inputs.offsets).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
@@ -223,3 +223,20 @@ def test_pushed_kit_and_test_rows_through_the_consumer(baseline, tmp_path):
     _, consumer = run_consumer(version, tmp_path / "test_rows.csv")
     assert written > 300 and consumer.shape == (written, len(classes))
     assert np.abs(consumer - np.concatenate(evaluator)).max() <= 1e-6
+
+
+def test_numbers_beyond_float32_digits_enter_centred_and_keep_them():
+    """11-digit codes (taxi's census tracts) cannot be float32 inputs as they are: the
+    contract gives them an offset, subtracted in float64 before the cast."""
+    train = make_split(n=200)
+    train.features["num"] = 17031081500.0 + 100.0 * np.arange(200)
+    preprocessor = fit_preprocessor(statistics_of(train, COLUMNS, 8), COLUMNS, min_count=2)
+    inputs = raw_tflite.raw_inputs(preprocessor, CLASSES)
+    assert set(inputs.offsets) == {"num"} and abs(inputs.offsets["num"] - 17031091450) < 2000
+    assert edge.RawInputs.from_contract(inputs.contract(), inputs.vocabularies) == inputs
+    rows = {n: train.features[n] for n in inputs.columns}
+    expected = preprocessor({"num": tf.constant(rows["num"]), "code": tf.constant(rows["code"]),
+                             "city": tf.constant(rows["city"].astype(str).tolist())}).numpy()
+    got = raw_tflite.preprocess(preprocessor, *map(tf.constant, inputs.tensors(rows)),
+                                inputs.offsets).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -121,3 +121,16 @@ def test_more_than_two_classes_have_no_score_output(exported):
     assert "score" not in outputs
     assert outputs["probabilities"].shape == (len(test), 3)
     np.testing.assert_allclose(outputs["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_serving_reads_numbers_as_float64_as_training_does():
+    """11-digit codes (taxi's census tracts) keep their digits when the layer is called, as in
+    `encode` (training): Keras would cast a float32 layer's inputs to float32."""
+    train = make_split()
+    train.features["num"] = 17031081500.0 + 100.0 * np.arange(len(train.labels))
+    preprocessor = fit_preprocessor(statistics_of(train, COLUMNS, 8), COLUMNS, min_count=2)
+    raw = raw_tensors(train)
+    called = preprocessor(raw).numpy()
+    np.testing.assert_array_equal(called, preprocessor.expand(preprocessor.encode(raw)).numpy())
+    loaded = type(preprocessor).from_config(preprocessor.get_config())
+    np.testing.assert_array_equal(loaded(raw).numpy(), called)

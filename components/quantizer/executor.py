@@ -7,6 +7,7 @@ import logging
 import os
 from typing import Any, Dict
 
+import numpy as np
 import tensorflow as tf
 
 from components.artifacts import write_report
@@ -55,9 +56,13 @@ class Executor(StepExecutor):
         output_uri = step.output_uri("quantized_model")
         inputs = raw_tflite.raw_inputs(source.preprocessor, source.classes)
         seed = step.settings.training.seed
-        calibration = inputs.tensors(prepared.raw(data.TRAIN).sample(CALIBRATION_ROWS, seed))
         validation = prepared.raw(prepared.held_out_split)
         golden = conformance.golden_rows(validation, inputs, source.preprocessor)
+        # Training rows, and the kit's rows: missing values and numbers far outside the
+        # training range reach the preprocessing's clip bounds, which training rows rarely do
+        calibration = [np.concatenate(pair) for pair in zip(
+            inputs.tensors(prepared.raw(data.TRAIN).sample(CALIBRATION_ROWS, seed)),
+            inputs.tensors(golden))]
         report = {}
         for name in stage.modes:
             mode = candidates.mode(name)

@@ -46,13 +46,18 @@ TANH TRANSPOSE_CONV TRANSPOSE UNPACK UNIDIRECTIONAL_SEQUENCE_LSTM VAR_HANDLE WHI
 
 def raw_inputs(preprocessor: FeaturePreprocessor, classes: Sequence[str]) -> edge.RawInputs:
     """What the raw-in model takes, from the fitted preprocessing."""
+    coded = [s for s in preprocessor.categorical if s["source"] == "numeric"]
+    # float32 holds integers exactly up to 2**24: columns beyond enter centred (edge.RawInputs)
+    offsets = {s["name"]: float(np.round(np.median(s["edges"]))) for s in preprocessor.numeric
+               if np.max(np.abs(s["edges"])) >= 2 ** 24}
+    offsets.update({s["name"]: float(s["vocabulary"][0]) for s in coded
+                    if abs(float(s["vocabulary"][-1])) >= 2 ** 24})
     return edge.RawInputs(
-        numbers=[s["name"] for s in preprocessor.numeric]
-        + [s["name"] for s in preprocessor.categorical if s["source"] == "numeric"],
+        numbers=[s["name"] for s in preprocessor.numeric] + [s["name"] for s in coded],
         ids=[s["name"] for s in preprocessor.categorical if s["source"] == "text"],
         vocabularies={s["name"]: list(s["vocabulary"] or [""])
                       for s in preprocessor.categorical if s["source"] == "text"},
-        classes=list(classes))
+        classes=list(classes), offsets=offsets)
 
 
 def _float32(values) -> np.ndarray:
@@ -60,12 +65,15 @@ def _float32(values) -> np.ndarray:
 
 
 def preprocess(preprocessor: FeaturePreprocessor, numbers: tf.Tensor,
-               ids: Optional[tf.Tensor]) -> tf.Tensor:
+               ids: Optional[tf.Tensor], offsets: Optional[Dict[str, float]] = None
+               ) -> tf.Tensor:
     """`FeaturePreprocessor.expand(encode(raw))` in float32 from the raw tensors, with
     TFLite Micro's ops (see the module's docstring); the same layout, slot for slot. Each op
     and constant costs bytes in the flatbuffer, so the ops are shared across features."""
     numeric, categorical, blocks = preprocessor.numeric, preprocessor.categorical, []
     n = len(numeric)
+    offsets = offsets or {}  # subtracted from the inputs: from the constants too, in float64
+    shift = np.array([offsets.get(s["name"], 0.0) for s in numeric], np.float64)
     # Every op reading `numbers` works on the whole tensor and the columns are then taken
     # with GATHER: a STRIDED_SLICE of the input would be quantized with it (NaN included).
     missing = tf.not_equal(numbers, numbers)  # NaN
@@ -77,14 +85,16 @@ def preprocess(preprocessor: FeaturePreprocessor, numbers: tf.Tensor,
         kept = tf.gather(tf.where(missing, 0.0, 1.0), list(range(n)), axis=1)
         # Reciprocals in float64 first: a bin narrower than float32's resolution of its edges
         # (census tracts of 11 digits) becomes a step instead of 0/0.
-        mean = _float32([s["mean"] for s in numeric])
+        mean = _float32(np.array([s["mean"] for s in numeric]) - shift)
         inverse_std = _float32([1.0 / s["std"] for s in numeric])
         z = tf.minimum(tf.maximum((x - mean) * inverse_std, -preprocessor.clip),
                        preprocessor.clip)
         blocks += [z * kept, 1.0 - kept]
         owner = [i for i, s in enumerate(numeric) for _ in s["edges"][1:]]
-        lower = np.concatenate([np.asarray(s["edges"][:-1], np.float64) for s in numeric])
-        upper = np.concatenate([np.asarray(s["edges"][1:], np.float64) for s in numeric])
+        lower = np.concatenate([np.asarray(s["edges"][:-1], np.float64) - offset
+                                for s, offset in zip(numeric, shift)])
+        upper = np.concatenate([np.asarray(s["edges"][1:], np.float64) - offset
+                                for s, offset in zip(numeric, shift)])
         position = ((tf.gather(below, owner, axis=1) - lower.astype(np.float32))
                     * (1.0 / (upper - lower)).astype(np.float32))
         blocks.append(tf.minimum(tf.maximum(position, 0.0), 1.0))
@@ -94,7 +104,8 @@ def preprocess(preprocessor: FeaturePreprocessor, numbers: tf.Tensor,
         codes = []  # each categorical feature's slot in its one-hot block, 0: unseen
         if coded:  # an integer value v is slot v - first + 1 of its range
             codes.append(tf.math.floor(tf.gather(below, list(range(n, n + len(coded))), axis=1))
-                         - _float32([float(s["vocabulary"][0]) - 1.0 for s in coded]))
+                         - _float32([float(s["vocabulary"][0]) - offsets.get(s["name"], 0.0)
+                                     - 1.0 for s in coded]))
         if texts:  # ids from the vocabulary file
             codes.append(tf.cast(ids, tf.float32))
         codes = tf.concat(codes, axis=1) if len(codes) > 1 else codes[0]
@@ -120,7 +131,7 @@ def raw_function(core: tf.keras.Model, preprocessor: FeaturePreprocessor,
         specs.append(tf.TensorSpec([None, len(inputs.ids)], tf.int32, name=edge.IDS))
 
     def probabilities(numbers, ids=None):
-        logits = core(preprocess(preprocessor, numbers, ids), training=False)
+        logits = core(preprocess(preprocessor, numbers, ids, inputs.offsets), training=False)
         return {edge.PROBABILITIES: tf.nn.softmax(logits)}
 
     return tf.function(probabilities, input_signature=specs,

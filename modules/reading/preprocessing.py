@@ -34,6 +34,10 @@ class FeaturePreprocessor(tf.keras.layers.Layer):
 
     def __init__(self, numeric: List[dict], categorical: List[dict], clip: float = 5.0, **kwargs):
         super().__init__(**kwargs)
+        # Keras casts a float32 layer's floating inputs to float32 when it is called: serving
+        # would then round 11-digit codes (taxi's census tracts) that training read as float64
+        # through `encode` (a piecewise-linear bin flipped on taxi's validation rows).
+        self._autocast = False
         # Kept as JSON text: Keras would wrap lists and dicts in attribute-tracking proxies.
         self._specs = json.dumps({"numeric": list(numeric), "categorical": list(categorical)})
         self.clip = float(clip)
