@@ -38,7 +38,11 @@ one JSON object:
            "deployed_log_loss", "deployed_log_loss_ci", "blessed", "seconds", "peak_rss_mb",
            "train_rows", "validation_rows", "test_rows", "teacher_kind" (network, linear or
            trees), "linear_acc", "linear_auc", "trees_acc", "trees_auc" (the pipeline's own
-           baselines on test), "scratch_acc", "scratch_auc" (the student from scratch), ...}}
+           baselines on test), "scratch_acc", "scratch_auc" (the student from scratch),
+           "vector_acc", "vector_auc", "vector_bytes", "vector_p50_ms" (the vector-in model
+           kept beside the deployed raw-in one), "deployed_bytes", "deployed_p50_ms",
+           "arena_bytes", "outside_tflite_micro" (TFLite Micro), "kit_max_dp" (the deployed
+           model's largest difference from serving_raw on the conformance kit), ...}}
 (an interval is [low, high], null where the summary has none).
 
     python benchmarks/generality.py [--sets taxi,iris,...,mlc_churn] [--seed 42]
@@ -175,6 +179,21 @@ def _max(values):
     return max(values) if values else None
 
 
+def device_figures(summary, deployed):
+    """The deployed raw-in model next to the vector-in model of the same mode (issue 26):
+    test accuracy and AUC, bytes, single-row p50, TFLite Micro arena, conformance kit."""
+    device = summary.get("device") or {}
+    vector = device.get("vector_model") or {}
+    micro = device.get("tflite_micro") or {}
+    return {"vector_acc": vector.get("accuracy"), "vector_auc": vector.get("auc"),
+            "deployed_bytes": deployed.get("size_bytes"), "vector_bytes": vector.get("size_bytes"),
+            "deployed_p50_ms": deployed.get("latency_ms_p50"),
+            "vector_p50_ms": vector.get("latency_ms_p50"),
+            "arena_bytes": micro.get("arena_bytes"),
+            "outside_tflite_micro": micro.get("outside_tflite_micro"),
+            "kit_max_dp": device.get("conformance_max_abs_difference")}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -251,6 +270,7 @@ def main():
             "seconds": round(seconds, 1), "peak_rss_mb": round(rss),
             "train_rows": train_rows, "test_rows": test_rows,
             "validation_rows": (summary.get("rows") or {}).get("validation_rows"),
+            **device_figures(summary, chosen),
         }
         print(f"{name}: done in {seconds:.0f} s", flush=True)
     header = ("set", "train/test", "teacher", "teacher acc", "deployed acc [95%]",

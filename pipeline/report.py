@@ -86,6 +86,7 @@ def build_summary(records: List[metadata.ExecutionRecord]) -> Dict[str, Any]:
         "columns": column_report(by_id),
         "majority_class": evaluation.get("majority_class"),
         "teacher_kind": evaluation.get("teacher_kind"),
+        "device": evaluation.get("device"),
         "baselines": _read_json(os.path.join(_output_uri(by_id.get("Baselines"), "report")
                                              or "", "report.json")),
         "trivial_model": evaluation.get("trivial_model"),
@@ -290,6 +291,15 @@ def terminal_text(summary: Dict[str, Any]) -> str:
     verdict = "blessed" if summary["blessed"] else "NOT blessed"
     lines.append(f"Deployable candidate ({summary['deployable']}): {verdict}")
     lines += [f"  - {reason}" for reason in summary["reasons"]]
+    device = summary.get("device") or {}
+    micro = device.get("tflite_micro") or {}
+    if micro:
+        lines.append(
+            f"On a device: {summary['deployable']} takes raw features; TFLite Micro "
+            + (f"runs it in a {micro['arena_bytes']:,}-byte arena" if micro.get("runs") else
+               f"cannot run it ({', '.join(micro.get('outside_tflite_micro') or []) or 'failed'})")
+            + f"; conformance kit within {device.get('conformance_max_abs_difference', 0):.4f}"
+              f" of serving_raw")
     lines.append(f"Pushed to: {summary['pushed_to'] or 'nothing pushed'}")
     cached = [k for k, state in summary["states"].items() if state == "cached"]
     if cached:  # each component's time is on its "finished" line; the HTML has them all

@@ -172,3 +172,11 @@ def test_a_student_of_the_teachers_own_shape_starts_from_its_weights(prepared):
     assert result.sizes[0].metrics["log_loss"] <= teacher_scores["log_loss"] + 0.01
     assert student.count_params() == teacher.count_params()
     assert result.scratch.origin == "scratch"
+
+
+def test_students_use_an_activation_tflite_micro_runs():
+    """A gelu teacher's students use swish (TFLite Micro has no GELU); others keep theirs."""
+    for teacher, student in (("gelu", "swish"), ("relu", "relu"), ("tanh", "tanh"),
+                             ("swish", "swish")):
+        config = distillation.student_config({"activation": teacher, "units": 256}, "float32", 5)
+        assert config.activation == student and config.epochs == 5

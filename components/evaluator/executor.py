@@ -17,7 +17,9 @@ from modules.models import export
 from modules.reading import data
 from modules.settings import Blessing, RunSettings
 from modules.verdict import blessing, evaluation, intervals, sliced_metrics
-from modules.verdict.candidates import SAVED_MODELS, mode_folder, tflite_path
+from modules.compression import quantization
+from modules.verdict.candidates import (CONTRACT_FILE, SAVED_MODELS, TFLITE_FILE, VECTOR_DIR,
+                                       mode_folder, tflite_path)
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,7 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
             scores[mode] = evaluation.split_scores(predict, rows)
             candidates[mode] = {**info["metrics"][mode], **scores[mode].metrics(),
                                 "nonzero_params": candidates["pruned"]["nonzero_params"]}
+        device = self._device(quantized.uri, deploy_mode, prepared)
         slices, slice_sample = self._slices(step, predictors, deploy_mode,
                                             mode_folder(quantized.uri, deploy_mode), thresholds)
         predictors.clear()
@@ -159,7 +162,26 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
                 "majority_class": {"class": prepared.classes[majority_class],
                                    "test_accuracy": majority_accuracy},
                 "classes": prepared.classes, "auc_name": blessing.auc_name(prepared.num_classes),
-                "rows": _row_counts(step, prepared)}
+                "rows": _row_counts(step, prepared), "device": device}
+
+    @staticmethod
+    def _device(quantized_uri: str, deploy_mode: str, prepared) -> Dict[str, Any]:
+        """What a device team needs to know of the deployable model: its TFLite Micro check
+        and conformance kit (from its contract), and the vector-in model kept beside it
+        (integer modes) measured on the same test rows, for the comparison."""
+        folder = mode_folder(quantized_uri, deploy_mode)
+        contract = fileio.read_json(os.path.join(folder, CONTRACT_FILE))
+        kit = contract.get("conformance", {})
+        device = {"tflite_micro": contract.get("tflite_micro"),
+                  "conformance_max_abs_difference": kit.get("max_abs_difference"),
+                  "conformance_tolerance": kit.get("tolerance")}
+        vector = os.path.join(folder, VECTOR_DIR, TFLITE_FILE)
+        if fileio.exists(vector):
+            predict, single = evaluation.tflite_predictor(
+                quantization.TFLiteModel.from_file(vector))
+            device["vector_model"] = evaluation.evaluate_candidate(
+                predict, single, prepared.held_out, vector, params=0)
+        return device
 
     @staticmethod
     def _with_intervals(candidates: Dict[str, Dict[str, Any]],

@@ -89,9 +89,17 @@ def size_name(layers: int, units: int) -> str:
     return "linear" if layers == 0 else f"{layers}x{units}"
 
 
+# The students are what devices run, and TFLite Micro has no GELU kernel: a gelu teacher's
+# students use swish, the sibling it can run (x * sigmoid(x); gelu is close to x *
+# sigmoid(1.702 x)).
+DEVICE_ACTIVATION = {"gelu": "swish"}
+
+
 def student_config(tuned: Dict[str, Any], precision: str, epochs: int) -> ModelConfig:
     """The students' training configuration (their size is set per candidate)."""
-    return ModelConfig.from_dict(tuned, **STUDENT_FIXED, precision=precision, epochs=epochs)
+    config = ModelConfig.from_dict(tuned, **STUDENT_FIXED, precision=precision, epochs=epochs)
+    return dataclasses.replace(config, activation=DEVICE_ACTIVATION.get(config.activation,
+                                                                        config.activation))
 
 
 def filter_choices(choices: Sequence[Tuple], *fixed: Optional[float]) -> List[Tuple]:
