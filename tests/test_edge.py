@@ -240,3 +240,23 @@ def test_numbers_beyond_float32_digits_enter_centred_and_keep_them():
     got = raw_tflite.preprocess(preprocessor, *map(tf.constant, inputs.tensors(rows)),
                                 inputs.offsets).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_quantization_aware_model_converts_raw_in_with_tflite_micro_ops(model):
+    """The QAT modes' folded, fake-quantized network behind the same raw-in preprocessing:
+    TFLite Micro's ops, and the QAT Keras model's probabilities."""
+    _, _, preprocessor, inputs, _ = model
+    config = ModelConfig(num_layers=1, units=8, cross_rank=0, dropout=0.0, activation="relu")
+    core = build_core(preprocessor.output_dim, 2, config, seed=0)  # a student: no cross layer
+    train = make_split(n=400)
+    x = transform(preprocessor, train)
+    core(x, training=True)
+    aware = quantization.quantize_aware(core, preserve_sparsity=False)
+    aware(x, training=True)  # the fake-quant ranges observed, as fine-tuning does
+    rows = {n: train.features[n] for n in inputs.columns}
+    content = raw_tflite.convert(aware, preprocessor, inputs, "qat",
+                                 calibration(inputs.tensors(rows)))
+    assert set(raw_tflite.operators(content)) <= raw_tflite.TFLITE_MICRO_OPS
+    got = edge.RawModel(content, inputs, tf.lite.Interpreter).probabilities(rows)
+    expected = tf.nn.softmax(aware(x, training=False)).numpy()
+    assert np.abs(got - expected).max() <= 0.01

@@ -77,14 +77,12 @@ def preprocess(preprocessor: FeaturePreprocessor, numbers: tf.Tensor,
     # Every op reading `numbers` works on the whole tensor and the columns are then taken
     # with GATHER: a STRIDED_SLICE of the input would be quantized with it (NaN included).
     missing = tf.not_equal(numbers, numbers)  # NaN
-    # A missing value far below any edge or code: its bins clip to 0, its code is unseen.
     values = tf.where(missing, 0.0, numbers)
+    # A missing value far below any edge or code: its bins clip to 0, its code is unseen.
     below = tf.where(missing, np.float32(-1e30), values)
     if n:
         x = tf.gather(values, list(range(n)), axis=1)
         kept = tf.gather(tf.where(missing, 0.0, 1.0), list(range(n)), axis=1)
-        # Reciprocals in float64 first: a bin narrower than float32's resolution of its edges
-        # (census tracts of 11 digits) becomes a step instead of 0/0.
         mean = _float32(np.array([s["mean"] for s in numeric]) - shift)
         inverse_std = _float32([1.0 / s["std"] for s in numeric])
         z = tf.minimum(tf.maximum((x - mean) * inverse_std, -preprocessor.clip),
@@ -95,6 +93,8 @@ def preprocess(preprocessor: FeaturePreprocessor, numbers: tf.Tensor,
                                 for s, offset in zip(numeric, shift)])
         upper = np.concatenate([np.asarray(s["edges"][1:], np.float64) - offset
                                 for s, offset in zip(numeric, shift)])
+        # Reciprocals in float64 first: a bin narrower than float32's resolution of its edges
+        # becomes a step instead of 0/0.
         position = ((tf.gather(below, owner, axis=1) - lower.astype(np.float32))
                     * (1.0 / (upper - lower)).astype(np.float32))
         blocks.append(tf.minimum(tf.maximum(position, 0.0), 1.0))
