@@ -4,6 +4,7 @@
 is imported anywhere in the test process.
 """
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
@@ -28,6 +29,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: end-to-end pipeline tests (slow)")
+    # pytest-xdist's --dist loadfile hands out files in collection order (below: the slowest
+    # first), not reordered by their number of tests, which would put the few-test pipeline
+    # runs last: one worker ran the 6-minute Kubeflow dry run alone at the end.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+# The test files that run whole pipelines, the slowest first (minutes, 2 workers on 2 cores):
+# handed out first, so that the short unit-test files fill in the end and both workers finish
+# together (longest processing time first). test_e2e.py makes the shared baseline (conftest
+# `baseline`); the file after it needs none, so the other worker does not wait for it.
+SLOW_FILES = ("test_e2e.py", "test_e2e_public_csv.py", "test_reliability.py",
+              "test_kubeflow_dry_run.py", "test_cluster_services.py", "test_cluster_uris.py",
+              "test_multi_worker.py")
 
 
 # -- one whole-pipeline run shared by the end-to-end tests ----------------------------------
@@ -35,20 +50,33 @@ def pytest_configure(config):
 def baseline(tmp_path_factory):
     """local_runner.py --quick on the odd taxi sample (2,500 rows), as test_e2e's first test
     checks it, with every split read logged (tests/split_spy). Tests that change its output
-    work on `baseline.copy(...)`."""
-    from pipeline_runs import (Baseline, odd_taxi_csv, quick_args, run_cli,
-                               spying_on_split_reads)
+    work on `baseline.copy(...)`.
 
-    directory = tmp_path_factory.mktemp("baseline")
-    csv = odd_taxi_csv(str(directory))
-    output = directory / "out"
-    reads = directory / "split_reads.jsonl"
-    temp = directory / "system_temp"  # the run's system temp folder: it must leave it empty
-    temp.mkdir()
-    result = run_cli(*quick_args(csv, output),
-                     env={**spying_on_split_reads(reads), "TMPDIR": str(temp)})
+    Under pytest-xdist the workers share one run (a session fixture is otherwise made once per
+    worker, and two minutes of pipeline twice): the first worker that needs it makes it in the
+    test run's common temp folder while the others wait on a lock, then read its result."""
+    from pipeline_runs import Baseline, make_baseline
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        csv, output, result, reads, temp = make_baseline(
+            str(tmp_path_factory.mktemp("baseline")))
+    else:
+        shared = tmp_path_factory.getbasetemp().parent  # this run's, common to its workers
+        made = shared / "baseline.json"
+        with open(shared / "baseline.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not made.exists():
+                directory = shared / "baseline"
+                directory.mkdir()
+                csv, output, result, reads, temp = make_baseline(str(directory))
+                made.write_text(json.dumps({
+                    "run": [csv, output, reads, temp],
+                    "result": [result.args, result.returncode, result.stdout, result.stderr]}))
+        record = json.loads(made.read_text())
+        csv, output, reads, temp = record["run"]
+        result = subprocess.CompletedProcess(*record["result"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return Baseline(csv, str(output), result, str(reads), str(temp))
+    return Baseline(csv, output, result, reads, temp)
 
 
 # -- synthetic data ---------------------------------------------------------------------------
@@ -275,6 +303,8 @@ def _start_script(name):
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as found
     for name in _SCRIPTS:
         if any(f"{name}_results" in getattr(item, "fixturenames", ()) for item in items):
             _start_script(name)

@@ -17,6 +17,11 @@ COMPONENTS = {"CsvExampleGen", "StatisticsGen", "SchemaGen", "DataValidator", "T
               "latest_blessed_model_resolver",
               "Evaluator", "Pusher"}
 ODD_COMPANY = "Taxi Élite Ünïcode 出租车"
+# Small settings for whole-pipeline runs whose checks do not depend on the tuner, on the
+# distiller's alpha/temperature grid or on the quantization modes other than the deployed
+# int8 model: no Tuner, one distillation setting (the grid's first, which the student size
+# search uses anyway), int8 only.
+LEAN = ("--tuner", "none", "--quantize", "int8", "--alpha", "0.3", "--temperature", "4")
 # What a pushed version holds when the data has a text column (int8: the vector-in model too)
 PUSHED_FILES = ["contract.json", "golden_probabilities.csv", "golden_rows.csv", "model.tflite",
                 "model_card.json", "saved_model", "vector", "vocabulary.json"]
@@ -75,6 +80,20 @@ def versions(output):
 
 def summary(output):
     return json.load(open(os.path.join(output, "report", "summary.json")))
+
+
+def make_baseline(directory):
+    """The run behind conftest's `baseline` fixture, in `directory`: (csv, output, the
+    CompletedProcess, the split reads log, the TMPDIR it was given and must leave empty).
+    The caller checks the return code (a failed run is recorded like one that worked)."""
+    csv = odd_taxi_csv(directory)
+    output = os.path.join(directory, "out")
+    reads = os.path.join(directory, "split_reads.jsonl")
+    temp = os.path.join(directory, "system_temp")  # the run's system temp folder
+    os.mkdir(temp)
+    result = run_cli(*quick_args(csv, output),
+                     env={**spying_on_split_reads(reads), "TMPDIR": temp})
+    return csv, output, result, reads, temp
 
 
 def odd_taxi_csv(directory, rows=2500):

@@ -24,13 +24,11 @@ import local_runner
 from beam_job_service import portable_beam
 from components.artifacts import REPORT_FILE
 from mysql_server import MISSING, SERVER, mariadb
-from pipeline_runs import (COMPONENTS, latest_states, odd_taxi_csv, quick_args, run_cli,
-                           summary, versions)
+from pipeline_runs import (COMPONENTS, LEAN, latest_states, odd_taxi_csv, quick_args,
+                           run_cli, summary, versions)
 
 pytestmark = pytest.mark.skipif(not SERVER, reason=MISSING)
 PASSWORD = "s3cret-Pw"
-# Small settings where they do not matter here (the Beam steps and ML Metadata do).
-LEAN = ("--tuner", "none", "--quantize", "int8", "--alpha", "0.3", "--temperature", "4")
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +92,7 @@ def beam(tmp_path_factory):
 def cluster_run(server, beam, baseline, tmp_path_factory):
     """The baseline's data through BeamDagRunner, MySQL and PortableRunner (2 workers)."""
     output = tmp_path_factory.mktemp("cluster") / "out"
+    # LEAN: small settings where they do not matter here (the Beam steps and ML Metadata do).
     args = quick_args(baseline.csv, output, *LEAN, "--runner", "beam",
                       "--metadata", server.uri("tfx", "mlmd"),
                       *[f"--beam-arg={a}" for a in beam.beam_args(workers=2)])

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pipeline_runs import ROOT, latest_states, quick_args, run_cli, summary, versions
+from pipeline_runs import LEAN, ROOT, latest_states, quick_args, run_cli, summary, versions
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,7 @@ def test_killed_training_resumes_from_its_checkpoint(baseline, tmp_path):
     """SIGKILL while the Trainer trains; the rerun reuses every finished component, continues
     training from the last checkpoint, and nothing of the killed run reaches serving."""
     output = tmp_path / "out"
-    args = quick_args(baseline.csv, output, "--tuner", "none", "--epochs", "40")
+    args = quick_args(baseline.csv, output, *LEAN, "--epochs", "40")
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, "local_runner.py"), *args],
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
@@ -74,7 +74,8 @@ def test_worse_candidate_is_not_pushed_and_says_why(baseline, tmp_path):
     before = sorted(os.listdir(version))
     # Without payment_type (cash fares record no tip) the model is clearly worse; only the
     # comparison with the last blessed model, re-evaluated on its own columns, can fail.
-    args = quick_args(baseline.csv, output, "--min-auc", "0", "--max-auc-drop", "1",
+    # LEAN: what is compared is the deployed int8 model with the last blessed one.
+    args = quick_args(baseline.csv, output, *LEAN, "--min-auc", "0", "--max-auc-drop", "1",
                       "--max-accuracy-drop", "1")
     worse = run_cli(*args, "--drop", "tips,payment_type")
     assert worse.returncode == 0, worse.stderr[-3000:]
