@@ -80,10 +80,11 @@ class Executor(StepExecutor):
             fileio.write_json(candidates.contract_path(output_uri, name), {
                 "mode": name, **inputs.contract(), "tflite_micro": micro, "conformance": kit,
                 "features": source.preprocessor.layout()})
-            if mode.integer:  # the vector-in model, for devices without floating point
-                self._write_vector_model(folder, model, source, name,
-                                         quantization.representative_sample(
-                                             prepared.train, seed=seed))
+            if mode.integer:  # the vector-in model, for devices without floating point,
+                # calibrated on the same rows: the same int8 network
+                tensors = [tf.constant(t) for t in calibration] + [None]
+                self._write_vector_model(folder, model, source, name, raw_tflite.preprocess(
+                    source.preprocessor, tensors[0], tensors[1], inputs.offsets).numpy())
             predict, single = evaluation.raw_predictor(tflite)
             report[name] = evaluation.evaluate_candidate(
                 predict, single, validation, path, params=source.core.count_params())
