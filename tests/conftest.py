@@ -4,7 +4,6 @@
 is imported anywhere in the test process.
 """
 import dataclasses
-import fcntl
 import json
 import os
 import shutil
@@ -50,31 +49,11 @@ SLOW_FILES = ("test_e2e.py", "test_e2e_public_csv.py", "test_reliability.py",
 def baseline(tmp_path_factory):
     """local_runner.py --quick on the odd taxi sample (2,500 rows), as test_e2e's first test
     checks it, with every split read logged (tests/split_spy). Tests that change its output
-    work on `baseline.copy(...)`.
-
-    Under pytest-xdist the workers share one run (a session fixture is otherwise made once per
-    worker, and two minutes of pipeline twice): the first worker that needs it makes it in the
-    test run's common temp folder while the others wait on a lock, then read its result."""
+    work on `baseline.copy(...)`; test_e2e's rerun test runs in it (the cache is keyed on
+    the output folder), so each pytest-xdist worker makes its own."""
     from pipeline_runs import Baseline, make_baseline
 
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        csv, output, result, reads, temp = make_baseline(
-            str(tmp_path_factory.mktemp("baseline")))
-    else:
-        shared = tmp_path_factory.getbasetemp().parent  # this run's, common to its workers
-        made = shared / "baseline.json"
-        with open(shared / "baseline.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            if not made.exists():
-                directory = shared / "baseline"
-                directory.mkdir()
-                csv, output, result, reads, temp = make_baseline(str(directory))
-                made.write_text(json.dumps({
-                    "run": [csv, output, reads, temp],
-                    "result": [result.args, result.returncode, result.stdout, result.stderr]}))
-        record = json.loads(made.read_text())
-        csv, output, reads, temp = record["run"]
-        result = subprocess.CompletedProcess(*record["result"])
+    csv, output, result, reads, temp = make_baseline(str(tmp_path_factory.mktemp("baseline")))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return Baseline(csv, output, result, reads, temp)
 
