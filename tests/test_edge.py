@@ -25,13 +25,6 @@ from modules.models.model import build_core
 from modules.reading.preprocessing import fit_preprocessor, transform
 
 
-def calibration(tensors):
-    def generate():
-        for i in range(len(tensors[0])):
-            yield [t[i:i + 1] for t in tensors]
-    return generate
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A Model artifact on num (float, NaN), code (integer codes 1..5) and city (text), with
@@ -46,7 +39,7 @@ def model(tmp_path_factory):
     inputs = raw_tflite.raw_inputs(preprocessor, CLASSES)
     raw_train = {n: train.features[n] for n in inputs.columns}
     models = {name: raw_tflite.convert(core, preprocessor, inputs, name,
-                                       calibration(inputs.tensors(raw_train)))
+                                       quantization.representative_dataset(inputs.tensors(raw_train)))
               for name in ("int8", "float16")}
     return uri, core, preprocessor, inputs, models
 
@@ -255,7 +248,7 @@ def test_quantization_aware_model_converts_raw_in_with_tflite_micro_ops(model):
     aware(x, training=True)  # the fake-quant ranges observed, as fine-tuning does
     rows = {n: train.features[n] for n in inputs.columns}
     content = raw_tflite.convert(aware, preprocessor, inputs, "qat",
-                                 calibration(inputs.tensors(rows)))
+                                 quantization.representative_dataset(inputs.tensors(rows)))
     assert set(raw_tflite.operators(content)) <= raw_tflite.TFLITE_MICRO_OPS
     got = edge.RawModel(content, inputs, tf.lite.Interpreter).probabilities(rows)
     expected = tf.nn.softmax(aware(x, training=False)).numpy()

@@ -12,7 +12,6 @@ import tensorflow as tf
 
 from components.artifacts import write_report
 from components.base import StepExecutor, StepInputs
-
 from modules import edge, fileio
 from modules.compression import conformance, quantization, raw_tflite
 from modules.learning import training
@@ -60,15 +59,17 @@ class Executor(StepExecutor):
         golden = conformance.golden_rows(validation, inputs, source.preprocessor)
         # Training rows, and the kit's rows: missing values and numbers far outside the
         # training range reach the preprocessing's clip bounds, which training rows rarely do
+        golden_tensors = inputs.tensors(golden)
         calibration = [np.concatenate(pair) for pair in zip(
             inputs.tensors(prepared.raw(data.TRAIN).sample(CALIBRATION_ROWS, seed)),
-            inputs.tensors(golden))]
+            golden_tensors)]
         report = {}
         for name in stage.modes:
             mode = candidates.mode(name)
             model = self._model_for(mode, step)
             content = raw_tflite.convert(model, source.preprocessor, inputs, name,
-                                         _representative(calibration) if mode.integer else None)
+                                         quantization.representative_dataset(calibration)
+                                         if mode.integer else None)
             path = candidates.tflite_path(output_uri, name)
             fileio.write_bytes(path, content)
             folder = candidates.mode_folder(output_uri, name)
@@ -76,7 +77,7 @@ class Executor(StepExecutor):
                 fileio.write_json(os.path.join(folder, edge.VOCABULARY_FILE), inputs.vocabularies)
             tflite = edge.RawModel(content, inputs, tf.lite.Interpreter)
             kit = conformance.write_kit(folder, golden, tflite, step.uri("model"))
-            micro = raw_tflite.micro_check(content, inputs.tensors(golden))
+            micro = raw_tflite.micro_check(content, golden_tensors)
             fileio.write_json(candidates.contract_path(output_uri, name), {
                 "mode": name, **inputs.contract(), "tflite_micro": micro, "conformance": kit,
                 "features": source.preprocessor.layout()})
@@ -125,9 +126,3 @@ class Executor(StepExecutor):
 
 CALIBRATION_ROWS = 500  # raw training rows that calibrate the int8 activation ranges
 
-
-def _representative(tensors):
-    def generate():
-        for i in range(len(tensors[0])):
-            yield [t[i:i + 1] for t in tensors]
-    return generate

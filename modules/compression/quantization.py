@@ -15,7 +15,7 @@ plain Dense layers (batch normalization merged into
 kernel and bias, dropout dropped): the exact inference-time function, in layers tfmot knows.
 """
 import dataclasses
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -86,17 +86,19 @@ def convert(model: tf.keras.Model, name: str,
             raise ValueError(f"{name} quantization needs a non-empty representative dataset "
                              f"(rows of the training split)")
         # QAT models carry their own ranges; the converter still asks for samples.
-        converter.representative_dataset = _representative(representative)
+        converter.representative_dataset = representative_dataset([representative])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     return converter.convert()
 
 
-def _representative(rows: np.ndarray) -> Callable:
+def representative_dataset(tensors: Sequence[np.ndarray]) -> Callable:
+    """A converter's representative dataset: one row of every input tensor at a time."""
     def generate():
-        for row in rows:
-            yield [row[None, :].astype(np.float32)]
+        for i in range(len(tensors[0])):
+            yield [t[i:i + 1].astype(np.float32) if t.dtype.kind == "f" else t[i:i + 1]
+                   for t in tensors]
     return generate
 
 
