@@ -1,4 +1,4 @@
-"""Gradient-boosted trees (TensorFlow Decision Forests) as a model core: a baseline, and a
+"""Gradient-boosted trees (YDF, served by TensorFlow Decision Forests) as a model core: a baseline, and a
 possible teacher for distillation.
 
 A `TreesCore` is a core like every other (`modules.models.model.build_core`): a Keras model from the
@@ -11,31 +11,32 @@ numeric one over a z-score, a missing indicator and 16 piecewise-linear bins; a 
 one over a one-hot block). Trees split on one value at a time, so the core first decodes the
 vector back to one value per feature (`decoding`, `decode`: a fixed computation read from
 `FeaturePreprocessor.layout()`, nothing trained):
-- numeric feature: its z-score slot, NaN where its missing indicator is 1 (TF-DF's default
+- numeric feature: its z-score slot, NaN where its missing indicator is 1 (YDF's default
   for a missing value: the training mean). Trees split on order alone, so the z-score is
   as good as the raw value, except that values past `clip` standard deviations share one.
 - categorical feature of integer codes (hour, month, community area...): the index of its
   hot slot, a number (the vocabulary follows the codes' order; 0: missing or unknown).
 - text categorical feature: the index of its hot slot (0: out of vocabulary), declared
-  CATEGORICAL to TF-DF, which splits it natively (on subsets of categories).
+  CATEGORICAL to YDF, which splits it natively (on subsets of categories).
 5-fold cross-validation on the taxi data (15,002 rows; three folds train, one stops early,
 one tests): this gives accuracy 0.903, ROC AUC 0.955, log loss 0.198 in 3-4 s a model; the
 expanded vector as it is 0.903 / 0.954 / 0.199 in 25 s; every categorical feature native
 0.900 / 0.952 / 0.202 (its many-valued codes overfit). `train_trees(decode_features=False)`
 feeds the expanded vector, for comparison.
 
-Training (`train_trees`): TF-DF's GradientBoostedTreesModel with its defaults, on a uniform
-random sample of at most `max_rows` training rows (`Split.sample`: a streamed split is
-sampled as it is read, never held beyond the sample), early-stopped on TF-DF's own 10% of
-those rows: the held-out (validation) split stays untouched by the trees' training, so
+Training (`train_trees`): YDF's GradientBoostedTreesLearner (the learner of TF-DF's
+GradientBoostedTreesModel) with its defaults, on a uniform random sample of at most
+`max_rows` training rows (`Split.sample`: a streamed split is sampled as it is read, never
+held beyond the sample), early-stopped on the learner's own 10% of those rows: the held-out (validation) split stays untouched by the trees' training, so
 comparing their validation log loss with the other models' (the teacher's choice,
 `modules.learning.baselines`) is not biased by an early stop chosen on those very rows (on 1,000
 rows of a 16%-positive set, stopping on the 214 validation rows made the trees look best
 there and worst on test). `validation_rows` > 0 early-stops on a sample of the held-out
-split instead. Changed from TF-DF's defaults: at least 2 threads (the trees then do not
-depend on the machine), no Keras evaluation after training, and no console output.
+split instead. Changed from YDF's defaults: at least 2 threads (the trees then do not
+depend on the machine) and no console output. The trained trees run in TensorFlow through
+TF-DF's inference op (`ydf`'s `to_tensorflow_function`).
 
-Saving: a TF-DF model cannot go into `core.keras`. `save_core` writes a SavedModel (the
+Saving: the trees cannot go into `core.keras`. `save_core` writes a SavedModel (the
 core's inference function, whose assets hold the trees) and `load_core` reads it back as a
 TreesCore: callable as `core(x, training=False)`, usable in `tf.function`s and in a
 `tf.Module` saved with `tf.saved_model.save` (as `modules.models.export` does), with
@@ -58,14 +59,15 @@ from modules.reading import splits
 META_FILE = "trees_core.json"  # written by save_core next to the SavedModel files
 MIN_PROBABILITY = 1e-7
 MAX_ROWS = 100_000
-VALIDATION_ROWS = 0  # 0: early stopping on TF-DF's own 10% of the training rows (see above)
+VALIDATION_ROWS = 0  # 0: early stopping on the learner's own 10% of the training rows (see above)
 # Below this many training rows there is no early stopping (a 10% carve-out is too few rows
 # to stop on), and the trees are SMALL_DATA_TREES iterations: scikit-learn's
 # HistGradientBoosting defaults (early stopping from 10,000 rows, 100 iterations). On the
 # 1,061 training rows of a 16%-positive set: test ROC AUC 0.775 stopping on 10%, 0.805 so.
 EARLY_STOPPING_ROWS = 10_000
 SMALL_DATA_TREES = 100
-BATCH_ROWS = 8192  # rows per batch fed to TF-DF (it reads the batches into its own cache)
+BATCH_ROWS = 8192  # rows per batch decoded for the trees
+LABEL = "__label__"  # the class id column of the rows the learner reads
 
 
 def _tfdf():
@@ -202,30 +204,37 @@ def decode(x: tf.Tensor, columns: Sequence[dict]) -> Dict[str, tf.Tensor]:
     return decoded
 
 
-def to_logits(probabilities: tf.Tensor, num_classes: int) -> tf.Tensor:
-    """TF-DF's probabilities ([n, 1]: P(class 1) for two classes; [n, classes] otherwise) ->
-    logits [n, num_classes] float32: log(max(p, 1e-7))."""
-    p = tf.cast(probabilities, tf.float32)
-    if num_classes == 2 and p.shape[-1] == 1:
-        p = tf.concat([1.0 - p, p], axis=1)
-    return tf.math.log(tf.maximum(p, MIN_PROBABILITY))
+def to_logits(probabilities: tf.Tensor) -> tf.Tensor:
+    """Class probabilities [n, classes] -> logits float32: log(max(p, 1e-7))."""
+    return tf.math.log(tf.maximum(tf.cast(probabilities, tf.float32), MIN_PROBABILITY))
 
 
 # -- the core ---------------------------------------------------------------------------------
 class _TrainedForest(tf.keras.layers.Layer):
-    """Expanded vector -> logits, through a trained TF-DF model (decoded first, or not)."""
+    """Expanded vector -> logits, through a trained YDF model's TensorFlow function (the
+    vector decoded first, or its slots as they are). `classes`: the class ids in the order
+    of the function's probabilities (YDF's label dictionary); a class that the training
+    sample lacked gets probability 0. `files`: the temporary folder the function reads the
+    model from, kept as long as the layer."""
 
-    def __init__(self, model, columns: Optional[List[dict]], num_classes: int, **kwargs):
+    def __init__(self, function, columns: Optional[List[dict]], classes: Sequence[int],
+                 num_classes: int, files, **kwargs):
         super().__init__(trainable=False, dtype="float32", **kwargs)  # whatever the policy
-        self.forest = model
-        self._columns = json.dumps(columns)  # plain text: Keras would wrap lists of dicts
-        self.num_classes = int(num_classes)
+        self.forest = function
+        self._files = files
+        # plain text: Keras would wrap lists
+        self._columns = json.dumps(columns)
+        self._index = json.dumps([list(classes).index(k) if k in classes else len(classes)
+                                  for k in range(num_classes)])
 
     @tf.autograph.experimental.do_not_convert
     def call(self, x, training=None):
         columns = json.loads(self._columns)
-        features = decode(x, columns) if columns is not None else x
-        return to_logits(self.forest(features, training=False), self.num_classes)
+        features = (decode(x, columns) if columns is not None
+                    else {input_name(i, "x"): x[:, i] for i in range(x.shape[1])})
+        probabilities = self.forest(features)
+        probabilities = tf.concat([probabilities, tf.zeros_like(probabilities[:, :1])], axis=1)
+        return to_logits(tf.gather(probabilities, json.loads(self._index), axis=1))
 
 
 class _RestoredForest(tf.keras.layers.Layer):
@@ -272,21 +281,47 @@ class TreesCore(tf.keras.Model):
 
 
 def _num_nodes(model) -> int:
-    """Split nodes and leaves of every tree of a trained TF-DF model: a tree of binary splits
+    """Split nodes and leaves of every tree of a trained YDF model: a tree of binary splits
     has one more leaf than splits, and the NUM_NODES variable importance counts, per
     feature, the splits on it."""
-    inspector = model.make_inspector()
-    importances = inspector.variable_importances().get("NUM_NODES", [])
-    splits_count = int(sum(count for _, count in importances))
-    return 2 * splits_count + inspector.num_trees()
+    importances = model.variable_importances().get("NUM_NODES", [])
+    splits_count = int(sum(count for count, _ in importances))
+    return 2 * splits_count + model.num_trees()
 
 
-def _batches(split: splits.Split, columns: Optional[List[dict]]) -> tf.data.Dataset:
-    """(TF-DF features, label) batches of a split, each row once, in row order."""
+def _columns(split: splits.Split, columns: Optional[List[dict]]) -> Dict[str, np.ndarray]:
+    """A split's rows as the trees read them, {input name: [rows]} with LABEL: each row once,
+    in row order (a sample of at most `max_rows` rows: bounded)."""
     def convert(x, targets):
-        return (decode(x, columns) if columns is not None else x), targets["label"]
+        features = (decode(x, columns) if columns is not None
+                    else {input_name(i, "x"): x[:, i] for i in range(x.shape[1])})
+        return {**features, LABEL: targets["label"]}
 
-    return split.dataset(BATCH_ROWS).map(tf.autograph.experimental.do_not_convert(convert))
+    batches = [batch for batch in split.dataset(BATCH_ROWS).map(
+        tf.autograph.experimental.do_not_convert(convert)).as_numpy_iterator()]
+    return {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
+
+
+@contextlib.contextmanager
+def _ydf_quiet(verbose: bool):
+    """YDF's C++ library writes its logs (data spec, every iteration) to the process's own
+    stderr, below Python: they are captured for the block (wurlitzer) and shown only should
+    it fail, unless `verbose`."""
+    if verbose:
+        yield
+        return
+    import wurlitzer
+
+    with wurlitzer.pipes() as (out, err):
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        else:
+            failed = False
+    if failed:  # pragma: no cover - printed after the pipes close
+        sys.stderr.write(out.read() + err.read())
 
 
 def train_trees(prepared, *, max_rows: int = MAX_ROWS, seed: int = 0, verbose: bool = False,
@@ -294,69 +329,71 @@ def train_trees(prepared, *, max_rows: int = MAX_ROWS, seed: int = 0, verbose: b
                 num_threads: Optional[int] = None, **hyperparameters) -> TreesCore:
     """Gradient-boosted trees on `prepared` (a `modules.learning.training.PreparedData` with its
     preprocessor), trained on a uniform random sample of at most `max_rows` training rows
-    (drawn with `seed`), stopped early on TF-DF's own 10% of them, or with `validation_rows`
-    on a sample of that many held-out rows; below EARLY_STOPPING_ROWS training rows, 100
-    trees without early stopping. TF-DF's defaults otherwise (300 trees of depth 6, shrinkage
-    0.1); `hyperparameters` go to GradientBoostedTreesModel as they are.
+    (drawn with `seed`), stopped early on the learner's own 10% of them, or with
+    `validation_rows` on a sample of that many held-out rows; below EARLY_STOPPING_ROWS
+    training rows, 100 trees without early stopping. YDF's defaults otherwise (300 trees of
+    depth 6, shrinkage 0.1); `hyperparameters` go to ydf.GradientBoostedTreesLearner as they
+    are.
+
+    Trained with YDF (`ydf`, the library TF-DF is built on) from numpy columns, then turned
+    into a TensorFlow function that runs TF-DF's inference op (`to_tensorflow_function`):
+    the same learner as TF-DF's Keras model, without its Keras training steps, whose
+    tracing took 20 s of the 21 s it spent on 10,000 rows (YDF trains them in 1.4 s).
 
     `decode_features`: the trees read one value per feature (see the module's docstring);
-    False feeds them the expanded vector as it is (for comparison). `num_threads`: TF-DF's
-    default (every CPU, at most 32) but at least 2: the trees are the same for any number
-    of threads from 2 up, and differ with one, so a seed gives the same trees on every
-    machine. TF-DF's console output is off unless `verbose`.
+    False feeds them the expanded vector's slots as they are (for comparison). `num_threads`:
+    every CPU (at most 32) but at least 2: the trees are the same for any number of threads
+    from 2 up, and differ with one, so a seed gives the same trees on every machine. YDF's
+    console output is off unless `verbose`.
     """
+    import tempfile
     import time
 
-    tfdf = _tfdf()
+    import ydf
+
+    _tfdf()  # TF-DF's inference op runs the trees in TensorFlow
     preprocessor = prepared.preprocessor
     if decode_features and preprocessor is None:
         raise ValueError("decoding the features needs the preprocessor's layout; "
                          "pass decode_features=False for data without one")
     columns = decoding(preprocessor) if decode_features else None
-    features = None
-    if columns is not None:
-        features = [tfdf.keras.FeatureUsage(input_name(i, c["feature"]),
-                                            semantic=tfdf.keras.FeatureSemantic.CATEGORICAL)
-                    for i, c in enumerate(columns) if c["kind"] == "categorical"]
+    categorical = [ydf.Feature(input_name(i, c["feature"]), ydf.Semantic.CATEGORICAL)
+                   for i, c in enumerate(columns or []) if c["kind"] == "categorical"]
     if num_threads is None:
         num_threads = max(2, min(os.cpu_count() or 1, 32))
     started = time.perf_counter()
-    train = prepared.train.sample(max_rows, seed=seed)
-    if not validation_rows and train.rows < EARLY_STOPPING_ROWS:
+    train = _columns(prepared.train.sample(max_rows, seed=seed), columns)
+    train_rows = len(train[LABEL])
+    if not validation_rows and train_rows < EARLY_STOPPING_ROWS:
         hyperparameters = {"early_stopping": "NONE", "num_trees": SMALL_DATA_TREES,
-                           "validation_ratio": 0.0,
-                           **hyperparameters}
-    validation = (_batches(prepared.held_out.sample(validation_rows, seed=seed), columns)
+                           "validation_ratio": 0.0, **hyperparameters}
+    validation = (_columns(prepared.held_out.sample(validation_rows, seed=seed), columns)
                   if validation_rows else None)
-    # The model keeps its files in its own temporary directory (TF-DF's default), removed
-    # with it: saving it (save_core) copies them into the SavedModel's assets.
+    learner = ydf.GradientBoostedTreesLearner(
+        label=LABEL, task=ydf.Task.CLASSIFICATION, random_seed=seed, num_threads=num_threads,
+        features=categorical or None, include_all_columns=True, **hyperparameters)
+    with _ydf_quiet(verbose):
+        model = learner.train(train, valid=validation, verbose=2 if verbose else 0)
+    seconds = time.perf_counter() - started
+    loss = model.validation_loss()
+    info = {"train_rows": train_rows,
+            "validation_rows": len(validation[LABEL]) if validation is not None else 0,
+            "num_trees": int(model.num_trees()),
+            "iterations": int(model.num_trees() // model.num_trees_per_iteration()),
+            # the GBT's own scale: for two classes, twice the mean log loss
+            "validation_loss": float(loss) if loss is not None and np.isfinite(loss) else None,
+            "train_seconds": seconds, "decoded_features": columns is not None,
+            "seed": seed}
+    # The function reads the model's files from a temporary folder until it is saved (its
+    # assets then hold a copy): the folder lives as long as the layer.
+    files = tempfile.TemporaryDirectory(prefix="trees-")
     with _quiet(verbose):
-        model = tfdf.keras.GradientBoostedTreesModel(
-            task=tfdf.keras.Task.CLASSIFICATION, features=features or None, random_seed=seed,
-            verbose=2 if verbose else 0, num_threads=num_threads,
-            # Keras evaluation after training: its loss is the GBT's own validation loss.
-            advanced_arguments=tfdf.keras.AdvancedArguments(
-                populate_history_with_yggdrasil_logs=True),
-            **hyperparameters)
-        model.fit(_batches(train, columns), validation_data=validation,
-                  verbose=2 if verbose else 0)
-        seconds = time.perf_counter() - started
-        inspector = model.make_inspector()
-        # The validation loss of the trees kept (TF-DF's scale: for two classes, twice the
-        # mean log loss). An iteration adds a tree per class (one for two classes), and the
-        # logs count iterations, past the last one kept when training stopped early.
-        iterations = inspector.num_trees() // (1 if prepared.num_classes == 2
-                                               else prepared.num_classes)
-        logs = [log for log in inspector.training_logs() or [] if log.num_trees <= iterations]
-        info = {"train_rows": int(model.num_training_examples),
-                "validation_rows": int(model.num_validation_examples or 0),
-                "num_trees": int(inspector.num_trees()), "iterations": int(iterations),
-                "validation_loss": float(logs[-1].evaluation.loss) if logs else None,
-                "train_seconds": seconds, "decoded_features": columns is not None,
-                "seed": seed}
-        nodes = _num_nodes(model)
-        forest = _TrainedForest(model, columns, prepared.num_classes, name="forest")
-        return TreesCore(forest, prepared.dim, prepared.num_classes, nodes, info)
+        function = model.to_tensorflow_function(temp_dir=files.name,
+                                                squeeze_binary_classification=False)
+    classes = [int(label) for label in model.label_classes()]
+    forest = _TrainedForest(function, columns, classes, prepared.num_classes, files,
+                            name="forest")
+    return TreesCore(forest, prepared.dim, prepared.num_classes, _num_nodes(model), info)
 
 
 # -- saving and loading ------------------------------------------------------------------------
