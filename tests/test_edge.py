@@ -235,6 +235,34 @@ def test_numbers_beyond_float32_digits_enter_centred_and_keep_them():
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("steps", [None, 3])
+def test_bins_of_several_features_equal_or_unequal_in_number(steps):
+    """Several numeric features: with as many bins each, the bins are computed by
+    broadcasting (no gather index in the model); with fewer bins for a feature of few values
+    (`steps`), by gathering each bin's column. Both give the exported preprocessor's vector."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from modules.reading import data
+
+    rng = np.random.default_rng(3)
+    columns = [data.FeatureColumn(name, data.NUMERIC, schema_pb2.FLOAT)
+               for name in ("a", "b", "c")]
+    features = {"a": rng.normal(10.0, 3.0, 300), "b": rng.exponential(2.0, 300),
+                "c": (rng.integers(0, steps, 300).astype(np.float64) if steps
+                      else rng.uniform(-5.0, 5.0, 300))}
+    features["a"][::9] = np.nan
+    train = data.Split(features, rng.choice(np.array(CLASSES, dtype=object), size=300))
+    preprocessor = fit_preprocessor(statistics_of(train, columns, 8), columns, min_count=2)
+    widths = {len(s["edges"]) for s in preprocessor.numeric}
+    assert (len(widths) == 1) == (steps is None), widths
+    inputs = raw_tflite.raw_inputs(preprocessor, CLASSES)
+    rows = {n: np.concatenate([train.features[n][:50], [np.nan, 1e9, -1e9]]) for n in "abc"}
+    expected = preprocessor({n: tf.constant(rows[n]) for n in "abc"}).numpy()
+    got = raw_tflite.preprocess(preprocessor, tf.constant(inputs.tensors(rows)[0]),
+                                None).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def test_quantization_aware_model_converts_raw_in_with_tflite_micro_ops(model):
     """The QAT modes' folded, fake-quantized network behind the same raw-in preprocessing:
     TFLite Micro's ops, and the QAT Keras model's probabilities."""

@@ -93,15 +93,25 @@ def preprocess(preprocessor: FeaturePreprocessor, numbers: tf.Tensor,
         z = tf.minimum(tf.maximum((x - mean) * inverse_std, -preprocessor.clip),
                        preprocessor.clip)
         blocks += [z * kept, 1.0 - kept]
-        owner = [i for i, s in enumerate(numeric) for _ in s["edges"][1:]]
-        lower = np.concatenate([np.asarray(s["edges"][:-1], np.float64) - offset
-                                for s, offset in zip(numeric, shift)])
-        upper = np.concatenate([np.asarray(s["edges"][1:], np.float64) - offset
-                                for s, offset in zip(numeric, shift)])
+        lower = [np.asarray(s["edges"][:-1], np.float64) - offset
+                 for s, offset in zip(numeric, shift)]
+        upper = [np.asarray(s["edges"][1:], np.float64) - offset
+                 for s, offset in zip(numeric, shift)]
         # Reciprocals in float64 first: a bin narrower than float32's resolution of its edges
         # becomes a step instead of 0/0.
-        position = ((tf.gather(below, owner, axis=1) - lower.astype(np.float32))
-                    * (1.0 / (upper - lower)).astype(np.float32))
+        if len({len(edges) for edges in lower}) == 1:
+            # As many bins for every feature: each value broadcast against its own row of
+            # edges, [batch, n, bins], then laid out feature by feature (no gather index:
+            # 4 bytes a bin, about 2 KB on 30 features)
+            lower, upper = np.stack(lower), np.stack(upper)
+            position = (tf.expand_dims(tf.gather(below, list(range(n)), axis=1), 2)
+                        - lower.astype(np.float32)) * (1.0 / (upper - lower)).astype(np.float32)
+            position = tf.reshape(position, [-1, lower.size])
+        else:
+            owner = [i for i, edges in enumerate(lower) for _ in edges]
+            lower, upper = np.concatenate(lower), np.concatenate(upper)
+            position = ((tf.gather(below, owner, axis=1) - lower.astype(np.float32))
+                        * (1.0 / (upper - lower)).astype(np.float32))
         blocks.append(tf.minimum(tf.maximum(position, 0.0), 1.0))
     if categorical:
         coded = [s for s in categorical if s["source"] == "numeric"]
