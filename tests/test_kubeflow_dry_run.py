@@ -16,13 +16,13 @@ IMAGE = "registry.example.com/tfx-compress:test"
 
 def _files(folder):
     """Relative paths under `folder`; TensorBoard event files are named by time and host, and
-    the trees' files (TF Decision Forests) by a random model id."""
+    the trees' files (YDF's model in TF Decision Forests' assets) by a random model id."""
     names = set()
     for directory, _, files in os.walk(folder):
         for name in files:
             path = os.path.relpath(os.path.join(directory, name), folder)
             path = re.sub(r"events\.out\.tfevents\..*", "events.out.tfevents.*", path)
-            names.add(re.sub(r"assets/[0-9a-f]{16}", "assets/<model id>", path))
+            names.add(re.sub(r"assets/[0-9a-f]{8}_", "assets/<model id>_", path))
     return names
 
 
