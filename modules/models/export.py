@@ -81,8 +81,14 @@ def export_model(artifact_uri: str, core: tf.keras.Model, preprocessor: FeatureP
         return module.outputs(raw)
 
     serving_dir = os.path.join(artifact_uri, SERVING_DIR)
-    tf.saved_model.save(module, serving_dir, signatures={
-        "serving_default": serve_examples, "serving_raw": serve_raw})
+    # Without Keras' own traces of every layer's call (what Model.save(save_traces=False)
+    # does): the SavedModel is read through its signatures only (tf.saved_model.load), and
+    # the traces cost more than the signatures themselves.
+    from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
+
+    with keras_option_scope(save_traces=False):
+        tf.saved_model.save(module, serving_dir, signatures={
+            "serving_default": serve_examples, "serving_raw": serve_raw})
     if isinstance(core, trees.TreesCore):
         trees.save_core(core, os.path.join(artifact_uri, TREES_DIR))
     else:

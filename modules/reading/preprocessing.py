@@ -15,6 +15,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 import tensorflow as tf
 
+from modules import autograph  # noqa: F401  (AutoGraph leaves tf_keras alone)
 from modules.reading import data
 
 PACKAGE = "tfx_compress"
