@@ -7,7 +7,8 @@ the signature tf.saved_model.save traces for a Keras model) converted Keras' own
 statement by statement: 10 s of the Baselines' 25 s on 569 rows went into converting the
 functional model's call. Importing this module adds the missing rule, once; our layers'
 `call`s are still converted where Keras converts them. Imported by the modules that define
-Keras layers (`modules.reading.preprocessing`, `modules.models.layers`).
+Keras layers: `modules.reading.preprocessing` (which `modules.models.layers` imports) and
+`modules.models.trees`.
 """
 from tensorflow.python.autograph.core import config, config_lib
 

@@ -99,19 +99,20 @@ def preprocess(preprocessor: FeaturePreprocessor, numbers: tf.Tensor,
                  for s, offset in zip(numeric, shift)]
         # Reciprocals in float64 first: a bin narrower than float32's resolution of its edges
         # becomes a step instead of 0/0.
-        if len({len(edges) for edges in lower}) == 1:
-            # As many bins for every feature: each value broadcast against its own row of
-            # edges, [batch, n, bins], then laid out feature by feature (no gather index:
-            # 4 bytes a bin, about 2 KB on 30 features)
+        # As many bins for every feature: each value broadcast against its own row of edges,
+        # [batch, n, bins], then laid out feature by feature (no gather index: 4 bytes a
+        # bin, about 2 KB on 30 features); else each bin's column gathered.
+        even = len({len(edges) for edges in lower}) == 1
+        if even:
             lower, upper = np.stack(lower), np.stack(upper)
-            position = (tf.expand_dims(tf.gather(below, list(range(n)), axis=1), 2)
-                        - lower.astype(np.float32)) * (1.0 / (upper - lower)).astype(np.float32)
-            position = tf.reshape(position, [-1, lower.size])
+            values = tf.expand_dims(tf.gather(below, list(range(n)), axis=1), 2)
         else:
-            owner = [i for i, edges in enumerate(lower) for _ in edges]
+            values = tf.gather(below, [i for i, edges in enumerate(lower) for _ in edges],
+                               axis=1)
             lower, upper = np.concatenate(lower), np.concatenate(upper)
-            position = ((tf.gather(below, owner, axis=1) - lower.astype(np.float32))
-                        * (1.0 / (upper - lower)).astype(np.float32))
+        position = (values - lower.astype(np.float32)) * (1.0 / (upper - lower)).astype(np.float32)
+        if even:
+            position = tf.reshape(position, [-1, lower.size])
         blocks.append(tf.minimum(tf.maximum(position, 0.0), 1.0))
     if categorical:
         coded = [s for s in categorical if s["source"] == "numeric"]

@@ -8,7 +8,6 @@ activations is preserved when half the units are zeroed), Glorot/Xavier for tanh
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from modules import autograph  # noqa: F401  (AutoGraph leaves tf_keras alone)
 from modules.models.hyperparameters import ACTIVATIONS
 from modules.reading.preprocessing import PACKAGE
 _RELU_FAMILY = ("relu", "elu", "gelu", "swish")

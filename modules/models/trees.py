@@ -1,5 +1,5 @@
-"""Gradient-boosted trees (YDF, served by TensorFlow Decision Forests) as a model core: a baseline, and a
-possible teacher for distillation.
+"""Gradient-boosted trees (YDF, served by TensorFlow Decision Forests) as a model core: a
+baseline, and a possible teacher for distillation.
 
 A `TreesCore` is a core like every other (`modules.models.model.build_core`): a Keras model from the
 preprocessed float32 vector [rows, dim] (`FeaturePreprocessor.expand`) to class logits
@@ -27,14 +27,15 @@ feeds the expanded vector, for comparison.
 Training (`train_trees`): YDF's GradientBoostedTreesLearner (the learner of TF-DF's
 GradientBoostedTreesModel) with its defaults, on a uniform random sample of at most
 `max_rows` training rows (`Split.sample`: a streamed split is sampled as it is read, never
-held beyond the sample), early-stopped on the learner's own 10% of those rows: the held-out (validation) split stays untouched by the trees' training, so
-comparing their validation log loss with the other models' (the teacher's choice,
-`modules.learning.baselines`) is not biased by an early stop chosen on those very rows (on 1,000
-rows of a 16%-positive set, stopping on the 214 validation rows made the trees look best
-there and worst on test). `validation_rows` > 0 early-stops on a sample of the held-out
-split instead. Changed from YDF's defaults: at least 2 threads (the trees then do not
-depend on the machine) and no console output. The trained trees run in TensorFlow through
-TF-DF's inference op (`ydf`'s `to_tensorflow_function`).
+held beyond the sample), early-stopped on the learner's own 10% of those rows: the held-out
+(validation) split stays untouched by the trees' training, so comparing their validation
+log loss with the other models' (the teacher's choice, `modules.learning.baselines`) is not
+biased by an early stop chosen on those very rows (on 1,000 rows of a 16%-positive set,
+stopping on the 214 validation rows made the trees look best there and worst on test).
+`validation_rows` > 0 early-stops on a sample of the held-out split instead. Changed from
+YDF's defaults: at least 2 threads (the trees then do not depend on the machine) and no
+console output. The trained trees run in TensorFlow through TF-DF's inference op (`ydf`'s
+`to_tensorflow_function`).
 
 Saving: the trees cannot go into `core.keras`. `save_core` writes a SavedModel (the
 core's inference function, whose assets hold the trees) and `load_core` reads it back as a
@@ -54,12 +55,13 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from modules import autograph  # noqa: F401  (AutoGraph leaves tf_keras alone)
 from modules.reading import splits
 
 META_FILE = "trees_core.json"  # written by save_core next to the SavedModel files
 MIN_PROBABILITY = 1e-7
 MAX_ROWS = 100_000
-VALIDATION_ROWS = 0  # 0: early stopping on the learner's own 10% of the training rows (see above)
+VALIDATION_ROWS = 0  # 0: early stopping on the learner's own 10% of the training rows
 # Below this many training rows there is no early stopping (a 10% carve-out is too few rows
 # to stop on), and the trees are SMALL_DATA_TREES iterations: scikit-learn's
 # HistGradientBoosting defaults (early stopping from 10,000 rows, 100 iterations). On the
@@ -204,6 +206,14 @@ def decode(x: tf.Tensor, columns: Sequence[dict]) -> Dict[str, tf.Tensor]:
     return decoded
 
 
+def inputs_of(x: tf.Tensor, columns: Optional[Sequence[dict]]) -> Dict[str, tf.Tensor]:
+    """What the trees read of expanded vectors [n, dim]: `decode`d, or with `columns` None
+    (`train_trees(decode_features=False)`) each slot as it is."""
+    if columns is not None:
+        return decode(x, columns)
+    return {input_name(i, "x"): x[:, i] for i in range(x.shape[1])}
+
+
 def to_logits(probabilities: tf.Tensor) -> tf.Tensor:
     """Class probabilities [n, classes] -> logits float32: log(max(p, 1e-7))."""
     return tf.math.log(tf.maximum(tf.cast(probabilities, tf.float32), MIN_PROBABILITY))
@@ -221,19 +231,20 @@ class _TrainedForest(tf.keras.layers.Layer):
                  num_classes: int, files, **kwargs):
         super().__init__(trainable=False, dtype="float32", **kwargs)  # whatever the policy
         self.forest = function
-        self.trackable = function  # what saving needs of it (save_core)
         self._files = files
         # plain text: Keras would wrap lists
         self._columns = json.dumps(columns)
         self._index = json.dumps([list(classes).index(k) if k in classes else len(classes)
                                   for k in range(num_classes)])
 
+    @property
+    def trackable(self):
+        """What saving needs of it (`save_core`): the trees' resource and files."""
+        return self.forest
+
     @tf.autograph.experimental.do_not_convert
     def call(self, x, training=None):
-        columns = json.loads(self._columns)
-        features = (decode(x, columns) if columns is not None
-                    else {input_name(i, "x"): x[:, i] for i in range(x.shape[1])})
-        probabilities = self.forest(features)
+        probabilities = self.forest(inputs_of(x, json.loads(self._columns)))
         probabilities = tf.concat([probabilities, tf.zeros_like(probabilities[:, :1])], axis=1)
         return to_logits(tf.gather(probabilities, json.loads(self._index), axis=1))
 
@@ -244,8 +255,12 @@ class _RestoredForest(tf.keras.layers.Layer):
     def __init__(self, restored, num_classes: int, **kwargs):
         super().__init__(trainable=False, dtype="float32", **kwargs)  # whatever the policy
         self.restored = restored
-        self.trackable = restored  # what saving needs of it (save_core)
         self.num_classes = int(num_classes)
+
+    @property
+    def trackable(self):
+        """What saving needs of it (`save_core`): the restored trees' resource and files."""
+        return self.restored
 
     @tf.autograph.experimental.do_not_convert
     def call(self, x, training=None):
@@ -295,9 +310,7 @@ def _columns(split: splits.Split, columns: Optional[List[dict]]) -> Dict[str, np
     """A split's rows as the trees read them, {input name: [rows]} with LABEL: each row once,
     in row order (a sample of at most `max_rows` rows: bounded)."""
     def convert(x, targets):
-        features = (decode(x, columns) if columns is not None
-                    else {input_name(i, "x"): x[:, i] for i in range(x.shape[1])})
-        return {**features, LABEL: targets["label"]}
+        return {**inputs_of(x, columns), LABEL: targets["label"]}
 
     batches = [batch for batch in split.dataset(BATCH_ROWS).map(
         tf.autograph.experimental.do_not_convert(convert)).as_numpy_iterator()]
