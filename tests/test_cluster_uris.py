@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.types import standard_artifacts
 
 from components.artifacts import JsonReport
@@ -31,6 +32,7 @@ from modules import fileio
 from modules.learning import trainer
 from modules.models import export
 from modules.verdict import evaluation
+from pipeline.configs import DEFAULT_BEAM_ARGS
 from modules.settings import (Baselines, Blessing, Distillation, Pruning, Quantization,
                               RunSettings, Teacher, Training)
 
@@ -179,7 +181,8 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
                                   11)
     blessing = _artifact(standard_artifacts.ModelBlessing,
                          os.path.join(root, "Evaluator", "blessing", "11"), 12)
-    EvaluatorExecutor().Do(
+    # The pipeline's Beam arguments name the runner, as every run does (else Prism: configs)
+    EvaluatorExecutor(BaseBeamExecutor.Context(beam_pipeline_args=list(DEFAULT_BEAM_ARGS))).Do(
         {"teacher": [teacher], "network": [network], "trees": [trees], "linear": [linear],
          "student_scratch": [scratch], "student": [student],
          "pruned": [pruned], "quantized": [quantized], "examples": [examples]},

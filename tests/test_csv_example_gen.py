@@ -8,6 +8,7 @@ import modules  # noqa: F401  (tf_keras before tensorflow)
 import apache_beam as beam
 import pytest
 import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -15,6 +16,7 @@ from components.csv_example_gen.executor import CsvToExamples, csv_settings, cus
 from modules.reading import csvfile
 from modules.reading.csvfile import COLUMNS_FILE
 from modules.settings import Csv
+from pipeline.configs import DEFAULT_BEAM_ARGS
 
 
 def _value(feature: tf.train.Feature):
@@ -35,10 +37,17 @@ def _kinds(example: tf.train.Example):
             if f.WhichOneof("kind")]
 
 
+def _pipeline():
+    """A TestPipeline on the pipeline's own runner: named, as every run names it (Beam 2.74's
+    default DirectRunner first starts a Prism job server, whose temp folder it leaves behind
+    when that fails offline)."""
+    return TestPipeline(options=PipelineOptions(list(DEFAULT_BEAM_ARGS)))
+
+
 def check(files, rows, kinds, csv=Csv()):
     """Runs the transform in a TestPipeline: its examples must be `rows` (sorted (column,
     value) tuples, None for missing) and each column's feature kind as in `kinds`."""
-    with TestPipeline() as pipeline:
+    with _pipeline() as pipeline:
         examples = (pipeline | CsvToExamples([str(f) for f in files], csv)
                     | "Parse" >> beam.Map(tf.train.Example.FromString))
         assert_that(examples | "Rows" >> beam.Map(_row), equal_to(rows), label="rows")
@@ -134,7 +143,7 @@ def _ids_csv(tmp_path, rows=40):
 
 def test_identifier_columns_are_left_out_and_a_unique_amount_is_kept(tmp_path):
     path = _ids_csv(tmp_path)
-    with TestPipeline() as pipeline:
+    with _pipeline() as pipeline:
         examples = (pipeline | CsvToExamples([str(path)], Csv(), str(tmp_path / "out"))
                     | beam.Map(tf.train.Example.FromString))
         assert_that(examples | beam.FlatMap(lambda e: list(e.features.feature))
@@ -151,7 +160,7 @@ def test_identifier_columns_are_left_out_and_a_unique_amount_is_kept(tmp_path):
 
 
 def test_keep_uses_an_identifier_anyway(tmp_path):
-    with TestPipeline() as pipeline:
+    with _pipeline() as pipeline:
         examples = (pipeline | CsvToExamples([str(_ids_csv(tmp_path))], Csv(keep=("row",)))
                     | beam.Map(tf.train.Example.FromString))
         assert_that(examples | beam.FlatMap(lambda e: list(e.features.feature))
@@ -205,6 +214,7 @@ def test_executor_writes_every_row_to_gzip_tfrecord_splits_by_hash(tmp_path):
     (4:1), every row written once to GZIP TFRecords, the artifact's split names and formats
     set as TFX's readers (StatisticsGen, tfx-bsl) expect."""
     from tfx.components.util import examples_utils
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.proto import example_gen_pb2
     from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as keys
     from tfx.utils import proto_utils
@@ -219,7 +229,8 @@ def test_executor_writes_every_row_to_gzip_tfrecord_splits_by_hash(tmp_path):
     split_config = example_gen_pb2.SplitConfig(splits=[
         example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
         example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)])
-    Executor().Do({}, {keys.EXAMPLES_KEY: [examples]}, {
+    context = BaseBeamExecutor.Context(beam_pipeline_args=list(DEFAULT_BEAM_ARGS))
+    Executor(context).Do({}, {keys.EXAMPLES_KEY: [examples]}, {
         keys.INPUT_BASE_KEY: str(tmp_path / "in"),
         keys.INPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name="single_split", pattern="*.csv")])),
@@ -247,7 +258,7 @@ def test_executor_writes_every_row_to_gzip_tfrecord_splits_by_hash(tmp_path):
 def _examples(path, csv):
     """The serialized tf.Examples CsvToExamples makes of `path`, sorted."""
     prefix = f"{path}.examples"
-    with TestPipeline() as pipeline:
+    with _pipeline() as pipeline:
         _ = pipeline | CsvToExamples([str(path)], csv) | beam.io.WriteToTFRecord(prefix)
     return sorted(r.numpy() for r in tf.data.TFRecordDataset(tf.io.gfile.glob(prefix + "*")))
 

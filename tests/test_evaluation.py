@@ -102,6 +102,7 @@ def test_tfma_slices_the_models_scores_written_next_to_raw_examples(tmp_path):
 
     from modules.reading import data
     from modules.verdict import sliced_metrics
+    from pipeline.configs import DEFAULT_BEAM_ARGS
 
     rng = np.random.default_rng(0)
     labels = rng.choice(["no", "yes"], 400)
@@ -125,7 +126,7 @@ def test_tfma_slices_the_models_scores_written_next_to_raw_examples(tmp_path):
                                        scored, added=scores) == 400
     assert sliced_metrics.supported(["no", "yes"]) and not sliced_metrics.supported(["a", "b", "c"])
     result = sliced_metrics.sliced_metrics(["right", "wrong"], scored, ["color"],
-                                           str(tmp_path / "tfma"))
+                                           str(tmp_path / "tfma"), list(DEFAULT_BEAM_ARGS))
     assert set(result) == {"right", "wrong"}
     right, wrong = result["right"], result["wrong"]
     assert set(right) == {"overall", "color=red", "color=blue"}
