@@ -46,16 +46,22 @@ SLOW_FILES = ("test_e2e.py", "test_e2e_public_csv.py", "test_reliability.py",
 
 # -- one whole-pipeline run shared by the end-to-end tests ----------------------------------
 @pytest.fixture(scope="session")
-def baseline(tmp_path_factory):
+def baseline(tmp_path_factory, worker_id):
     """local_runner.py --quick on the odd taxi sample (2,500 rows), as test_e2e's first test
-    checks it, with every split read logged (tests/split_spy). Tests that change its output
-    work on `baseline.copy(...)`; test_e2e's rerun test runs in it (the cache is keyed on
-    the output folder), so each pytest-xdist worker makes its own."""
-    from pipeline_runs import Baseline, make_baseline
+    checks it, with every split read logged (tests/split_spy). One run for the whole session:
+    pytest-xdist workers share it (in their common temp folder; `make_baseline`). Tests that
+    change its output work on `baseline.copy(...)`; test_e2e's rerun test runs in it (the
+    cache is keyed on the output folder) under `baseline.locked(exclusive=True)`."""
+    from pipeline_runs import make_baseline
 
-    csv, output, result, reads, temp = make_baseline(str(tmp_path_factory.mktemp("baseline")))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return Baseline(csv, output, result, reads, temp)
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # pytest-xdist: each worker's temp folder is in this one
+    directory = shared / "baseline"
+    directory.mkdir(exist_ok=True)
+    made = make_baseline(str(directory))
+    assert made.result.returncode == 0, made.result.stdout[-3000:] + made.result.stderr[-3000:]
+    return made
 
 
 # -- synthetic data ---------------------------------------------------------------------------

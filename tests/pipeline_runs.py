@@ -1,6 +1,8 @@
 """Running local_runner.py as a user does, and reading what a run left behind; the one
 whole-pipeline baseline the end-to-end tests share (fixture `baseline` in conftest.py)."""
+import contextlib
 import dataclasses
+import fcntl
 import glob
 import json
 import os
@@ -83,17 +85,32 @@ def summary(output):
 
 
 def make_baseline(directory):
-    """The run behind conftest's `baseline` fixture, in `directory`: (csv, output, the
-    CompletedProcess, the split reads log, the TMPDIR it was given and must leave empty).
-    The caller checks the return code (a failed run is recorded like one that worked)."""
-    csv = odd_taxi_csv(directory)
-    output = os.path.join(directory, "out")
-    reads = os.path.join(directory, "split_reads.jsonl")
-    temp = os.path.join(directory, "system_temp")  # the run's system temp folder
-    os.mkdir(temp)
-    result = run_cli(*quick_args(csv, output),
-                     env={**spying_on_split_reads(reads), "TMPDIR": temp})
-    return csv, output, result, reads, temp
+    """The run behind conftest's `baseline` fixture, made once in `directory` for every
+    pytest-xdist worker: the first to ask runs it, the others wait for it and read what it
+    recorded. Returns a `Baseline`; the caller checks the return code (a failed run is
+    recorded like one that worked)."""
+    record = os.path.join(directory, "baseline.json")
+    with open(os.path.join(directory, "make.lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not os.path.exists(record):
+            csv = odd_taxi_csv(directory)
+            output = os.path.join(directory, "out")
+            reads = os.path.join(directory, "split_reads.jsonl")
+            temp = os.path.join(directory, "system_temp")  # the run's system temp folder
+            os.mkdir(temp)
+            result = run_cli(*quick_args(csv, output),
+                             env={**spying_on_split_reads(reads), "TMPDIR": temp})
+            with open(record + ".tmp", "w") as f:
+                json.dump({"csv": csv, "output": output, "split_reads_log": reads,
+                           "system_temp": temp, "args": result.args,
+                           "returncode": result.returncode, "stdout": result.stdout,
+                           "stderr": result.stderr}, f)
+            os.replace(record + ".tmp", record)
+    with open(record) as f:
+        made = json.load(f)
+    result = subprocess.CompletedProcess(made.pop("args"), made.pop("returncode"),
+                                         made.pop("stdout"), made.pop("stderr"))
+    return Baseline(result=result, **made)
 
 
 def odd_taxi_csv(directory, rows=2500):
@@ -125,5 +142,14 @@ class Baseline:
         """A copy of the run's output folder to continue from. Its ML Metadata still points
         at the baseline's artifacts, which stay in place: the copy reuses them, and what a
         new run writes lands in the copy."""
-        shutil.copytree(self.output, str(destination))
+        with self.locked():
+            shutil.copytree(self.output, str(destination))
         return str(destination)
+
+    @contextlib.contextmanager
+    def locked(self, exclusive=False):
+        """Readers of the output folder (shared) and the one test that runs in it
+        (`exclusive`: test_e2e's rerun) exclude each other across pytest-xdist workers."""
+        with open(os.path.join(os.path.dirname(self.output), "output.lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield

@@ -141,18 +141,20 @@ def test_identical_reruns_are_cached_and_push_nothing_new(baseline):
     and Pusher run once more (and push nothing new); from then on nothing runs at all. In the
     baseline's own output: a copy elsewhere is another pipeline (its settings name its output
     folder), which the cache does not match."""
-    csv, output = baseline.csv, baseline.output
-    result = run_cli(*quick_args(csv, output))
-    assert result.returncode == 0, result.stderr[-3000:]
-    states = latest_states(output)
-    assert {c for c, s in states.items() if s != "cached"} <= {
-        "latest_blessed_model_resolver", "Evaluator", "Pusher"}
-    assert "already pushed" in result.stdout and len(versions(output)) == 1
-    result = run_cli(*quick_args(csv, output))
-    assert result.returncode == 0, result.stderr[-3000:]
-    states = latest_states(output)
-    assert {c for c, s in states.items() if s != "cached"} <= {"latest_blessed_model_resolver"}
-    assert len(versions(output)) == 1
+    with baseline.locked(exclusive=True):  # no other worker copies it meanwhile
+        csv, output = baseline.csv, baseline.output
+        result = run_cli(*quick_args(csv, output))
+        assert result.returncode == 0, result.stderr[-3000:]
+        states = latest_states(output)
+        assert {c for c, s in states.items() if s != "cached"} <= {
+            "latest_blessed_model_resolver", "Evaluator", "Pusher"}
+        assert "already pushed" in result.stdout and len(versions(output)) == 1
+        result = run_cli(*quick_args(csv, output))
+        assert result.returncode == 0, result.stderr[-3000:]
+        states = latest_states(output)
+        assert {c for c, s in states.items()
+                if s != "cached"} <= {"latest_blessed_model_resolver"}
+        assert len(versions(output)) == 1
 
 
 def test_explain_prints_data_hyperparameters_and_runs(first_run):

@@ -102,7 +102,8 @@ def test_second_run_on_the_same_output_is_refused(baseline, tmp_path):
 
 def test_no_cache_rerun_with_the_same_seed_reproduces_the_metrics(baseline, tmp_path):
     """Tolerance: 0.002 ROC AUC per candidate (CPU thread scheduling may reorder float sums)."""
-    first = summary(baseline.output)["candidates"]
+    with baseline.locked():
+        first = summary(baseline.output)["candidates"]
     output = baseline.copy(tmp_path / "out")
     rerun = run_cli(*quick_args(baseline.csv, output, "--no-cache"))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
