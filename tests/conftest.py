@@ -6,11 +6,11 @@ is imported anywhere in the test process.
 import dataclasses
 import json
 import os
-import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
+import time
 
 import modules  # noqa: F401  (must precede tensorflow)
 
@@ -46,7 +46,7 @@ SLOW_FILES = ("test_e2e.py", "test_e2e_public_csv.py", "test_reliability.py",
 
 # -- one whole-pipeline run shared by the end-to-end tests ----------------------------------
 @pytest.fixture(scope="session")
-def baseline(tmp_path_factory, worker_id):
+def baseline(pytestconfig):
     """local_runner.py --quick on the odd taxi sample (2,500 rows), as test_e2e's first test
     checks it, with every split read logged (tests/split_spy). One run for the whole session:
     pytest-xdist workers share it (in their common temp folder; `make_baseline`). Tests that
@@ -54,12 +54,9 @@ def baseline(tmp_path_factory, worker_id):
     cache is keyed on the output folder) under `baseline.locked(exclusive=True)`."""
     from pipeline_runs import make_baseline
 
-    shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
-        shared = shared.parent  # pytest-xdist: each worker's temp folder is in this one
-    directory = shared / "baseline"
-    directory.mkdir(exist_ok=True)
-    made = make_baseline(str(directory))
+    directory = os.path.join(_shared_folder(pytestconfig), "baseline")
+    os.makedirs(directory, exist_ok=True)
+    made = make_baseline(directory)
     assert made.result.returncode == 0, made.result.stdout[-3000:] + made.result.stderr[-3000:]
     return made
 
@@ -267,23 +264,39 @@ _SCRIPTS = {
 }
 
 # Each script takes ~30 s, mostly single-threaded tracing, so it starts in the background as
-# soon as collection shows that a test needs it, and runs while the other tests do.
-_RUNS = {}
+# soon as collection shows that a test needs it, and runs while the other tests do: once a
+# session, by the first pytest-xdist worker to collect it; any worker reads its results.
+_RUNS = {}  # name -> the process group of a script this worker started
+SCRIPT_TIMEOUT = 400  # seconds
 
 
-def _start_script(name):
-    if name in _RUNS:
-        return
-    folder = tempfile.mkdtemp(prefix=f"{name}-")
+def _shared_folder(config) -> str:
+    """A folder every pytest-xdist worker of this session sees (the parent of their temp
+    folders), or this process's temp folder without xdist."""
+    base = config._tmp_path_factory.getbasetemp()
+    return str(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+
+
+def _start_script(name, config):
+    """Starts script `name` once for the session: the first worker to get here starts it,
+    in a folder of the shared one where it leaves its output and, at the end, its exit
+    status (`returncode`) for whichever worker reads them (`_script_results`)."""
+    folder = os.path.join(_shared_folder(config), f"script-{name}")
+    try:
+        os.makedirs(folder)
+    except FileExistsError:
+        return  # started by another worker
     script = os.path.join(folder, "script.py")
     with open(script, "w") as f:
         f.write(_SCRIPTS[name])
-    stdout = open(os.path.join(folder, "stdout.txt"), "w+")
-    stderr = open(os.path.join(folder, "stderr.txt"), "w+")
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="-1", TF_CPP_MIN_LOG_LEVEL="2")
-    process = subprocess.Popen([sys.executable, script, os.path.dirname(__file__)], cwd=REPO,
-                               env=env, stdout=stdout, stderr=stderr)
-    _RUNS[name] = dict(process=process, stdout=stdout, stderr=stderr, folder=folder)
+    status = os.path.join(folder, "returncode")
+    with open(os.path.join(folder, "stdout.txt"), "w") as stdout, \
+            open(os.path.join(folder, "stderr.txt"), "w") as stderr:
+        _RUNS[name] = subprocess.Popen(
+            ["sh", "-c", '"$@"; echo $? > "$0.tmp" && mv "$0.tmp" "$0"', status,
+             sys.executable, script, os.path.dirname(__file__)],
+            cwd=REPO, env=env, stdout=stdout, stderr=stderr, start_new_session=True)
 
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
@@ -292,40 +305,49 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as found
     for name in _SCRIPTS:
         if any(f"{name}_results" in getattr(item, "fixturenames", ()) for item in items):
-            _start_script(name)
+            _start_script(name, config)
 
 
 def pytest_unconfigure(config):
-    for run in _RUNS.values():
-        if run["process"].poll() is None:
-            run["process"].kill()  # only the subprocesses this conftest started
-            run["process"].wait()
-        run["stdout"].close()
-        run["stderr"].close()
-        shutil.rmtree(run["folder"], ignore_errors=True)
+    for process in _RUNS.values():  # the scripts this worker started; another may read them
+        try:
+            process.wait(timeout=SCRIPT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the shell and the script
+            process.wait()
 
 
-def _script_results(name):
-    _start_script(name)
-    run = _RUNS[name]
-    returncode = run["process"].wait(timeout=400)
-    run["stdout"].seek(0)
-    run["stderr"].seek(0)
-    stdout, stderr = run["stdout"].read(), run["stderr"].read()
+
+def _script_results(name, config):
+    _start_script(name, config)
+    folder = os.path.join(_shared_folder(config), f"script-{name}")
+    deadline = time.time() + SCRIPT_TIMEOUT
+    while not os.path.exists(os.path.join(folder, "returncode")) and time.time() < deadline:
+        time.sleep(0.5)
+    returncode = _read(os.path.join(folder, "returncode")).strip() or "(still running)"
+    stdout, stderr = (_read(os.path.join(folder, f)) for f in ("stdout.txt", "stderr.txt"))
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
-    assert returncode == 0 and lines, (
+    assert returncode == "0" and lines, (
         f"{name} script failed (rc {returncode}):\n{stdout[-3000:]}\n{stderr[-5000:]}")
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 @pytest.fixture(scope="session")
-def mirrored_training_results():
+def mirrored_training_results(pytestconfig):
     """Train the same model with strategy mirrored (2 logical CPUs) and none."""
-    return _script_results("mirrored_training")
+    return _script_results("mirrored_training", pytestconfig)
 
 
 @pytest.fixture(scope="session")
-def mirrored_pruning_results():
+def mirrored_pruning_results(pytestconfig):
     """pruning.prune(run=Training(strategy="mirrored")) on 2 logical CPUs: sparsity per weight,
     or error."""
-    return _script_results("mirrored_pruning")
+    return _script_results("mirrored_pruning", pytestconfig)
