@@ -303,6 +303,8 @@ def _start_script(name, config):
 def pytest_collection_modifyitems(session, config, items):
     rank = {name: i for i, name in enumerate(SLOW_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as found
+    if config.option.collectonly:
+        return
     for name in _SCRIPTS:
         if any(f"{name}_results" in getattr(item, "fixturenames", ()) for item in items):
             _start_script(name, config)
