@@ -277,11 +277,15 @@ def _shared_folder(config) -> str:
     return str(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
 
 
+def _script_folder(name, config) -> str:
+    return os.path.join(_shared_folder(config), f"script-{name}")
+
+
 def _start_script(name, config):
     """Starts script `name` once for the session: the first worker to get here starts it,
-    in a folder of the shared one where it leaves its output and, at the end, its exit
+    in its folder of the shared one where it leaves its output and, at the end, its exit
     status (`returncode`) for whichever worker reads them (`_script_results`)."""
-    folder = os.path.join(_shared_folder(config), f"script-{name}")
+    folder = _script_folder(name, config)
     try:
         os.makedirs(folder)
     except FileExistsError:
@@ -319,10 +323,9 @@ def pytest_unconfigure(config):
             process.wait()
 
 
-
 def _script_results(name, config):
     _start_script(name, config)
-    folder = os.path.join(_shared_folder(config), f"script-{name}")
+    folder = _script_folder(name, config)
     deadline = time.time() + SCRIPT_TIMEOUT
     while not os.path.exists(os.path.join(folder, "returncode")) and time.time() < deadline:
         time.sleep(0.5)

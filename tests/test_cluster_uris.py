@@ -32,9 +32,9 @@ from modules import fileio
 from modules.learning import trainer
 from modules.models import export
 from modules.verdict import evaluation
-from pipeline.configs import DEFAULT_BEAM_ARGS
 from modules.settings import (Baselines, Blessing, Distillation, Pruning, Quantization,
                               RunSettings, Teacher, Training)
+from pipeline.configs import DEFAULT_BEAM_ARGS
 
 
 @pytest.fixture
