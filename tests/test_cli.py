@@ -188,6 +188,16 @@ def test_european_csv_passes_with_decimal_and_an_id_column_is_left_out_with_a_no
     assert config.csv.decimal == ","
 
 
+def test_no_cache_flag_turns_the_pipelines_cache_off(taxi):
+    """--no-cache reaches the pipeline (test_prepare_and_pipeline: its enable_cache); that a
+    run without the cache reproduces the metrics is test_kubeflow_dry_run's comparison."""
+    directory, header, rows = taxi
+    args = ["--data", write_csv(str(directory / "plain.csv"), header, rows), "--drop", "tips"]
+    assert local_runner.build_config(local_runner.parse_args(args)).enable_cache is True
+    assert local_runner.build_config(
+        local_runner.parse_args(args + ["--no-cache"])).enable_cache is False
+
+
 def test_r_row_names_column_is_accepted_and_not_a_feature(taxi, tmp_path):
     from pipeline.inputs import check_csv
 
