@@ -89,6 +89,10 @@ SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
                           "setup.py")
 
 
+# The Beam args of a run on this machine with Beam's runner left as the default
+LOCAL_BEAM_ARGS = DEFAULT_BEAM_ARGS + (f"--setup_file={SETUP_FILE}",)
+
+
 def beam_args(args: argparse.Namespace, on_this_machine: bool = False) -> Tuple[str, ...]:
     """Every Beam step's arguments: the defaults, then --beam-arg (which may override). With
     `on_this_machine` and Beam's runner left as the default, nothing is packaged for staging."""
@@ -97,8 +101,7 @@ def beam_args(args: argparse.Namespace, on_this_machine: bool = False) -> Tuple[
         raise SettingError(f"--beam-arg {bad[0]}: Beam arguments look like --name=value")
     in_process = on_this_machine and not any(a.split("=", 1)[0] == "--runner"
                                              for a in args.beam_arg)
-    return (tuple(DEFAULT_BEAM_ARGS) + ((f"--setup_file={SETUP_FILE}",) if in_process else ())
-            + tuple(args.beam_arg))
+    return (LOCAL_BEAM_ARGS if in_process else DEFAULT_BEAM_ARGS) + tuple(args.beam_arg)
 
 
 def default_data_path() -> str:

@@ -62,8 +62,10 @@ def portable_beam(log_dir: str):
     """The job service and the worker pool on free localhost ports, stopped afterwards. The
     pool starts its workers with `python` from PATH: this interpreter's folder comes first."""
     ports = free_port(), free_port()
-    env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable),
-                                                   os.environ.get("PATH", "")])}
+    temp = os.path.join(log_dir, "tmp")  # the job service stages every job's files there
+    os.makedirs(temp, exist_ok=True)
+    env = {**os.environ, "TMPDIR": temp,
+           "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
     commands = {"job_service": [sys.executable, os.path.abspath(__file__), str(ports[0])],
                 "worker_pool": [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
                                 f"--service_port={ports[1]}"]}

@@ -34,7 +34,7 @@ from modules.models import export
 from modules.verdict import evaluation
 from modules.settings import (Baselines, Blessing, Distillation, Pruning, Quantization,
                               RunSettings, Teacher, Training)
-from pipeline.configs import DEFAULT_BEAM_ARGS
+from pipeline.configs import LOCAL_BEAM_ARGS
 
 
 @pytest.fixture
@@ -182,7 +182,7 @@ def test_training_and_compression_executors_work_on_uris(tmp_path, in_empty_cwd)
     blessing = _artifact(standard_artifacts.ModelBlessing,
                          os.path.join(root, "Evaluator", "blessing", "11"), 12)
     # The pipeline's Beam arguments name the runner, as every run does (else Prism: configs)
-    EvaluatorExecutor(BaseBeamExecutor.Context(beam_pipeline_args=list(DEFAULT_BEAM_ARGS))).Do(
+    EvaluatorExecutor(BaseBeamExecutor.Context(beam_pipeline_args=list(LOCAL_BEAM_ARGS))).Do(
         {"teacher": [teacher], "network": [network], "trees": [trees], "linear": [linear],
          "student_scratch": [scratch], "student": [student],
          "pruned": [pruned], "quantized": [quantized], "examples": [examples]},

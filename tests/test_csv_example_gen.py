@@ -16,7 +16,7 @@ from components.csv_example_gen.executor import CsvToExamples, csv_settings, cus
 from modules.reading import csvfile
 from modules.reading.csvfile import COLUMNS_FILE
 from modules.settings import Csv
-from pipeline.configs import DEFAULT_BEAM_ARGS
+from pipeline.configs import DEFAULT_BEAM_ARGS, LOCAL_BEAM_ARGS
 
 
 def _value(feature: tf.train.Feature):
@@ -229,7 +229,7 @@ def test_executor_writes_every_row_to_gzip_tfrecord_splits_by_hash(tmp_path):
     split_config = example_gen_pb2.SplitConfig(splits=[
         example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
         example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)])
-    context = BaseBeamExecutor.Context(beam_pipeline_args=list(DEFAULT_BEAM_ARGS))
+    context = BaseBeamExecutor.Context(beam_pipeline_args=list(LOCAL_BEAM_ARGS))
     Executor(context).Do({}, {keys.EXAMPLES_KEY: [examples]}, {
         keys.INPUT_BASE_KEY: str(tmp_path / "in"),
         keys.INPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Input(splits=[

@@ -15,6 +15,7 @@ Layout of a Model artifact (every model the pipeline produces has it):
 """
 import dataclasses
 import os
+import tempfile
 from typing import Any, Dict, List, Sequence
 
 import tensorflow as tf
@@ -107,10 +108,21 @@ def load_model(artifact_uri: str, compile: bool = False) -> ExportedModel:
         fileio.read_json(os.path.join(artifact_uri, PREPROCESSOR_FILE)))
     trees_dir = os.path.join(artifact_uri, TREES_DIR)
     core = (trees.load_core(trees_dir) if fileio.exists(trees_dir) else
-            tf.keras.models.load_model(os.path.join(artifact_uri, CORE_FILE), compile=compile))
+            _load_core(os.path.join(artifact_uri, CORE_FILE), compile))
     columns = [data.FeatureColumn(**c) for c in info["columns"]]
     return ExportedModel(core, preprocessor, columns, data.FeatureColumn(**info["label"]),
                          list(info["classes"]), info)
+
+
+def _load_core(path: str, compile: bool) -> tf.keras.Model:
+    """tf_keras reads a .keras file at a URI (gs://...) through a copy in a new temp folder
+    that it never deletes: the copy is made here, and deleted."""
+    if "://" not in path:
+        return tf.keras.models.load_model(path, compile=compile)
+    with tempfile.TemporaryDirectory(prefix="core-") as folder:
+        local = os.path.join(folder, CORE_FILE)
+        fileio.copy(path, local)
+        return tf.keras.models.load_model(local, compile=compile)
 
 
 def read_info(artifact_uri: str) -> Dict[str, Any]:
