@@ -82,7 +82,7 @@ class Executor(StepExecutor):
                 "mode": name, **inputs.contract(), "tflite_micro": micro, "conformance": kit,
                 "features": source.preprocessor.layout()})
             if mode.integer:  # the vector-in model, for devices without floating point,
-                # calibrated on the same rows: the same int8 network
+                # calibrated on the same rows: the same network in int8 activations
                 tensors = [tf.constant(t) for t in calibration] + [None]
                 self._write_vector_model(folder, model, source, name, raw_tflite.preprocess(
                     source.preprocessor, tensors[0], tensors[1], inputs.offsets).numpy())

@@ -11,11 +11,19 @@ Inside, the preprocessing that `modules.reading.preprocessing.FeaturePreprocesso
 in float32, written with ops TFLite Micro has (`TFLITE_MICRO_OPS`): a missing value is
 `x != x` and SELECT_V2, z-scores and piecewise-linear bins are SUB, MUL, MINIMUM and MAXIMUM,
 an integer code becomes its category with FLOOR/CEIL and comparisons, and a one-hot slot k of
-a category id c is 1 - min(|c - k|, 1) (TFLite Micro has no ONE_HOT). The network after it
-is quantized like the vector-in model: one QUANTIZE where the preprocessed vector is complete,
-int8 weights and activations, one DEQUANTIZE before the softmax (int8 probabilities would
-move in steps of 1/256). Quantizing the preprocessing too would put raw units of very
-different sizes on one int8 scale (ROC AUC 0.955 -> 0.704 on taxi in a first trial).
+a category id c is 1 - min(|c - k|, 1) (TFLite Micro has no ONE_HOT).
+
+In the integer modes the model is three conversions joined into one flatbuffer (`chain`):
+the preprocessing in float32, the network quantized (one QUANTIZE where the preprocessed
+vector is complete, int8 weights, one DEQUANTIZE of the logits), and the softmax in float32
+(int8 probabilities would move in steps of 1/256). Quantizing the preprocessing too would put
+raw units of very different sizes on one int8 scale (ROC AUC 0.955 -> 0.704 on taxi in a
+first trial). The network's activations are int16 (TFLite's 16x8 mode; TFLite Micro has its
+kernels): with int8 activations, the rows a device may send beyond the training range
+(missing everywhere, far above or below it) need wide int8 ranges that cost the ordinary
+rows their resolution, and the kit's rows missed `serving_raw` by up to 0.031 on the
+generality benchmark's sets; with int16, by at most 0.0052, for 8-168 more bytes. The
+quantization-aware modes keep int8 activations: training fixed their int8 ranges.
 """
 import json
 import os
@@ -47,6 +55,8 @@ RESIZE_NEAREST_NEIGHBOR REVERSE_V2 ROUND RSQRT SELECT_V2 SHAPE SIN SLICE SOFTMAX
 SPACE_TO_DEPTH SPLIT SPLIT_V SQUEEZE SQRT SQUARE SQUARED_DIFFERENCE STRIDED_SLICE SUB SUM SVDF
 TANH TRANSPOSE_CONV TRANSPOSE UNPACK UNIDIRECTIONAL_SEQUENCE_LSTM VAR_HANDLE WHILE ZEROS_LIKE
 """.split())
+# The network's quantization in the raw-in model: int8 weights, int16 activations
+NETWORK_OPS = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
 
 
 def raw_inputs(preprocessor: FeaturePreprocessor, classes: Sequence[str]) -> edge.RawInputs:
@@ -138,52 +148,116 @@ def preprocess(preprocessor: FeaturePreprocessor, numbers: tf.Tensor,
     return tf.concat(blocks, axis=1) if len(blocks) > 1 else blocks[0]
 
 
+def _specs(inputs: edge.RawInputs) -> List[tf.TensorSpec]:
+    specs = [tf.TensorSpec([None, len(inputs.numbers)], tf.float32, name=edge.NUMBERS)]
+    if inputs.ids:
+        specs.append(tf.TensorSpec([None, len(inputs.ids)], tf.int32, name=edge.IDS))
+    return specs
+
+
 def raw_function(core: tf.keras.Model, preprocessor: FeaturePreprocessor,
                  inputs: edge.RawInputs) -> tf.types.experimental.ConcreteFunction:
     """numbers (and ids) -> probabilities, as one concrete function to convert."""
     core = to_float32(core)
-    specs = [tf.TensorSpec([None, len(inputs.numbers)], tf.float32, name=edge.NUMBERS)]
-    if inputs.ids:
-        specs.append(tf.TensorSpec([None, len(inputs.ids)], tf.int32, name=edge.IDS))
 
     def probabilities(numbers, ids=None):
         logits = core(preprocess(preprocessor, numbers, ids, inputs.offsets), training=False)
         return {edge.PROBABILITIES: tf.nn.softmax(logits)}
 
-    return tf.function(probabilities, input_signature=specs,
-                       autograph=False).get_concrete_function()
+    return _concrete(probabilities, _specs(inputs))
+
+
+def _concrete(function: Callable, specs: Sequence[tf.TensorSpec]
+              ) -> tf.types.experimental.ConcreteFunction:
+    return tf.function(function, input_signature=specs, autograph=False).get_concrete_function()
+
+
+def _flatbuffer(function: tf.types.experimental.ConcreteFunction,
+                configure: Callable = lambda converter: None) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
+    configure(converter)
+    return converter.convert()
 
 
 def convert(core: tf.keras.Model, preprocessor: FeaturePreprocessor, inputs: edge.RawInputs,
             name: str, representative: Optional[Callable[[], Iterator[List[np.ndarray]]]] = None
             ) -> bytes:
     """The raw-in TFLite flatbuffer in quantization mode `name`. Integer modes calibrate on
-    `representative()` (lists of raw input tensors) and quantize the network only."""
+    `representative()` (lists of raw input tensors, a row at a time) and quantize the
+    network only: its activations in int16 (`NETWORK_OPS`), or in int8 for the
+    quantization-aware modes, whose int8 ranges training fixed."""
     mode = candidates.mode(name)
     core = to_float32(core)
-    function = raw_function(core, preprocessor, inputs)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode.weights_float16:
-        converter.target_spec.supported_types = [tf.float16]
     if not mode.integer:
-        return strip_names(converter.convert())
+        def optimize(converter):
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            if mode.weights_float16:
+                converter.target_spec.supported_types = [tf.float16]
+        return strip_names(_flatbuffer(raw_function(core, preprocessor, inputs), optimize))
     if representative is None:
         raise ValueError(f"{name} quantization needs a representative dataset (raw rows of "
                          f"the training split)")
-    converter.representative_dataset = representative
-    converter._experimental_calibrate_only = True  # the quantization below keeps some float
-    calibrated = converter.convert()
-    # Every op stays float32 but the network's (named after the core, as Keras names them).
-    network = f"{core.name}/"
-    floats = [t["name"] for t in tf.lite.Interpreter(model_content=calibrated).get_tensor_details()
-              if not any(part.startswith(network) for part in t["name"].split(";"))]
-    from tensorflow.lite.python import convert as lite_convert
 
-    # What tf.lite.experimental.QuantizationDebugger does for its denylisted_nodes option,
-    # without its instrumented models.
-    return strip_names(lite_convert.mlir_quantize(calibrated, fully_quantize=False,
-                                                  denylisted_nodes=floats))
+    def vectors(numbers, ids=None):
+        return preprocess(preprocessor, numbers, ids, inputs.offsets)
+
+    rows = [np.concatenate(tensors) for tensors in zip(*representative())]
+    calibration = vectors(*[tf.constant(t) for t in rows]).numpy()
+    width, classes = calibration.shape[1], len(inputs.classes)
+
+    def integer(converter):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([calibration[i:i + 1]]
+                                                    for i in range(len(calibration)))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+                                               if mode.aware else NETWORK_OPS]
+
+    return strip_names(chain([
+        _flatbuffer(_concrete(vectors, _specs(inputs))),
+        _flatbuffer(_concrete(lambda x: core(x, training=False),
+                              [tf.TensorSpec([None, width], tf.float32)]), integer),
+        _flatbuffer(_concrete(tf.nn.softmax, [tf.TensorSpec([None, classes], tf.float32)]))]))
+
+
+def chain(models: Sequence[bytes]) -> bytes:
+    """One TFLite flatbuffer that runs `models` in turn, each one's output the next one's
+    input (each has one subgraph; the first may have several inputs, the others one, and
+    every one but the last one output). The models' names and signatures are dropped."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    def key(code):
+        return code.builtinCode, code.deprecatedBuiltinCode, code.customCode, code.version
+
+    joined = flatbuffer_utils.convert_bytearray_to_object(bytearray(models[0]))
+    graph = joined.subgraphs[0]
+    codes = {key(code): i for i, code in enumerate(joined.operatorCodes)}
+    for content in models[1:]:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+        [subgraph] = model.subgraphs
+        [entry], [previous] = list(subgraph.inputs), list(graph.outputs)
+        tensors, buffers = {entry: previous, -1: -1}, {0: 0}  # buffer 0: no data
+        for i, tensor in enumerate(subgraph.tensors):
+            if i == entry:
+                continue
+            if tensor.buffer not in buffers:
+                buffers[tensor.buffer] = len(joined.buffers)
+                joined.buffers.append(model.buffers[tensor.buffer])
+            tensor.buffer = buffers[tensor.buffer]
+            tensors[i] = len(graph.tensors)
+            graph.tensors.append(tensor)
+        for operator in subgraph.operators:
+            code = model.operatorCodes[operator.opcodeIndex]
+            if key(code) not in codes:
+                codes[key(code)] = len(joined.operatorCodes)
+                joined.operatorCodes.append(code)
+            operator.opcodeIndex = codes[key(code)]
+            for field in ("inputs", "outputs", "intermediates"):
+                if getattr(operator, field) is not None:
+                    setattr(operator, field, [tensors[int(i)] for i in getattr(operator, field)])
+            graph.operators.append(operator)
+        graph.outputs = [tensors[int(i)] for i in subgraph.outputs]
+    joined.signatureDefs = None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(joined))
 
 
 def strip_names(content: bytes) -> bytes:

@@ -31,7 +31,7 @@ class Mode:
     """One TFLite conversion of the pruned student."""
     name: str
     help: str
-    integer: bool = False  # int8 weights, activations, input and output; ranges calibrated
+    integer: bool = False  # int8 weights, integer activations; ranges calibrated
     weights_float16: bool = False  # weights stored as float16
     aware: bool = False  # fine-tuned with quantization-aware training before conversion
     preserve_sparsity: bool = False  # ... keeping the pruned weights at zero
@@ -40,8 +40,9 @@ class Mode:
 MODES: Tuple[Mode, ...] = (
     Mode("dynamic", "post-training dynamic range: weights int8, activations float"),
     Mode("float16", "weights float16", weights_float16=True),
-    Mode("int8", "full integer: weights and activations int8, int8 input and output; "
-         "activation ranges calibrated on training rows", integer=True),
+    Mode("int8", "integer network: int8 weights, int16 activations behind the float "
+         "preprocessing (the vector-in model: int8 activations, input and output); activation "
+         "ranges calibrated on training rows", integer=True),
     Mode("qat", "quantization-aware training with tfmot, then full integer", integer=True,
          aware=True),
     Mode("pqat", "prune-preserving quantization-aware training, then full integer",
