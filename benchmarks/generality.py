@@ -42,7 +42,10 @@ one JSON object:
            "vector_acc", "vector_auc", "vector_bytes", "vector_p50_ms" (the vector-in model
            kept beside the deployed raw-in one), "deployed_bytes", "deployed_p50_ms",
            "arena_bytes", "outside_tflite_micro" (TFLite Micro), "kit_max_dp" (the deployed
-           model's largest difference from serving_raw on the conformance kit), ...}}
+           model's largest difference from serving_raw on the conformance kit),
+           "consumer_max_dp", "litert_max_dp" (the reference consumer on every test row as
+           CSV text against the Evaluator's probabilities: with the Evaluator's interpreter,
+           and without TensorFlow on LiteRT; pushed models only), ...}}
 (an interval is [low, high], null where the summary has none).
 
     python benchmarks/generality.py [--sets taxi,iris,...,mlc_churn] [--seed 42]
@@ -194,6 +197,22 @@ def device_figures(summary, deployed):
             "kit_max_dp": device.get("conformance_max_abs_difference")}
 
 
+def consumer_figures(output, version):
+    """The reference consumer (`python -m modules.edge predict`) on every test row as CSV
+    text (issue 26): its largest difference from the Evaluator's probabilities with the
+    Evaluator's interpreter (TensorFlow's TFLite), and without TensorFlow, on LiteRT."""
+    import numpy as np
+
+    from pipeline_runs import consumer_in_process, run_consumer, write_test_rows_csv
+
+    path = os.path.join(output, "test_rows.csv")
+    evaluator = write_test_rows_csv(output, version, path)
+    same = consumer_in_process(version, path)
+    _, litert = run_consumer(version, path)
+    return {"consumer_max_dp": float(np.abs(same - evaluator).max()),
+            "litert_max_dp": float(np.abs(litert - evaluator).max())}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -272,6 +291,8 @@ def main():
             "validation_rows": (summary.get("rows") or {}).get("validation_rows"),
             **device_figures(summary, chosen),
         }
+        if summary["pushed_to"]:
+            results[name].update(consumer_figures(output, summary["pushed_to"]))
         print(f"{name}: done in {seconds:.0f} s", flush=True)
     header = ("set", "train/test", "teacher", "teacher acc", "deployed acc [95%]",
               "linear/trees acc", "anchor acc (LR/HGB)", "teacher AUC", "deployed AUC [95%]",

@@ -1,9 +1,11 @@
 """Running local_runner.py as a user does, and reading what a run left behind; the one
 whole-pipeline baseline the end-to-end tests share (fixture `baseline` in conftest.py)."""
 import contextlib
+import csv
 import dataclasses
 import fcntl
 import glob
+import io
 import json
 import os
 import shutil
@@ -153,3 +155,81 @@ class Baseline:
         with open(os.path.join(os.path.dirname(self.output), "output.lock"), "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
+
+
+# The reference consumer (python -m modules.edge predict) on a pushed version, as a device
+# team runs it; the end-to-end tests and benchmarks/generality.py compare it with the
+# Evaluator's interpreter.
+
+def run_consumer(model_dir, csv_path):
+    """`python -m modules.edge predict` in a process where TensorFlow cannot be imported:
+    (classes, probabilities)."""
+    import numpy as np
+
+    code = ("import sys, runpy; sys.modules['tensorflow'] = None; "
+            "sys.argv = ['modules.edge'] + sys.argv[1:]; "
+            "runpy.run_module('modules.edge', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code, "predict", "--model", str(model_dir),
+                             "--csv", str(csv_path)], capture_output=True, text=True, cwd=ROOT,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = list(csv.reader(result.stdout.splitlines()))
+    return lines[0], np.array(lines[1:], np.float64)
+
+
+def consumer_in_process(model_dir, csv_path):
+    """`modules.edge.predict` with TensorFlow's TFLite interpreter, the Evaluator's."""
+    import numpy as np
+    import tensorflow as tf
+
+    from modules import edge
+
+    out = io.StringIO()
+    edge.predict(edge.RawModel.from_folder(str(model_dir), tf.lite.Interpreter), str(csv_path),
+                 out)
+    return np.array(list(csv.reader(out.getvalue().splitlines()))[1:], np.float64)
+
+
+def logit_step(content: bytes) -> float:
+    """One step of the raw-in int8 model's int16 logits: LiteRT 2.3 rounds some of them one
+    step away from TensorFlow 2.16's interpreter and TFLite Micro (which agree), which moves
+    a softmax probability by at most half a step."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_content=content)
+    scales = {t["index"]: t["quantization"][0] for t in interpreter.get_tensor_details()}
+    [dequantize] = [op for op in interpreter._get_ops_details() if op["op_name"] == "DEQUANTIZE"]
+    return scales[dequantize["inputs"][0]]
+
+
+def write_test_rows_csv(output, version, path):
+    """Writes the run's test split to `path` as CSV text, in the columns `version`'s model
+    reads; returns the Evaluator's probabilities of those rows (its interpreter, TensorFlow's
+    TFLite, on the same values)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from modules import edge
+    from modules.compression import conformance
+    from modules.learning.training import RawRows
+    from modules.models import export
+    from modules.reading import data
+
+    [pruned] = glob.glob(os.path.join(output, "pipeline_root", "Pruner", "pruned_model", "*"))
+    info = export.read_info(pruned)
+    [examples] = glob.glob(os.path.join(output, "pipeline_root", "CsvExampleGen", "examples",
+                                        "*"))
+    model = edge.RawModel.from_folder(version, tf.lite.Interpreter)
+    label = data.FeatureColumn(**info["label"])
+    columns = [data.FeatureColumn(**c) for c in info["columns"]
+               if c["name"] in model.inputs.columns]
+    rows = RawRows([os.path.join(examples, "Split-test", "*")], columns, label, info["classes"])
+    evaluator = []
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(model.inputs.columns)
+        for block, _ in rows.blocks():
+            evaluator.append(model.probabilities(block))
+            writer.writerows(zip(*[[conformance._csv_value(v) for v in block[n]]
+                                   for n in model.inputs.columns]))
+    return np.concatenate(evaluator)

@@ -4,7 +4,6 @@ import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import csv
 import glob
-import io
 import json
 import os
 import subprocess
@@ -14,12 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline_runs import ROOT
+from pipeline_runs import (ROOT, consumer_in_process, logit_step, run_consumer,
+                           write_test_rows_csv)
 from test_export import CLASSES, COLUMNS, LABEL, make_split
 from conftest import statistics_of
 from modules import edge
 from modules.compression import conformance, quantization, raw_tflite
-from modules.learning.training import RawRows
 from modules.models import export
 from modules.models.hyperparameters import ModelConfig
 from modules.models.model import build_core
@@ -145,37 +144,6 @@ def write_model_folder(folder, content, inputs):
         json.dump(inputs.vocabularies, f)
 
 
-def run_consumer(model_dir, csv_path):
-    """`python -m modules.edge predict` in a process where TensorFlow cannot be imported."""
-    code = ("import sys, runpy; sys.modules['tensorflow'] = None; "
-            "sys.argv = ['modules.edge'] + sys.argv[1:]; "
-            "runpy.run_module('modules.edge', run_name='__main__')")
-    result = subprocess.run([sys.executable, "-c", code, "predict", "--model", str(model_dir),
-                             "--csv", str(csv_path)], capture_output=True, text=True, cwd=ROOT,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = list(csv.reader(result.stdout.splitlines()))
-    return lines[0], np.array(lines[1:], np.float64)
-
-
-def consumer_in_process(model_dir, csv_path):
-    """`modules.edge.predict` with TensorFlow's TFLite interpreter, the Evaluator's."""
-    out = io.StringIO()
-    edge.predict(edge.RawModel.from_folder(str(model_dir), tf.lite.Interpreter), str(csv_path),
-                 out)
-    return np.array(list(csv.reader(out.getvalue().splitlines()))[1:], np.float64)
-
-
-def logit_step(content):
-    """One step of the int16 logits: LiteRT 2.3 rounds some of them one step away from
-    TensorFlow 2.16's interpreter and TFLite Micro (which agree), and a softmax moves by at
-    most half a step then."""
-    interpreter = tf.lite.Interpreter(model_content=content)
-    scales = {t["index"]: t["quantization"][0] for t in interpreter.get_tensor_details()}
-    [dequantize] = [op for op in interpreter._get_ops_details() if op["op_name"] == "DEQUANTIZE"]
-    return scales[dequantize["inputs"][0]]
-
-
 def test_consumer_without_tensorflow_reproduces_the_interpreter(model, tmp_path):
     _, _, _, inputs, models = model
     write_model_folder(tmp_path / "model", models["int8"], inputs)
@@ -236,27 +204,9 @@ def test_pushed_kit_and_test_rows_through_the_consumer(baseline, tmp_path):
     assert abs(np.abs(got - expected).max() - kit["max_abs_difference"]) <= step
 
     # every test row, written as CSV text from the test split's examples
-    [pruned] = glob.glob(os.path.join(baseline.output, "pipeline_root", "Pruner", "pruned_model",
-                                      "*"))
-    source = export.load_model(pruned)
-    [examples] = glob.glob(os.path.join(baseline.output, "pipeline_root", "CsvExampleGen",
-                                        "examples", "*"))
-    model = edge.RawModel.from_folder(version, tf.lite.Interpreter)
-    rows = RawRows([os.path.join(examples, "Split-test", "*")],
-                   [c for c in source.columns if c.name in model.inputs.columns], source.label,
-                   source.classes)
-    evaluator, written = [], 0
-    with open(tmp_path / "test_rows.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(model.inputs.columns)
-        for columns, _ in rows.blocks():
-            evaluator.append(model.probabilities(columns))
-            writer.writerows(zip(*[[conformance._csv_value(v) for v in columns[n]]
-                                   for n in model.inputs.columns]))
-            written += len(evaluator[-1])
-    evaluator = np.concatenate(evaluator)
+    evaluator = write_test_rows_csv(baseline.output, version, tmp_path / "test_rows.csv")
     same = consumer_in_process(version, tmp_path / "test_rows.csv")
-    assert written > 300 and same.shape == (written, len(classes))
+    assert len(evaluator) > 300 and same.shape == (len(evaluator), len(classes))
     assert np.abs(same - evaluator).max() <= 1e-6
     _, consumer = run_consumer(version, tmp_path / "test_rows.csv")
     assert np.abs(consumer - evaluator).max() <= step
