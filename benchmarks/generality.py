@@ -43,7 +43,6 @@ one JSON object:
            kept beside the deployed raw-in one), "deployed_bytes", "deployed_p50_ms",
            "arena_bytes", "outside_tflite_micro" (TFLite Micro), "kit_max_dp" (the deployed
            model's largest difference from serving_raw on the conformance kit),
-           "network_activations" (int8, or int16 where int8 misses the kit's tolerance),
            "consumer_max_dp", "litert_max_dp" (the reference consumer on every test row as
            CSV text against the Evaluator's probabilities: with the Evaluator's interpreter,
            and without TensorFlow on LiteRT; pushed models only), ...}}
@@ -195,8 +194,7 @@ def device_figures(summary, deployed):
             "vector_p50_ms": vector.get("latency_ms_p50"),
             "arena_bytes": micro.get("arena_bytes"),
             "outside_tflite_micro": micro.get("outside_tflite_micro"),
-            "kit_max_dp": device.get("conformance_max_abs_difference"),
-            "network_activations": device.get("network_activations")}
+            "kit_max_dp": device.get("conformance_max_abs_difference")}
 
 
 def consumer_figures(output, version):

@@ -173,7 +173,6 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
         contract = fileio.read_json(os.path.join(folder, CONTRACT_FILE))
         kit = contract.get("conformance", {})
         device = {"tflite_micro": contract.get("tflite_micro"),
-                  "network_activations": contract.get("network_activations"),
                   "conformance_max_abs_difference": kit.get("max_abs_difference"),
                   "conformance_tolerance": kit.get("tolerance")}
         vector = os.path.join(folder, VECTOR_DIR, TFLITE_FILE)

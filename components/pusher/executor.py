@@ -119,7 +119,6 @@ class Executor(base_executor.BaseExecutor):
                       "vector_model": f"{candidates.VECTOR_DIR}/{candidates.TFLITE_FILE}",
                       "saved_model": "saved_model/"},
             "deploy_mode": mode,
-            "network_activations": contract.get("network_activations"),
             "tflite_micro": contract.get("tflite_micro"),
             "classes": pruned_info["classes"], "label": pruned_info["label"]["name"],
             "metrics": {name: evaluation["candidates"][name]

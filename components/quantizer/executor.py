@@ -63,45 +63,33 @@ class Executor(StepExecutor):
         calibration = [np.concatenate(pair) for pair in zip(
             inputs.tensors(prepared.raw(data.TRAIN).sample(CALIBRATION_ROWS, seed)),
             golden_tensors)]
-        expected = conformance.serving_raw(step.uri("model"), golden, inputs)
         report = {}
         for name in stage.modes:
             mode = candidates.mode(name)
             model = self._model_for(mode, step)
-
-            def convert(activations):
-                content = raw_tflite.convert(model, source.preprocessor, inputs, name,
-                                             quantization.representative_dataset(calibration)
-                                             if mode.integer else None, activations)
-                return content, edge.RawModel(content, inputs, tf.lite.Interpreter)
-
-            activations = "int8"
-            content, tflite = convert(activations)
-            if (mode.integer and not mode.aware and conformance.max_difference(
-                    tflite, golden, expected) > conformance.TOLERANCE):
-                activations = "int16"  # int8 cannot give the kit's rows (raw_tflite)
-                content, tflite = convert(activations)
+            content = raw_tflite.convert(model, source.preprocessor, inputs, name,
+                                         quantization.representative_dataset(calibration)
+                                         if mode.integer else None)
             path = candidates.tflite_path(output_uri, name)
             fileio.write_bytes(path, content)
             folder = candidates.mode_folder(output_uri, name)
             if inputs.ids:
                 fileio.write_json(os.path.join(folder, edge.VOCABULARY_FILE), inputs.vocabularies)
-            kit = conformance.write_kit(folder, golden, expected, tflite)
+            tflite = edge.RawModel(content, inputs, tf.lite.Interpreter)
+            kit = conformance.write_kit(folder, golden, tflite, step.uri("model"))
             micro = raw_tflite.micro_check(content, golden_tensors)
             fileio.write_json(candidates.contract_path(output_uri, name), {
                 "mode": name, **inputs.contract(), "tflite_micro": micro, "conformance": kit,
-                **({"network_activations": activations} if mode.integer else {}),
                 "features": source.preprocessor.layout()})
             if mode.integer:  # the vector-in model, for devices without floating point,
-                # calibrated on the same rows: the same network, in int8 activations
+                # calibrated on the same rows: the same network in int8 activations
                 tensors = [tf.constant(t) for t in calibration] + [None]
                 self._write_vector_model(folder, model, source, name, raw_tflite.preprocess(
                     source.preprocessor, tensors[0], tensors[1], inputs.offsets).numpy())
             predict, single = evaluation.raw_predictor(tflite)
             report[name] = evaluation.evaluate_candidate(
                 predict, single, validation, path, params=source.core.count_params())
-            log.info("quantizer: %s%s: accuracy %.4f, AUC %.4f, %d bytes, TFLite Micro %s",
-                     name, f" ({activations} activations)" if mode.integer else "",
+            log.info("quantizer: %s: accuracy %.4f, AUC %.4f, %d bytes, TFLite Micro %s", name,
                      report[name]["accuracy"], report[name]["auc"], report[name]["size_bytes"],
                      f"arena {micro['arena_bytes']} bytes" if micro["runs"] else
                      f"cannot run it ({', '.join(micro['outside_tflite_micro']) or 'failed'})")

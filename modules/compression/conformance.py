@@ -78,17 +78,12 @@ def serving_raw(source_uri: str, columns: Dict[str, List[str]],
     return loaded.signatures["serving_raw"](**canonical)["probabilities"].numpy()
 
 
-def max_difference(model: edge.RawModel, golden: Dict[str, List[str]],
-                   expected: np.ndarray) -> float:
-    """The model's largest probability difference from `expected` on the kit's rows."""
-    return float(np.max(np.abs(model.probabilities(golden) - expected)))
-
-
-def write_kit(folder: str, golden: Dict[str, List[str]], expected: np.ndarray,
-              model: edge.RawModel) -> Dict[str, object]:
-    """Writes the kit's two files to `folder` (`expected`: `serving_raw`'s probabilities of
-    the rows); returns the contract's description of it."""
-    difference = max_difference(model, golden, expected)
+def write_kit(folder: str, golden: Dict[str, List[str]], model: edge.RawModel,
+              source_uri: str) -> Dict[str, object]:
+    """Writes the kit's two files to `folder`; returns the contract's description of it."""
+    expected = serving_raw(source_uri, golden, model.inputs)
+    got = model.probabilities(golden)
+    difference = float(np.max(np.abs(got - expected)))
     _write_csv(os.path.join(folder, candidates.GOLDEN_ROWS_FILE), golden)
     _write_csv(os.path.join(folder, candidates.GOLDEN_PROBABILITIES_FILE),
                {name: [repr(float(p)) for p in expected[:, j]]

@@ -18,13 +18,12 @@ the preprocessing in float32, the network quantized (one QUANTIZE where the prep
 vector is complete, int8 weights, one DEQUANTIZE of the logits), and the softmax in float32
 (int8 probabilities would move in steps of 1/256). Quantizing the preprocessing too would put
 raw units of very different sizes on one int8 scale (ROC AUC 0.955 -> 0.704 on taxi in a
-first trial). The network's activations are int8 (then it is the vector-in model's network),
-or int16 (TFLite's 16x8 mode; TFLite Micro has its kernels) where int8 cannot hold the rows
-a device may send beyond the training range (missing everywhere, far above or below it):
-their wide int8 ranges cost the ordinary rows resolution, and the conformance kit's rows
-missed `serving_raw` by up to 0.031 on the generality benchmark's sets; in int16, by at most
-0.0052, for 8-168 more bytes. The Quantizer takes int8 unless the kit misses its tolerance.
-The quantization-aware modes keep int8: training fixed their int8 ranges.
+first trial). The network's activations are int16 (TFLite's 16x8 mode; TFLite Micro has its
+kernels): with int8 activations, the rows a device may send beyond the training range
+(missing everywhere, far above or below it) need wide int8 ranges that cost the ordinary
+rows their resolution, and the kit's rows missed `serving_raw` by up to 0.031 on the
+generality benchmark's sets; with int16, by at most 0.0052, for 8-168 more bytes. The
+quantization-aware modes keep int8 activations: training fixed their int8 ranges.
 """
 import json
 import os
@@ -56,9 +55,8 @@ RESIZE_NEAREST_NEIGHBOR REVERSE_V2 ROUND RSQRT SELECT_V2 SHAPE SIN SLICE SOFTMAX
 SPACE_TO_DEPTH SPLIT SPLIT_V SQUEEZE SQRT SQUARE SQUARED_DIFFERENCE STRIDED_SLICE SUB SUM SVDF
 TANH TRANSPOSE_CONV TRANSPOSE UNPACK UNIDIRECTIONAL_SEQUENCE_LSTM VAR_HANDLE WHILE ZEROS_LIKE
 """.split())
-# The network's integer ops in the raw-in model by activation type (weights int8 in both)
-NETWORK_OPS = {"int8": tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-               "int16": tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8}
+# The network's quantization in the raw-in model: int8 weights, int16 activations
+NETWORK_OPS = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
 
 
 def raw_inputs(preprocessor: FeaturePreprocessor, classes: Sequence[str]) -> edge.RawInputs:
@@ -182,12 +180,12 @@ def _flatbuffer(function: tf.types.experimental.ConcreteFunction,
 
 
 def convert(core: tf.keras.Model, preprocessor: FeaturePreprocessor, inputs: edge.RawInputs,
-            name: str, representative: Optional[Callable[[], Iterator[List[np.ndarray]]]] = None,
-            activations: str = "int8") -> bytes:
+            name: str, representative: Optional[Callable[[], Iterator[List[np.ndarray]]]] = None
+            ) -> bytes:
     """The raw-in TFLite flatbuffer in quantization mode `name`. Integer modes calibrate on
     `representative()` (lists of raw input tensors, a row at a time) and quantize the
-    network only, its activations in `activations` (`NETWORK_OPS`; int8 in the
-    quantization-aware modes, whose int8 ranges training fixed)."""
+    network only: its activations in int16 (`NETWORK_OPS`), or in int8 for the
+    quantization-aware modes, whose int8 ranges training fixed."""
     mode = candidates.mode(name)
     core = to_float32(core)
     if not mode.integer:
@@ -211,8 +209,8 @@ def convert(core: tf.keras.Model, preprocessor: FeaturePreprocessor, inputs: edg
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([calibration[i:i + 1]]
                                                     for i in range(len(calibration)))
-        converter.target_spec.supported_ops = [NETWORK_OPS["int8" if mode.aware
-                                                           else activations]]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+                                               if mode.aware else NETWORK_OPS]
 
     return strip_names(chain([
         _flatbuffer(_concrete(vectors, _specs(inputs))),
