@@ -41,7 +41,8 @@ one JSON object:
            baselines on test), "scratch_acc", "scratch_auc" (the student from scratch),
            "vector_acc", "vector_auc", "vector_bytes", "vector_p50_ms" (the vector-in model
            kept beside the deployed raw-in one), "deployed_bytes", "deployed_p50_ms",
-           "arena_bytes", "outside_tflite_micro" (TFLite Micro), "kit_max_dp" (the deployed
+           "arena_bytes", "outside_tflite_micro" (TFLite Micro), "micro_max_dp" (TFLite Micro
+           against the Evaluator's interpreter on the kit's rows), "kit_max_dp" (the deployed
            model's largest difference from serving_raw on the conformance kit),
            "consumer_max_dp", "litert_max_dp" (the reference consumer on every test row as
            CSV text against the Evaluator's probabilities: with the Evaluator's interpreter,
@@ -194,6 +195,7 @@ def device_figures(summary, deployed):
             "vector_p50_ms": vector.get("latency_ms_p50"),
             "arena_bytes": micro.get("arena_bytes"),
             "outside_tflite_micro": micro.get("outside_tflite_micro"),
+            "micro_max_dp": micro.get("max_abs_difference"),
             "kit_max_dp": device.get("conformance_max_abs_difference")}
 
 

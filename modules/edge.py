@@ -228,11 +228,12 @@ def predict(model: RawModel, path: str, out, delimiter: str = ",", decimal: str 
 def micro_arena(content: bytes, tensors: Sequence[np.ndarray], max_arena: int = 1 << 22
                 ) -> Optional[Dict[str, object]]:
     """The smallest tensor arena (to 16 bytes) the `tflite-micro` Python interpreter runs the
-    model in on one row of `tensors`, and its probabilities there; None when it does not run
-    it. Each try runs in a forked child: an arena a little too small can crash the interpreter
-    instead of failing (seen in about one bisection in ten), and its C++ messages are muted.
-    Call it from a process without threads (`python -m modules.edge micro`)."""
-    def run(arena: int) -> Optional[np.ndarray]:
+    model in on the first row of `tensors`, and its probabilities of every row there; None
+    when it does not run it. Each try runs in a forked child: an arena a little too small can
+    crash the interpreter instead of failing (seen in about one bisection in ten), and its C++
+    messages are muted. Call it from a process without threads (`python -m modules.edge
+    micro`)."""
+    def run(arena: int, rows: int = 1) -> Optional[np.ndarray]:
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # child
@@ -245,10 +246,11 @@ def micro_arena(content: bytes, tensors: Sequence[np.ndarray], max_arena: int = 
                 from tflite_micro.python.tflite_micro import runtime
 
                 interpreter = runtime.Interpreter.from_bytes(content, arena_size=arena)
-                for index, tensor in enumerate(tensors):
-                    interpreter.set_input(tensor[:1], index)
-                interpreter.invoke()
-                os.write(write, np.asarray(interpreter.get_output(0), np.float32).tobytes())
+                for row in range(rows):
+                    for index, tensor in enumerate(tensors):
+                        interpreter.set_input(tensor[row:row + 1], index)
+                    interpreter.invoke()
+                    os.write(write, np.asarray(interpreter.get_output(0), np.float32).tobytes())
                 code = 0
             finally:
                 os._exit(code)
@@ -256,7 +258,8 @@ def micro_arena(content: bytes, tensors: Sequence[np.ndarray], max_arena: int = 
         with os.fdopen(read, "rb") as pipe:
             output = pipe.read()
         _, status = os.waitpid(pid, 0)
-        return np.frombuffer(output, np.float32) if status == 0 and output else None
+        return (np.frombuffer(output, np.float32).reshape(rows, -1) if status == 0 and output
+                else None)
 
     if run(max_arena) is None:
         return None
@@ -264,7 +267,7 @@ def micro_arena(content: bytes, tensors: Sequence[np.ndarray], max_arena: int = 
     while high - low > 16:
         middle = (low + high) // 2
         low, high = (low, middle) if run(middle) is not None else (middle, high)
-    return {"arena_bytes": high, "probabilities": run(high).tolist()}
+    return {"arena_bytes": high, "probabilities": run(high, len(tensors[0])).tolist()}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -278,8 +281,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.add_argument("--output", help="write the probabilities here (default: stdout)")
     run.add_argument("--delimiter", default=",")
     run.add_argument("--decimal", default=".", choices=[".", ","])
-    micro = commands.add_parser("micro", help="the smallest TFLite Micro arena a model runs in "
-                                              "on one row (JSON on stdout)")
+    micro = commands.add_parser("micro", help="the smallest TFLite Micro arena a model runs in, "
+                                              "and its probabilities of every row (JSON)")
     micro.add_argument("model", help="a .tflite file")
     micro.add_argument("tensors", help="a .npz file of the input tensors, in input order")
     args = parser.parse_args(argv)

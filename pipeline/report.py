@@ -296,7 +296,10 @@ def terminal_text(summary: Dict[str, Any]) -> str:
     if micro:
         lines.append(
             f"On a device: {summary['deployable']} takes raw features; TFLite Micro "
-            + (f"runs it in a {micro['arena_bytes']:,}-byte arena" if micro.get("runs") else
+            + (f"runs it in a {micro['arena_bytes']:,}-byte arena"
+               + (f", within {micro['max_abs_difference']:.1e} of the evaluated probabilities"
+                  if micro.get("max_abs_difference") is not None else "")
+               if micro.get("runs") else
                f"cannot run it ({', '.join(micro.get('outside_tflite_micro') or []) or 'failed'})")
             + f"; conformance kit within {device.get('conformance_max_abs_difference', 0):.4f}"
               f" of serving_raw")

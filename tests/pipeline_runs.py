@@ -191,9 +191,11 @@ def consumer_in_process(model_dir, csv_path):
 
 
 def logit_step(content: bytes) -> float:
-    """One step of the raw-in int8 model's int16 logits: LiteRT 2.3 rounds some of them one
-    step away from TensorFlow 2.16's interpreter and TFLite Micro (which agree), which moves
-    a softmax probability by at most half a step."""
+    """One step of the raw-in int8 model's int16 logits: LiteRT 2.3 rounds some int16 results
+    one step away from TensorFlow 2.16's interpreter and TFLite Micro (which agree). A logit
+    one step off moves a softmax probability by at most half a step; a hidden layer's step
+    can move the logits further, but moved probabilities by less than half a logit step on
+    every set of the generality benchmark."""
     import tensorflow as tf
 
     interpreter = tf.lite.Interpreter(model_content=content)

@@ -77,7 +77,8 @@ class Executor(StepExecutor):
                 fileio.write_json(os.path.join(folder, edge.VOCABULARY_FILE), inputs.vocabularies)
             tflite = edge.RawModel(content, inputs, tf.lite.Interpreter)
             kit = conformance.write_kit(folder, golden, tflite, step.uri("model"))
-            micro = raw_tflite.micro_check(content, golden_tensors)
+            # TFLite Micro's probabilities of the kit's rows against the Evaluator's interpreter
+            micro = raw_tflite.micro_check(content, golden_tensors, tflite.invoke(golden_tensors))
             fileio.write_json(candidates.contract_path(output_uri, name), {
                 "mode": name, **inputs.contract(), "tflite_micro": micro, "conformance": kit,
                 "features": source.preprocessor.layout()})
