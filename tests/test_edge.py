@@ -128,12 +128,11 @@ def test_int8_model_uses_tflite_micro_builtins_and_runs_there(model):
     assert set(ops) <= raw_tflite.TFLITE_MICRO_OPS, set(ops) - raw_tflite.TFLITE_MICRO_OPS
     assert "FULLY_CONNECTED" in ops and "ONE_HOT" not in ops
     tensors = inputs.tensors(rows_with_every_case())
-    check = raw_tflite.micro_check(content, tensors)
+    lite = edge.RawModel(content, inputs, tf.lite.Interpreter).invoke(tensors)
+    check = raw_tflite.micro_check(content, tensors, lite)
     assert check["runs"] and 1000 < check["arena_bytes"] < 1 << 20
     # every row: the int16 kernels of the two runtimes round alike but for a few 1e-5
-    lite = edge.RawModel(content, inputs, tf.lite.Interpreter).invoke(tensors)
-    np.testing.assert_allclose(check["probabilities"], lite, atol=1e-4)
-    assert raw_tflite.micro_check(content, tensors, lite)["max_abs_difference"] <= 1e-4
+    assert check["max_abs_difference"] <= 1e-4
 
 
 def write_model_folder(folder, content, inputs):
