@@ -38,7 +38,7 @@ def test_train_model_steps_per_epoch_follow_the_budget(prepared):
                                   early_stopping=False, verbose=False)
     assert result.budget == training.Budget(batch_size=60, global_batch_size=60,
                                             passes_per_epoch=4, steps_per_epoch=32)
-    assert result.model.optimizer._learning_rate.steps_per_epoch == 32
+    assert result.model.optimizer.learning_rate.steps_per_epoch == 32
     assert int(result.model.optimizer.iterations.numpy()) == 32
 
 
@@ -78,8 +78,8 @@ def test_make_strategy_rejects_unknown_names_and_multi_worker_without_tf_config(
 def test_make_optimizer_uses_constant_then_decay_schedule():
     config = small_config(learning_rate=0.1, constant_epochs=2, decay_rate=0.5)
     optimizer = training.make_optimizer(config, steps_per_epoch=10)
-    assert isinstance(optimizer, tf.keras.optimizers.Adam)
-    schedule = optimizer._learning_rate
+    assert isinstance(optimizer, tf.keras.optimizers.legacy.Adam)
+    schedule = optimizer.learning_rate
     assert isinstance(schedule, ConstantThenExponentialDecay)
     assert float(schedule(19)) == pytest.approx(0.1)
     assert float(schedule(30)) == pytest.approx(0.05)

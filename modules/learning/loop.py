@@ -173,6 +173,9 @@ class TrainingLoop:
         self.clip_norm = float(clip_norm)
         self.steps_per_execution = max(1, int(steps_per_execution))
         self._scales_loss = isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+        # Both kinds of tf_keras optimizer (`make_optimizer` uses the legacy one) with their own
+        # names for the same calls.
+        self._legacy_optimizer = isinstance(optimizer, tf.keras.optimizers.legacy.Optimizer)
         with self.strategy.scope():
             self.class_weights = (None if class_weights is None
                                   else tf.constant(class_weights, tf.float32))
@@ -180,7 +183,10 @@ class TrainingLoop:
             self.val_metrics = _Metrics(num_classes, prefix="val_", outputs=self.outputs)
             # The optimizer's slots are made here rather than in the first call of the train
             # step: a tf.function that creates variables is traced twice (0.6 s a model).
-            optimizer.build(model.trainable_variables)
+            if self._legacy_optimizer:
+                optimizer._create_all_weights(model.trainable_variables)
+            else:
+                optimizer.build(model.trainable_variables)
         self._train_fn = self._make_train_fn()
         self._eval_fn = self._make_eval_fn()
 
@@ -220,8 +226,11 @@ class TrainingLoop:
                 tf.distribute.ReduceOp.SUM, gradients)
         if self.clip_norm:
             gradients = [tf.clip_by_global_norm(g, self.clip_norm)[0] for g in gradients]
-        optimizer.apply_gradients(zip(tf.nest.flatten(gradients), tf.nest.flatten(groups)),
-                                  skip_gradients_aggregation=True)
+        pairs = zip(tf.nest.flatten(gradients), tf.nest.flatten(groups))
+        if self._legacy_optimizer:  # gradients are already summed across replicas (above)
+            optimizer.apply_gradients(pairs, experimental_aggregate_gradients=False)
+        else:
+            optimizer.apply_gradients(pairs, skip_gradients_aggregation=True)
         self.train_metrics.update(per_example, targets["label"], logits)
 
     def _eval_step(self, features, targets):
