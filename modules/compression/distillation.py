@@ -7,16 +7,16 @@ Teacher logits are computed once per example and stored next to the labels (bloc
 with the split: in memory or on local disk), so the teacher never runs inside the training
 loop and none of its weights can change.
 
-`search_student` sizes the student to the task: it trains every size (`STUDENT_SIZES`) and
-keeps the smallest whose validation scores stay within half of the blessing budget of the
-teacher (accuracy and ROC AUC drops, paired on the same rows and widened by their noise as
-the Evaluator's rule is: `modules.verdict.blessing.budget_left`), leaving the other half to pruning
-and quantization.
+`search_student` sizes the student to the task: it trains the sizes (`STUDENT_SIZES`), a few
+at a time and smallest first, and keeps the smallest whose validation scores stay within half
+of the blessing budget of the teacher (accuracy and ROC AUC drops, paired on the same rows
+and widened by their noise as the Evaluator's rule is: `modules.verdict.blessing.budget_left`),
+leaving the other half to pruning and quantization.
 At that size it picks alpha and temperature from a small grid and trains the same student
 from scratch on the labels alone as the control; the student handed on is the best of them,
 so distillation never ships worse than its control.
 
-The candidates of each of these two steps train side by side, as towers of one model
+The candidates of each round and of the grid train side by side, as towers of one model
 (`modules.models.model.Towers`): each learns on its own loss exactly as alone (the same batches,
 initial weights and steps), and they share the data pipeline, the per-step costs and the
 graph tracing, which are most of a small model's training time (x10 taxi, --quick: the
@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 LINEAR = (0, 1)
 STUDENT_SIZES: Tuple[Tuple[int, int], ...] = (LINEAR, (1, 4), (1, 8), (1, 16), (1, 32),
                                               (2, 32), (1, 64))
+# The sizes train this many at a time, smallest first, until a round holds one within the
+# budget: the first within it is kept, so the larger sizes could not change the choice, and
+# tracing costs by the tower (taxi: 7 towers 12 s to trace, 3 of them 5 s).
+SIZES_PER_ROUND = 3
 # (alpha, temperature); the first is the one the size search uses.
 DISTILLATION_GRID: Tuple[Tuple[float, float], ...] = ((0.3, 4.0), (0.1, 2.0), (0.1, 8.0),
                                                       (0.6, 2.0))
@@ -207,7 +211,7 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
     training configuration, `budget` the blessing's thresholds, `run` the run's seed and
     strategy; every candidate is compared with `teacher` on the held-out
     (validation) rows of `prepared`; `run_dir(name)` gives each training's log folder
-    ("sizes", "grid").
+    ("sizes", "sizes2", ..., "grid").
     Candidates train without progress bars: one line each reports them."""
     seed = run.seed
     distilled_data = with_teacher_logits(teacher, prepared)
@@ -251,7 +255,13 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
                      metrics["accuracy"], metrics["auc"], trained[-1].budget_left)
         return trained
 
-    tried = train("sizes", [(layers, units, *grid[0]) for layers, units in sizes])
+    tried: List[Candidate] = []
+    for first in range(0, len(sizes), SIZES_PER_ROUND):
+        tried += train("sizes" if not first else f"sizes{first // SIZES_PER_ROUND + 1}",
+                       [(layers, units, *grid[0])
+                        for layers, units in sizes[first:first + SIZES_PER_ROUND]])
+        if any(c.budget_left >= budget_share for c in tried):
+            break
     within = [c for c in tried if c.budget_left >= budget_share]
     chosen = within[0] if within else max(tried, key=rank)
     *others, scratch = train("grid", [(chosen.layers, chosen.units, alpha, temperature)
