@@ -263,26 +263,29 @@ def temp_folder_in(output: str):
 def run(config: configs.PipelineConfig, runner: str, terminal=None, log_file=None) -> None:
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
+    from modules import memory
     from pipeline.pipeline import create_pipeline
 
     configure_logging(terminal, log_file)
     dag = create_pipeline(config)
-    if runner == "beam":
-        from apache_beam.options.pipeline_options import StandardOptions
-        from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+    with memory.startup_frozen():  # the imports the components need are done: see its docstring
+        if runner == "beam":
+            from apache_beam.options.pipeline_options import StandardOptions
+            from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-        # BeamDagRunner runs the components as the steps of a Beam pipeline it makes without
-        # options, so on Beam's default runner, the DirectRunner, which tries Prism first
-        # (downloading it): the components would then run in a Prism worker process. Name the
-        # in-process FnApiRunner instead, the engine the DirectRunner falls back to.
-        default = StandardOptions.DEFAULT_RUNNER
-        StandardOptions.DEFAULT_RUNNER = configs.BEAM_RUNNER
-        try:
-            BeamDagRunner().run(dag)
-        finally:
-            StandardOptions.DEFAULT_RUNNER = default
-    else:
-        LocalDagRunner().run(dag)
+            # BeamDagRunner runs the components as the steps of a Beam pipeline it makes
+            # without options, so on Beam's default runner, the DirectRunner, which tries
+            # Prism first (downloading it): the components would then run in a Prism worker
+            # process. Name the in-process FnApiRunner instead, the engine the DirectRunner
+            # falls back to.
+            default = StandardOptions.DEFAULT_RUNNER
+            StandardOptions.DEFAULT_RUNNER = configs.BEAM_RUNNER
+            try:
+                BeamDagRunner().run(dag)
+            finally:
+                StandardOptions.DEFAULT_RUNNER = default
+        else:
+            LocalDagRunner().run(dag)
 
 
 def _user_error(error: BaseException) -> Optional[str]:
