@@ -8,6 +8,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.types.component_spec import ExecutionParameter
 
+from modules import memory
 from modules.learning import training
 from modules.models import export
 from modules.reading import data
@@ -84,8 +85,10 @@ class StepExecutor(base_executor.BaseExecutor):
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]):
         settings = RunSettings.from_json(exec_properties[RUN_SETTINGS])
         stage = self.STAGE.from_json(exec_properties[self.STAGE.KEY]) if self.STAGE else None
-        self.run(StepInputs(settings, stage, self.MODEL_KEY, input_dict, output_dict,
-                            exec_properties, self.HELD_OUT))
+        # A component in its own process (Kubeflow) has imported what it runs by now.
+        with memory.startup_frozen():
+            self.run(StepInputs(settings, stage, self.MODEL_KEY, input_dict, output_dict,
+                                exec_properties, self.HELD_OUT))
 
     def run(self, step: StepInputs) -> None:
         raise NotImplementedError

@@ -26,7 +26,12 @@ def startup_frozen():
     Beam: about 700,000 objects that live as long as the process). Every full collection
     traversed them all, 0.42 s each time, and `release` runs one per Tuner trial and per
     trained model; Python's own full collections during graph tracing traversed them too.
-    Objects made inside are collected as before."""
+    Objects made inside are collected as before. Where objects are already frozen (a local
+    run enters it around the whole pipeline, a component process around its step) it does
+    nothing: the outer one undoes it."""
+    if gc.get_freeze_count():
+        yield
+        return
     gc.collect()
     gc.freeze()
     try:

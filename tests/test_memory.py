@@ -23,3 +23,12 @@ def test_startup_frozen_hides_the_objects_alive_on_entry_and_still_collects_new_
         assert gc.collect() >= 1  # the cycle made inside is found and freed
     assert gc.get_freeze_count() == 0
     assert _in_sight(survivor)  # back in sight after the exit
+
+
+def test_startup_frozen_inside_another_leaves_the_freeze_to_the_outer_one():
+    with memory.startup_frozen():
+        frozen = gc.get_freeze_count()
+        with memory.startup_frozen():  # a component's step inside a local run
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen  # the inner exit did not unfreeze
+    assert gc.get_freeze_count() == 0

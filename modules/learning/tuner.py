@@ -62,6 +62,11 @@ class LoopTuner(keras_tuner.Tuner):
         self.epoch_steps = epoch_steps
         super().__init__(oracle=oracle, hypermodel=self._build, **kwargs)
 
+    def search(self, *args, **kwargs):
+        # The Tuner in its own process (Kubeflow) has imported what it runs by now.
+        with memory.startup_frozen():
+            return super().search(*args, **kwargs)
+
     def _config(self, hp: keras_tuner.HyperParameters) -> ModelConfig:
         # The trial's epochs are the tuner's budget, not the teacher's --epochs.
         return ModelConfig.from_dict(declare(hp, self.space), epochs=self.max_epochs,
