@@ -260,9 +260,9 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
         tried += train("sizes" if not first else f"sizes{first // SIZES_PER_ROUND + 1}",
                        [(layers, units, *grid[0])
                         for layers, units in sizes[first:first + SIZES_PER_ROUND]])
-        if any(c.budget_left >= budget_share for c in tried):
+        within = [c for c in tried if c.budget_left >= budget_share]
+        if within:
             break
-    within = [c for c in tried if c.budget_left >= budget_share]
     chosen = within[0] if within else max(tried, key=rank)
     *others, scratch = train("grid", [(chosen.layers, chosen.units, alpha, temperature)
                                       for alpha, temperature in grid[1:]]
