@@ -112,6 +112,18 @@ def test_serving_raw_on_canonical_tensors_matches_serving_default(exported):
                                from_examples["probabilities"].numpy(), atol=1e-7)
 
 
+def test_loaded_model_serves_raw_rows_as_its_saved_model_does(exported):
+    """`ExportedModel.serve_raw` (the conformance kit's reference, in process) gives the
+    SavedModel's `serving_raw` outputs."""
+    uri, serving_dir, _, _, test, _ = exported
+    saved = tf.saved_model.load(serving_dir).signatures["serving_raw"](**raw_tensors(test))
+    in_process = export.load_model(uri).serve_raw(raw_tensors(test))
+    assert set(in_process) == set(saved)
+    for name in ("logits", "probabilities", "score"):
+        np.testing.assert_allclose(in_process[name].numpy(), saved[name].numpy(), atol=1e-7)
+    np.testing.assert_array_equal(in_process["classes"].numpy(), saved["classes"].numpy())
+
+
 def test_more_than_two_classes_have_no_score_output(exported):
     _, _, _, preprocessor, test, _ = exported
     core = build_core(preprocessor.output_dim, 3,

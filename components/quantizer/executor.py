@@ -76,7 +76,7 @@ class Executor(StepExecutor):
             if inputs.ids:
                 fileio.write_json(os.path.join(folder, edge.VOCABULARY_FILE), inputs.vocabularies)
             tflite = edge.RawModel(content, inputs, tf.lite.Interpreter)
-            kit = conformance.write_kit(folder, golden, tflite, step.uri("model"))
+            kit = conformance.write_kit(folder, golden, tflite, source)
             # TFLite Micro's probabilities of the kit's rows against the Evaluator's interpreter
             micro = raw_tflite.micro_check(content, golden_tensors, tflite.invoke(golden_tensors))
             fileio.write_json(candidates.contract_path(output_uri, name), {

@@ -1,7 +1,9 @@
 """What every training component shares: the prepared splits, the distribution strategy,
 the optimizer with its learning-rate schedule, and one `train_model` around the loop."""
+import collections
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import tempfile
@@ -149,12 +151,15 @@ class RawRows:
                  label: data.FeatureColumn, classes: Sequence[str]):
         self.files, self.columns, self.label = list(files), list(columns), label
         self.classes = list(classes)
-        # Traced once for every read of the rows: a function made per read, traced per block
-        # shape, was traced again by every candidate measured on them (about 1 s each with 30
-        # columns).
-        self._parse = tf.function(lambda s: data.parse_examples(s, self.columns, self.label),
-                                  input_signature=[tf.TensorSpec([None], tf.string)],
-                                  autograph=False)
+        # Traced once in the process for every read of such rows: a function made per read,
+        # traced per block shape, was traced again by every candidate measured on them (about
+        # 1 s each with 30 columns).
+        columns, label = self.columns, self.label
+        self._parse = _traced_once(
+            ["raw rows", [dataclasses.asdict(c) for c in columns], dataclasses.asdict(label)],
+            lambda: tf.function(lambda s: data.parse_examples(s, columns, label),
+                                input_signature=[tf.TensorSpec([None], tf.string)],
+                                autograph=False))
 
     def parse(self, serialized: tf.Tensor) -> Dict[str, np.ndarray]:
         """Serialized tf.Examples -> their raw columns."""
@@ -197,21 +202,57 @@ def _prepared_blocks(files, columns, label_column, preprocessor: FeaturePreproce
     """(encoded features, {"label": class id}) blocks of a split's labeled rows of known
     classes, parsed and encoded batch by batch with the graph serving runs
     (`FeaturePreprocessor.encode`; the split reads them through `expand`)."""
-    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-        tf.constant(list(classes)), tf.range(len(classes), dtype=tf.int64)), -1)
-
-    # Not converted by AutoGraph (no Python control flow on tensors): converting the parsing
-    # and the preprocessing layers took 4.6 s a split, once in every process that prepares data.
-    @tf.autograph.experimental.do_not_convert
-    def prepare(serialized):
-        parsed = data.parse_examples(serialized, _inputs(columns, preprocessor), label_column)
-        ids = table.lookup(parsed.pop(label_column.name))
-        known = ids >= 0
-        x = preprocessor.encode(parsed)
-        return tf.boolean_mask(x, known), {"label": tf.boolean_mask(ids, known)}
-
     return (data.split_records(files).batch(splits.BLOCK_ROWS)
-            .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+            .map(_block_preparation(columns, label_column, preprocessor, classes),
+                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+
+
+# The traced functions of this process, by what they compute (the newest kept). Under
+# LocalDagRunner the Tuner, Trainer, Baselines, Distiller, Pruner, Quantizer and Evaluator
+# share one process and read their splits with the same parsing and preprocessing, each from
+# its own copy of it: traced per split, they took 1-2 s each time (12 s of a run with
+# attrition's 30 columns); now traced once, and called by every split's dataset.
+_TRACED: "collections.OrderedDict[str, Callable]" = collections.OrderedDict()
+_TRACED_KEPT = 8
+
+
+def _traced_once(what: list, make: Callable[[], Callable]) -> Callable:
+    """The function `make()` returns, made once for every equal `what` (JSON)."""
+    key = json.dumps(what, sort_keys=True, default=str)
+    function = _TRACED.pop(key, None)
+    if function is None:
+        function = make()
+    _TRACED[key] = function
+    while len(_TRACED) > _TRACED_KEPT:
+        _TRACED.popitem(last=False)
+    return function
+
+
+def _block_preparation(columns, label_column, preprocessor: FeaturePreprocessor,
+                       classes: Sequence[str]) -> Callable:
+    """serialized tf.Examples [n] -> (encoded features, {"label": class ids}) of those with a
+    label of `classes`."""
+    inputs = _inputs(columns, preprocessor)
+
+    def make():
+        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(classes)), tf.range(len(classes), dtype=tf.int64)), -1)
+
+        # Not converted by AutoGraph (no Python control flow on tensors): converting the
+        # parsing and the preprocessing layers took 4.6 s a split.
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+        def prepare(serialized):
+            parsed = data.parse_examples(serialized, inputs, label_column)
+            ids = table.lookup(parsed.pop(label_column.name))
+            known = ids >= 0
+            x = preprocessor.encode(parsed)
+            return tf.boolean_mask(x, known), {"label": tf.boolean_mask(ids, known)}
+
+        return prepare
+
+    return _traced_once(["prepared blocks", [dataclasses.asdict(c) for c in inputs],
+                         dataclasses.asdict(label_column), preprocessor.get_config(),
+                         list(classes)], make)
 
 
 def _inputs(columns: Sequence[data.FeatureColumn],
