@@ -10,6 +10,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from conftest import features_of, write_statistics
 from modules.learning import training
+from modules.reading.preprocessing import FeaturePreprocessor
 from modules.settings import Distillation, Splits, Tuning
 from pipeline.configs import PipelineConfig
 from pipeline.pipeline import create_components, create_pipeline
@@ -55,6 +56,37 @@ def test_rows_without_label_and_unseen_eval_classes_are_dropped_and_counted(tmp_
     assert features_of(prepared.held_out).shape == (2, prepared.preprocessor.output_dim)
     company = [s for s in prepared.preprocessor.layout() if s["feature"] == "company"][0]
     assert "Ünïcode cab" in company["vocabulary"]
+
+
+def test_equal_preparations_share_one_trace_and_others_have_their_own(tmp_path):
+    """The steps of a local run prepare their splits in one process, each from its own copy
+    of the preprocessing: the parsing and preprocessing are traced once for them all, and a
+    preparation with other classes (or preprocessing) is not served by that trace."""
+    rows = [(float(i), "Flash" if i % 2 else "City", "yes" if i % 3 else "no") for i in range(30)]
+    train_file = _write(str(tmp_path / "Split-train" / "data.gz"), rows)
+    schema = schema_pb2.Schema()
+    for name, kind in (("company", schema_pb2.BYTES), ("fare", schema_pb2.FLOAT),
+                       ("label", schema_pb2.BYTES)):
+        schema.feature.add(name=name, type=kind)
+    schema_path = tmp_path / "schema.pbtxt"
+    schema_path.write_text(str(schema))
+    statistics = write_statistics(str(tmp_path / "statistics"), [_example(*row) for row in rows])
+    prepared = training.prepare_data([train_file], [train_file], str(schema_path), statistics,
+                                     "label")
+    copy = FeaturePreprocessor.from_config(json.loads(json.dumps(
+        prepared.preprocessor.get_config())))
+    own = training._block_preparation(prepared.columns, prepared.label, prepared.preprocessor,
+                                      prepared.classes)
+    assert training._block_preparation(prepared.columns, prepared.label, copy,
+                                       prepared.classes) is own
+    flipped = training._block_preparation(prepared.columns, prepared.label, copy,
+                                          prepared.classes[::-1])
+    assert flipped is not own
+    batch = tf.constant([_example(3.0, "Flash", "no"), _example(4.0, "City", "yes")])
+    (x, targets), (flipped_x, flipped_targets) = own(batch), flipped(batch)
+    assert targets["label"].numpy().tolist() == [0, 1]  # classes no, yes
+    assert flipped_targets["label"].numpy().tolist() == [1, 0]  # classes yes, no
+    assert (x.numpy() == flipped_x.numpy()).all()
 
 
 def _config(tmp_path, **overrides):
