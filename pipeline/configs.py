@@ -32,9 +32,14 @@ TAXI_CSV = os.path.join("examples", "chicago_taxi_pipeline", "data", "big_tipper
 # Beam 2.74's DirectRunner first tries its Go-based Prism runner, downloading the binary from
 # GitHub at run time, and falls back only when that fails (offline): online, users would run
 # another engine than the one tested here.
+# Beam's type checks at pipeline construction are off (`--no_pipeline_type_check`): they
+# check the transforms' declared element types against each other, which TFDV's, TFMA's and
+# our fixed pipelines pass, and cost 1-1.5 s per pipeline run (TFDV's statistics of the taxi
+# splits: 11.3 -> 10.2 s; TFMA's slices of 2,304 rows: 14.5 -> 12.5-14.3 s). Elements are
+# encoded alike either way.
 BEAM_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 DEFAULT_BEAM_ARGS = (f"--runner={BEAM_RUNNER}", "--direct_running_mode=in_memory",
-                     "--direct_num_workers=1")
+                     "--direct_num_workers=1", "--no_pipeline_type_check")
 LARGE_INPUT_BYTES = 32 * 2 ** 20
 _RUNNER_ARGS = ("--runner", "--direct_running_mode", "--direct_num_workers")
 
