@@ -105,3 +105,8 @@ def test_labeled_examples_keep_known_classes_and_sample_uniformly(tmp_path):
                                              compression_type="GZIP")]
     assert len(ages) == kept and all(age % 4 in (0, 1) for age in ages)
     assert max(ages) > 9000  # spread over the whole split
+    data.write_labeled_examples(pattern, label, ["no", "yes"], str(tmp_path / "some.gz"),
+                                features=["age"])
+    names = {tuple(tf.train.Example.FromString(r.numpy()).features.feature)
+             for r in tf.data.TFRecordDataset(str(tmp_path / "some.gz"), compression_type="GZIP")}
+    assert names == {("age",)}  # the label and every other feature left out

@@ -257,12 +257,12 @@ class Executor(StepExecutor, base_beam_executor.BaseBeamExecutor):
                     **{sliced_metrics.prediction_key(name): predict(x)[:, 1]
                        for name, predict in predictors.items()}}
 
+        slice_features = [f for f in thresholds.slice_features
+                          if f in {c.name for c in prepared.columns}]
         sample = {"rows": data.write_labeled_examples(
             data.split_files(step.input_dict["examples"], data.TEST), prepared.label,
             prepared.classes, scored, fraction, seed=step.settings.training.seed,
-            added=scores), "of": test_rows}
-        slice_features = [f for f in thresholds.slice_features
-                          if f in {c.name for c in prepared.columns}]
+            added=scores, features=slice_features), "of": test_rows}
         return sliced_metrics.sliced_metrics([*predictors, deploy_mode], scored, slice_features,
                                              tfma_dir, beam_args=self._beam_pipeline_args), sample
 
