@@ -34,11 +34,9 @@ def _write(path, rows):
     return path
 
 
-def test_rows_without_label_and_unseen_eval_classes_are_dropped_and_counted(tmp_path):
-    train = [(float(i), "Ünïcode cab" if i % 2 else "Flash", "yes" if i % 3 else "no")
-             for i in range(60)] + [(1.0, "Flash", "")] * 4
-    evaluation = [(2.0, "Flash", "yes"), (3.0, None, "no"), (None, "Flash", "maybe"),
-                  (4.0, "Flash", "maybe"), (5.0, "Flash", "")]
+def _prepare(tmp_path, train, evaluation) -> training.PreparedData:
+    """`training.prepare_data` of (fare, company, label) rows written as the train and eval
+    splits, with their schema and the training rows' statistics."""
     train_file = _write(str(tmp_path / "Split-train" / "data.gz"), train)
     eval_file = _write(str(tmp_path / "Split-eval" / "data.gz"), evaluation)
     schema = schema_pb2.Schema()
@@ -48,8 +46,16 @@ def test_rows_without_label_and_unseen_eval_classes_are_dropped_and_counted(tmp_
     schema_path = tmp_path / "schema.pbtxt"
     schema_path.write_text(str(schema))
     statistics = write_statistics(str(tmp_path / "statistics"), [_example(*row) for row in train])
-    prepared = training.prepare_data([train_file], [eval_file], str(schema_path), statistics,
-                                     "label")
+    return training.prepare_data([train_file], [eval_file], str(schema_path), statistics,
+                                 "label")
+
+
+def test_rows_without_label_and_unseen_eval_classes_are_dropped_and_counted(tmp_path):
+    train = [(float(i), "Ünïcode cab" if i % 2 else "Flash", "yes" if i % 3 else "no")
+             for i in range(60)] + [(1.0, "Flash", "")] * 4
+    evaluation = [(2.0, "Flash", "yes"), (3.0, None, "no"), (None, "Flash", "maybe"),
+                  (4.0, "Flash", "maybe"), (5.0, "Flash", "")]
+    prepared = _prepare(tmp_path, train, evaluation)
     assert prepared.classes == ["no", "yes"]
     assert prepared.row_counts == {"train_rows": 60, "validation_rows": 2,
                                    "dropped_missing_label": 5, "dropped_unseen_class": 2}
@@ -63,16 +69,7 @@ def test_equal_preparations_share_one_trace_and_others_have_their_own(tmp_path):
     of the preprocessing: the parsing and preprocessing are traced once for them all, and a
     preparation with other classes (or preprocessing) is not served by that trace."""
     rows = [(float(i), "Flash" if i % 2 else "City", "yes" if i % 3 else "no") for i in range(30)]
-    train_file = _write(str(tmp_path / "Split-train" / "data.gz"), rows)
-    schema = schema_pb2.Schema()
-    for name, kind in (("company", schema_pb2.BYTES), ("fare", schema_pb2.FLOAT),
-                       ("label", schema_pb2.BYTES)):
-        schema.feature.add(name=name, type=kind)
-    schema_path = tmp_path / "schema.pbtxt"
-    schema_path.write_text(str(schema))
-    statistics = write_statistics(str(tmp_path / "statistics"), [_example(*row) for row in rows])
-    prepared = training.prepare_data([train_file], [train_file], str(schema_path), statistics,
-                                     "label")
+    prepared = _prepare(tmp_path, rows, rows)
     copy = FeaturePreprocessor.from_config(json.loads(json.dumps(
         prepared.preprocessor.get_config())))
     own = training._block_preparation(prepared.columns, prepared.label, prepared.preprocessor,

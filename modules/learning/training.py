@@ -38,16 +38,11 @@ class PreparedData:
     class_counts: Dict[str, List[int]] = dataclasses.field(default_factory=dict)
     held_out_split: str = data.VALIDATION
     files: Dict[str, Sequence[str]] = dataclasses.field(default_factory=dict)  # by split
-    _raw: Dict[str, "RawRows"] = dataclasses.field(default_factory=dict, init=False,
-                                                   repr=False, compare=False)
 
     def raw(self, split: str) -> "RawRows":
-        """The same rows as `train` or `held_out`, in the same order, as raw columns (one
-        reader per split, whose parsing is traced once)."""
-        if split not in self._raw:
-            self._raw[split] = RawRows(self.files[split], _inputs(self.columns, self.preprocessor),
-                                       self.label, self.classes)
-        return self._raw[split]
+        """The same rows as `train` or `held_out`, in the same order, as raw columns."""
+        return RawRows(self.files[split], _inputs(self.columns, self.preprocessor), self.label,
+                       self.classes)
 
     @property
     def num_classes(self) -> int:
