@@ -9,10 +9,13 @@ import tensorflow as tf
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
-def release() -> None:
+def release(keras_state: bool = True) -> None:
     """Drops Keras' global state and unreachable objects, and returns freed heap pages to the
-    OS (glibc's malloc_trim), so the next model does not stack on the previous one."""
-    tf.keras.backend.clear_session()
+    OS (glibc's malloc_trim), so the next model does not stack on the previous one.
+    `keras_state=False` keeps Keras' state: where another thread is training a model
+    (`clear_session` resets its layer names and TensorFlow's kernel caches under it)."""
+    if keras_state:
+        tf.keras.backend.clear_session()
     gc.collect()
     trim = getattr(_LIBC, "malloc_trim", None)
     if trim is not None:

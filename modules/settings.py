@@ -276,6 +276,10 @@ class Tuning(Stage):
         None, "a JSON file replacing the tuner's search space (format: DEFAULT_SEARCH_SPACE "
         "in modules/models/hyperparameters.py)", flag=True, parse=read_search_space,
         metavar="JSON_FILE")
+    workers: int = setting(2, "tuner trials running at once, each on its own thread (one "
+                           "traces its new model while another's steps run); the same trials "
+                           "and results as 1, one after another", flag="--tuner-workers",
+                           check=at_least(1))
     sample_rows: int = setting(100_000, "tuner trials train on a random sample of at most this "
                                "many training rows (0: all); the Trainer uses every row",
                                flag="--tuner-sample-rows", check=at_least(0))

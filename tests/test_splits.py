@@ -3,6 +3,7 @@ import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import glob
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -158,3 +159,27 @@ def test_compact_rows_are_held_expanded_compact_or_streamed_and_read_the_same(ca
     np.testing.assert_array_equal(np.concatenate(list(sample.features(64))), expected[ids])
     first = split.first_row()  # a row, expanded (the first stored)
     np.testing.assert_array_equal(first, expected[int(first[0])])
+
+
+@pytest.mark.parametrize("cache_mb", [0, 1])
+def test_threads_reading_a_new_split_at_once_all_get_every_row(cache_mb):
+    """The Tuner's concurrent trials ask for the same split's batches at the same time: the
+    first stores it (in memory or a snapshot) while the others wait, and every one reads
+    every row once."""
+    for attempt in range(3):
+        x, _, memory, _ = _split(seed=attempt)
+        split = splits.Split.from_blocks(memory._blocks(), 6, len(x), cache_mb)
+        start, read = threading.Barrier(4), []
+
+        def reader():
+            start.wait()
+            read.append(np.sort(_ids(split.dataset(256, shuffle=True, seed=1))))
+
+        threads = [threading.Thread(target=reader) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(read) == 4
+        for ids in read:
+            np.testing.assert_array_equal(ids, np.arange(len(x)))

@@ -3,6 +3,8 @@ import modules  # noqa: F401  (tf_keras before tensorflow)
 
 import json
 import os
+import threading
+import time
 
 import keras_tuner
 import numpy as np
@@ -25,9 +27,9 @@ SPACE = {
 SETTINGS = RunSettings(label="label", training=Training(seed=0), verbose=False)
 
 
-def make_tuner(prepared, kind, trials, max_epochs, directory):
+def make_tuner(prepared, kind, trials, max_epochs, directory, workers=1):
     return tuner.make_tuner(prepared, SETTINGS, Tuning(tuner=kind, trials=trials,
-                                                       max_epochs=max_epochs,
+                                                       max_epochs=max_epochs, workers=workers,
                                                        search_space=SPACE), directory)
 # A trial's epoch: batch capped at 60, 13 passes to make Tuning's 100 steps.
 STEPS = training.budget(480, 64, min_steps=Tuning().epoch_steps).steps_per_epoch
@@ -42,10 +44,12 @@ class TrainModelSpy:
         self.fail_calls = set(fail_calls)
         self.on_restore = on_restore
         self.results = []
+        self.spans = []  # (start, end, thread name) of each call
 
     def __call__(self, *args, **kwargs):
+        started = time.monotonic()
         self.calls += 1
-        if self.calls in self.fail_calls:
+        if self.calls in self.fail_calls or "all" in self.fail_calls:
             raise ValueError("bad hyperparameter: units must be >= 1 (got units=0)")
         restore = kwargs.get("restore_model")
         if restore is not None and self.on_restore is not None:
@@ -55,14 +59,15 @@ class TrainModelSpy:
             kwargs["restore_model"] = restore_and_record
         result = self.real(*args, **kwargs)
         self.results.append(result)
+        self.spans.append((started, time.monotonic(), threading.current_thread().name))
         return result
 
 
-def search(prepared, directory, kind="random", trials=2, max_epochs=2, spy=None):
+def search(prepared, directory, kind="random", trials=2, max_epochs=2, spy=None, workers=1):
     with pytest.MonkeyPatch.context() as patch:
         spy = spy or TrainModelSpy()
         patch.setattr(training, "train_model", spy)
-        search_tuner = make_tuner(prepared, kind, trials, max_epochs, directory)
+        search_tuner = make_tuner(prepared, kind, trials, max_epochs, directory, workers)
         search_tuner.search()
     return search_tuner, spy
 
@@ -230,3 +235,82 @@ def test_declare_gives_values_inside_the_space():
 def test_make_oracle_rejects_unknown_tuner_kinds():
     with pytest.raises(ValueError, match="unknown tuner 'grid'"):
         tuner.make_oracle("grid", 2, 2, 0)
+
+
+def trials_by_id(search_tuner):
+    return {row["trial_id"]: (row["status"], row["score"], row["hyperparameters"])
+            for row in tuner.trials_table(search_tuner)}
+
+
+@pytest.mark.parametrize("kind", ["hyperband", "bayesian"])
+def test_concurrent_workers_run_the_same_search_as_one(prepared, tmp_path, kind):
+    """Two workers train trials at the same time (on two threads) and end with the very
+    trials, scores and best hyperparameters of one worker: Hyperband's promotions and
+    Bayesian optimization's model wait for the trials before them."""
+    one, _ = search(prepared, str(tmp_path / "one"), kind, trials=5, max_epochs=3)
+    two, spy = search(prepared, str(tmp_path / "two"), kind, trials=5, max_epochs=3,
+                      workers=2)
+    assert trials_by_id(two) == trials_by_id(one)
+    assert len(trials_by_id(one)) == 5
+    assert all(status == "COMPLETED" for status, _, _ in trials_by_id(one).values())
+    assert (two.get_best_hyperparameters(1)[0].values
+            == one.get_best_hyperparameters(1)[0].values)
+    assert len({thread for _, _, thread in spy.spans}) == 2
+    overlapping = [(a, b) for a in spy.spans for b in spy.spans
+                   if a[2] != b[2] and a[0] < b[1] and b[0] < a[1]]
+    assert overlapping, "no two trials trained at the same time"
+
+
+def test_hyperband_waits_for_running_trials_before_promoting(tmp_path):
+    """Two workers finish a bracket's first round out of order: the promotion is handed out
+    only once every trial of the round has finished, and promotes what one worker would."""
+    def oracle():
+        made = tuner.make_oracle("hyperband", 10, 3, seed=1)
+        made._set_project_dir(str(tmp_path), f"p{len(os.listdir(tmp_path))}")
+        hp = keras_tuner.HyperParameters()
+        hp.Float("x", 0.0, 1.0)
+        made.update_space(hp)
+        return made
+
+    def finish(made, trial, score):
+        made.update_trial(trial.trial_id, {"val_loss": score})
+        trial.status = "COMPLETED"
+        made.end_trial(trial)
+
+    scores = [0.5, 0.4, 0.1]  # the last of the first round is the best
+    one = oracle()
+    for score in scores:
+        finish(one, one.create_trial("a"), score)
+    promoted = one.create_trial("a")
+    assert promoted.hyperparameters.values["tuner/trial_id"] == "02"
+
+    two = oracle()
+    first, second = two.create_trial("a"), two.create_trial("b")
+    finish(two, first, scores[0])
+    third = two.create_trial("a")
+    finish(two, second, scores[1])
+    assert two.create_trial("b").status == "IDLE"  # the third trial still runs
+    finish(two, third, scores[2])
+    again = two.create_trial("b")
+    assert again.status == "RUNNING"
+    assert again.hyperparameters.values == promoted.hyperparameters.values
+
+
+def test_a_failing_worker_stops_the_search_and_its_error_is_raised(prepared, tmp_path):
+    """Every trial fails: Keras Tuner ends the search after 3 in a row from inside the
+    oracle, on whichever worker, and the search raises that error instead of waiting."""
+    spy = TrainModelSpy(fail_calls={"all"})
+    outcome = {}
+
+    def run():
+        try:
+            search(prepared, str(tmp_path), trials=10, spy=spy, workers=2)
+        except RuntimeError as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the search hung after a worker failed"
+    assert "consecutive failures" in str(outcome.get("error"))
+    assert spy.calls < 10

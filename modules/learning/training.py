@@ -6,11 +6,13 @@ import dataclasses
 import json
 import math
 import os
+import random
 import tempfile
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import context
 
 from modules.learning import loop
 from modules.learning import callbacks as cb
@@ -380,6 +382,18 @@ def tower_history(history: Dict[str, list], tower: str) -> Dict[str, list]:
             if key in metrics or not key.endswith(loop.METRICS)}
 
 
+def set_seeds(seed: int) -> None:
+    """Python's, NumPy's and TensorFlow's global seeds, as `tf.keras.utils.set_random_seed`
+    sets them, but TensorFlow's only where it is not `seed` already: setting it clears
+    TensorFlow's kernel caches, which restarts the random streams (dropout masks) of a model
+    another thread is training (the Tuner's concurrent trials). Every training seeds the same
+    value, so only the first sets it."""
+    random.seed(seed)
+    np.random.seed(seed)
+    if context.global_seed() != seed:
+        tf.random.set_seed(seed)
+
+
 def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedData,
                 config: ModelConfig, run: Training = Training(), *,
                 loss_fn: Union[loop.LossFn, Dict[str, loop.LossFn]] = loop.cross_entropy,
@@ -420,7 +434,7 @@ def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedDat
     (tuner trials ask for more, so that every trial trains far enough to be ranked).
     """
     seed = run.seed
-    tf.keras.utils.set_random_seed(seed)
+    set_seeds(seed)
     distribution = make_strategy(run.strategy)
     plan = budget(prepared.train.rows, config.batch_size, distribution.num_replicas_in_sync,
                   epoch_rows, min_steps_per_epoch)

@@ -9,15 +9,26 @@ least `Tuning.epoch_steps` optimizer steps, so that even Hyperband's shortest tr
 enough to be ranked. Under Hyperband a trial that continues another
 (`tuner/trial_id`) restores that trial's last checkpoint (weights and optimizer) and trains only
 from `tuner/initial_epoch` to `tuner/epochs`.
+
+With `workers` > 1, that many trials run at once, each on its own thread, as copies of the
+tuner sharing its oracle (Keras Tuner's oracles serialize their calls for parallel tuners):
+a trial spends about half its time tracing its new model's steps, which holds Python, and
+much of the rest in TensorFlow's kernels, which do not, so one trial's steps run while
+another is traced. The search is the same as with one worker: a trial's result does not
+depend on its thread (every random draw in it is seeded), and the oracles hand out a trial
+that depends on results only once every earlier trial has finished (`_InOrder`).
 """
+import copy
 import dataclasses
 import logging
 import os
+import threading
 import time
 from typing import Any, Dict, Optional
 
 import keras_tuner
 import tensorflow as tf
+from keras_tuner.src.engine import oracle as oracle_module
 from tfx.components.tuner.component import TunerFnResult
 from tfx.components.trainer.fn_args_utils import FnArgs
 
@@ -49,23 +60,93 @@ def declare(hp: keras_tuner.HyperParameters, space: Dict[str, Any]) -> Dict[str,
     return values
 
 
+# How long a worker waits before asking again when the oracle had no trial for it (Hyperband
+# between rounds: the next round's trials depend on every trial of this one).
+IDLE_WAIT_SECONDS = 0.2
+
+
+def _release_oracle_lock(oracle) -> None:
+    """Releases `oracle`'s lock if this thread holds it. keras-tuner 1.4.8's `synchronized`
+    (keras_tuner/src/engine/oracle.py) releases it only when the call returns: an error
+    raised inside one (3 failed trials in a row end the search from `end_trial`) leaves it
+    held, and every other worker would wait for it forever."""
+    if oracle_module.THREADS[oracle] == threading.current_thread().name:
+        oracle_module.THREADS[oracle] = None
+        oracle_module.LOCKS[oracle].release()
+
+
+class _Halted(Exception):
+    """Another worker failed: this one starts no further trial."""
+
+
 class LoopTuner(keras_tuner.Tuner):
-    """A Keras Tuner whose trials train with `modules.learning.training.train_model`."""
+    """A Keras Tuner whose trials train with `modules.learning.training.train_model`, `workers`
+    at a time (see the module docstring)."""
 
     def __init__(self, oracle, prepared: training.PreparedData, settings: RunSettings,
                  space: Dict[str, Any], max_epochs: int,
-                 epoch_steps: int = training.MIN_STEPS_PER_EPOCH, **kwargs):
+                 epoch_steps: int = training.MIN_STEPS_PER_EPOCH, workers: int = 1, **kwargs):
         self.prepared = prepared
         self.settings = settings
         self.space = space
         self.max_epochs = max_epochs
         self.epoch_steps = epoch_steps
+        self.workers = max(1, int(workers))
+        self._began = True  # whether the last trial asked for began
+        self._halt = threading.Event()
         super().__init__(oracle=oracle, hypermodel=self._build, **kwargs)
 
     def search(self, *args, **kwargs):
         # The Tuner in its own process (Kubeflow) has imported what it runs by now.
         with memory.startup_frozen():
-            return super().search(*args, **kwargs)
+            if self.workers == 1:
+                return super().search(*args, **kwargs)
+            return self._search_in_threads(*args, **kwargs)
+
+    def _search_in_threads(self, *args, **kwargs):
+        """Keras Tuner's search loop on this tuner and on `workers - 1` copies of it, each on
+        its own thread and with its own tuner id; the first error stops every worker from
+        starting another trial and is raised once all have stopped."""
+        self._halt.clear()
+        failures = []
+
+        def work(tuner):
+            try:
+                keras_tuner.Tuner.search(tuner, *args, **kwargs)
+            except _Halted:
+                pass
+            except BaseException as error:  # raised in the calling thread, below
+                failures.append(error)
+                self._halt.set()
+                _release_oracle_lock(tuner.oracle)
+
+        copies = []
+        for i in range(1, self.workers):
+            worker = copy.copy(self)
+            worker.tuner_id = f"{self.tuner_id}_{i}"
+            copies.append(worker)
+        threads = [threading.Thread(target=work, args=(worker,), name=worker.tuner_id)
+                   for worker in copies]
+        for thread in threads:
+            thread.start()
+        try:
+            work(self)
+        finally:
+            for thread in threads:
+                thread.join()
+        if failures:
+            raise failures[0]
+
+    def pre_create_trial(self):
+        if self._halt.is_set():
+            raise _Halted()
+        if not self._began:  # the oracle had no trial for this worker: do not spin
+            time.sleep(IDLE_WAIT_SECONDS)
+        self._began = False
+
+    def on_trial_begin(self, trial):
+        self._began = True
+        super().on_trial_begin(trial)
 
     def _config(self, hp: keras_tuner.HyperParameters) -> ModelConfig:
         # The trial's epochs are the tuner's budget, not the teacher's --epochs.
@@ -80,7 +161,9 @@ class LoopTuner(keras_tuner.Tuner):
         return os.path.join(self.get_trial_dir(trial_id), "checkpoints")
 
     def run_trial(self, trial, *args, **kwargs) -> Dict[str, float]:
-        memory.release()  # drop the previous trial's graphs and layers
+        # drop the previous trial's graphs and layers (Keras' state too, unless another
+        # worker's model is in training)
+        memory.release(keras_state=self.workers == 1)
         started = time.time()
         hp = trial.hyperparameters
         config = self._config(hp)
@@ -120,19 +203,53 @@ def _describe(values: Dict[str, Any]) -> str:
                     for k, v in values.items() if not k.startswith("tuner/"))
 
 
+class _InOrder:
+    """Mixed into a Keras Tuner oracle: while other workers' trials run, it hands out only a
+    trial that does not depend on their results, and otherwise answers IDLE (ask again).
+    Concurrent workers thus get the very trials one worker gets, in the same order, whatever
+    their timing: Hyperband would promote the best of the trials finished so far, Bayesian
+    optimization fit its model to them. (Random search's trials depend on no result.)"""
+
+    def populate_space(self, trial_id):
+        if self.ongoing_trials and self._needs_running_results():
+            return {"status": "IDLE"}
+        return super().populate_space(trial_id)
+
+
+class HyperbandOracle(_InOrder, keras_tuner.oracles.HyperbandOracle):
+    def _needs_running_results(self) -> bool:
+        """Whether the next trial is anything but a random one of the current bracket's first
+        round (a promotion, or a new bracket once this one is handed out)."""
+        self._remove_completed_brackets()
+        if not self._brackets:
+            return True
+        bracket = self._brackets[0]
+        return len(bracket["rounds"][0]) >= self._get_size(bracket["bracket_num"], 0)
+
+
+class BayesianOptimizationOracle(_InOrder, keras_tuner.oracles.BayesianOptimizationOracle):
+    def _needs_running_results(self) -> bool:
+        """Whether the next trial comes from the model of the finished ones rather than
+        being one of the random initial points."""
+        completed = sum(trial.status == "COMPLETED" for trial in self.trials.values())
+        return completed + len(self.ongoing_trials) >= self.num_initial_points
+
+
 def make_oracle(kind: str, trials: int, max_epochs: int, seed: int):
     """RandomSearch, Hyperband or BayesianOptimization oracle on validation log loss.
 
     Hyperband sizes its own brackets from `max_epochs` (factor 3); `trials` caps it as well.
     """
+    # Keras Tuner reads a seed of 0 as none (it draws one from Python's global generator):
+    # seed 0 stands for 10,001 here, outside its own draws (1-10,000).
+    seed = seed or 10_001
     if kind == "random":
         return keras_tuner.oracles.RandomSearchOracle(OBJECTIVE, max_trials=trials, seed=seed)
     if kind == "bayesian":
-        return keras_tuner.oracles.BayesianOptimizationOracle(
-            OBJECTIVE, max_trials=trials, num_initial_points=min(3, trials), seed=seed)
+        return BayesianOptimizationOracle(OBJECTIVE, max_trials=trials,
+                                          num_initial_points=min(3, trials), seed=seed)
     if kind == "hyperband":
-        oracle = keras_tuner.oracles.HyperbandOracle(OBJECTIVE, max_epochs=max_epochs, factor=3,
-                                                     seed=seed)
+        oracle = HyperbandOracle(OBJECTIVE, max_epochs=max_epochs, factor=3, seed=seed)
         oracle.max_trials = trials
         return oracle
     raise ValueError(f"unknown tuner '{kind}'; choose random, hyperband or bayesian")
@@ -145,9 +262,11 @@ def make_tuner(prepared: training.PreparedData, settings: RunSettings, tuning: T
     whole training split's rows; default: those of `prepared`, which may be a sample)."""
     space = (search_space_for(train_rows or prepared.train.rows)
              if tuning.search_space is None else tuning.search_space)
+    # Concurrent trials under a distribution strategy could interleave their collectives.
+    workers = tuning.workers if settings.training.strategy == "none" else 1
     return LoopTuner(make_oracle(tuning.tuner, tuning.trials, tuning.max_epochs,
                                  settings.training.seed), prepared, settings, space,
-                     tuning.max_epochs, tuning.epoch_steps, directory=directory,
+                     tuning.max_epochs, tuning.epoch_steps, workers, directory=directory,
                      project_name=project_name, overwrite=False)
 
 

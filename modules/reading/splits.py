@@ -21,6 +21,7 @@ Targets computed from the features (a teacher's logits for distillation) are add
 """
 import shutil
 import tempfile
+import threading
 import weakref
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
@@ -61,6 +62,7 @@ class Split:
         self._samples: Dict[Tuple[int, int, float], "Split"] = {}
         self._path = self._spec = None
         self._shards = 0
+        self._storing = threading.Lock()
 
     def __len__(self) -> int:
         return self.rows
@@ -97,20 +99,28 @@ class Split:
         return cls(rows, dim, pending=blocks, cache_mb=cache_mb, expand=expand)
 
     def _store(self) -> None:
-        """Reads the pending blocks once, into memory or a local snapshot."""
+        """Reads the pending blocks once, into memory or a local snapshot. Threads may ask at
+        once (the Tuner's concurrent trials): one reads, the others wait for it; `_pending`
+        becomes None only once the rows are stored."""
+        with self._storing:
+            if self._pending is not None:
+                self._store_pending()
+                self._pending = None
+
+    def _store_pending(self) -> None:
+        blocks = self._pending
         if not self.in_memory:
-            blocks, row_bytes, self._pending = self._pending, self._row_bytes, None
-            self._path = tempfile.mkdtemp(prefix="split-")
-            weakref.finalize(self, shutil.rmtree, self._path, True)
-            self._shards = min(MAX_SHARDS, max(1, -(-self.rows // SHARD_ROWS)))
-            pieces = _scatter(blocks, self._shards, row_bytes)
-            pieces.save(self._path, shard_func=lambda shard, x, targets: shard)
-            self._spec = pieces.element_spec
+            row_bytes = self._row_bytes
+            path = tempfile.mkdtemp(prefix="split-")
+            weakref.finalize(self, shutil.rmtree, path, True)
+            shards = min(MAX_SHARDS, max(1, -(-self.rows // SHARD_ROWS)))
+            pieces = _scatter(blocks, shards, row_bytes)
+            pieces.save(path, shard_func=lambda shard, x, targets: shard)
+            self._path, self._shards, self._spec = path, shards, pieces.element_spec
             return
-        blocks, self._pending = self._pending, None
-        if self._expand is not None and self.rows * self.dim * 4 <= self._cache_mb * 2 ** 20:
-            # Small enough to hold expanded: expanded once here, not for every batch.
-            expand, self._expand = self._expand, None
+        expand = self._expand
+        expanded = expand is not None and self.rows * self.dim * 4 <= self._cache_mb * 2 ** 20
+        if expanded:  # small enough to hold expanded: expanded once here, not every batch
             blocks = blocks.map(lambda x, targets: (expand(x), targets))
         # Filled in place (not a list of blocks concatenated: twice the memory at the end),
         # then held as tensors that every dataset of the split shares.
@@ -128,6 +138,8 @@ class Split:
         self.rows = filled
         x, targets = tf.nest.map_structure(lambda array: array[:filled], stored)
         self._arrays = _tensors(x, targets)
+        if expanded:
+            self._expand = None
 
     def _shard(self, index: tf.Tensor) -> tf.data.Dataset:
         """The (features, targets) pieces of one stored shard (the index-th listed)."""
