@@ -97,13 +97,13 @@ def test_search_takes_the_smallest_size_within_its_share_of_the_budget(prepared,
                                                                       trained_teacher):
     teacher_weights = [w.copy() for w in trained_teacher.get_weights()]
     result = search(prepared, trained_teacher, max_auc_drop=0.5, max_accuracy_drop=0.5,
-                    sizes=((1, 2), (1, 4), (1, 8), (1, 16)))
+                    sizes=((1, 2), (1, 4), (1, 8), (1, 16), (1, 32)))
     for before, after in zip(teacher_weights, trained_teacher.get_weights()):
         np.testing.assert_array_equal(before, after)
     # Any student keeps half of so generous a budget: the smallest is taken, and the sizes
     # after the first round (SIZES_PER_ROUND) are not trained: they could not be chosen.
-    assert distillation.SIZES_PER_ROUND == 3
-    assert [c.size for c in result.sizes] == ["1x2", "1x4", "1x8"]
+    assert distillation.SIZES_PER_ROUND == 4
+    assert [c.size for c in result.sizes] == ["1x2", "1x4", "1x8", "1x16"]
     assert result.grid[0] is result.sizes[0]
     assert [(c.alpha, c.temperature) for c in result.grid] == [(0.3, 4.0), (0.1, 2.0)]
     assert {c.size for c in result.grid} == {result.scratch.size} == {"1x2"}
@@ -116,10 +116,11 @@ def test_search_takes_the_smallest_size_within_its_share_of_the_budget(prepared,
 
 def test_without_a_size_within_budget_every_size_is_tried_and_the_best_kept(prepared,
                                                                            trained_teacher):
-    result = search(prepared, trained_teacher, sizes=((1, 2), (1, 4), (1, 8), (1, 16)),
+    result = search(prepared, trained_teacher,
+                    sizes=((1, 2), (1, 4), (1, 8), (1, 16), (1, 32)),
                     grid=((0.3, 4.0),), max_auc_drop=0.01, max_accuracy_drop=0.01,
                     budget_share=float("inf"))  # no student can leave more than all of it
-    assert [c.size for c in result.sizes] == ["1x2", "1x4", "1x8", "1x16"]  # in two rounds
+    assert [c.size for c in result.sizes] == ["1x2", "1x4", "1x8", "1x16", "1x32"]  # 2 rounds
     assert result.grid[0] is max(result.sizes, key=distillation.rank)
     assert not result.report()["size_within_budget"]
     model = distillation.rebuild(result.selected, prepared, small_config(epochs=2))
