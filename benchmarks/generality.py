@@ -92,7 +92,10 @@ def read_split(examples_uri, split):
             value = values[0] if values else None
             row[name] = value.decode("utf-8") if isinstance(value, bytes) else value
         rows.append(row)
-    return pd.DataFrame(rows)
+    # Columns in name order: a tf.Example's feature map has no fixed order between processes,
+    # and HistGradientBoosting's trees depend on the column order (the anchors varied).
+    frame = pd.DataFrame(rows)
+    return frame[sorted(frame.columns)]
 
 
 def roc_auc(labels, probabilities, classes):
