@@ -13,6 +13,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.eager import context
+from tf_keras.src import backend as keras_backend
 
 from modules.learning import loop
 from modules.learning import callbacks as cb
@@ -383,15 +384,17 @@ def tower_history(history: Dict[str, list], tower: str) -> Dict[str, list]:
 
 
 def set_seeds(seed: int) -> None:
-    """Python's, NumPy's and TensorFlow's global seeds, as `tf.keras.utils.set_random_seed`
-    sets them, but TensorFlow's only where it is not `seed` already: setting it clears
-    TensorFlow's kernel caches, which restarts the random streams (dropout masks) of a model
-    another thread is training (the Tuner's concurrent trials). Every training seeds the same
-    value, so only the first sets it."""
+    """What `tf.keras.utils.set_random_seed` seeds (Python, NumPy, TensorFlow, and tf_keras'
+    per-thread generator of seeds for layers made without one), but TensorFlow's only where
+    it is not `seed` already: setting it clears TensorFlow's kernel caches, which restarts the
+    random streams (dropout masks) of a model another thread is training (the Tuner's
+    concurrent trials). Every training seeds the same value, so only the first sets it."""
+    if context.global_seed() != seed:
+        tf.keras.utils.set_random_seed(seed)
+        return
     random.seed(seed)
     np.random.seed(seed)
-    if context.global_seed() != seed:
-        tf.random.set_seed(seed)
+    keras_backend._SEED_GENERATOR.generator = random.Random(seed)
 
 
 def train_model(build_model: Callable[[], tf.keras.Model], prepared: PreparedData,
