@@ -245,7 +245,14 @@ def distillation_lines(distillation: Optional[Dict[str, Any]]) -> List[str]:
     if not distillation or "selected" not in distillation:
         return []
     share = distillation["budget_share"]
-    tried = ", ".join(f"{row['size']} {row['budget_left']:+.2f}" for row in distillation["sizes"])
+    def listed(rows):
+        return ", ".join(f"{row['size']} {row['budget_left']:+.2f}" for row in rows)
+
+    tried = listed([row for row in distillation["sizes"] if not row.get("synthetic_rows")])
+    synthetic = [row for row in distillation["sizes"] if row.get("synthetic_rows")]
+    if synthetic:
+        tried += (f"; again with {synthetic[0]['synthetic_rows']} synthetic rows the teacher "
+                  f"labels: {listed(synthetic)}")
     selected = distillation["selected"]
     verdict = ("the first within" if distillation["size_within_budget"]
                else "none within; kept the best of")

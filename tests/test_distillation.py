@@ -14,6 +14,7 @@ from modules.models.model import build_core
 from modules.reading import splits
 from modules.settings import Blessing, Training
 from modules.verdict import evaluation
+from pipeline import report
 
 
 def softmax(z):
@@ -118,14 +119,70 @@ def test_without_a_size_within_budget_every_size_is_tried_and_the_best_kept(prep
                                                                            trained_teacher):
     result = search(prepared, trained_teacher,
                     sizes=((1, 2), (1, 4), (1, 8), (1, 16), (1, 32)),
-                    grid=((0.3, 4.0),), max_auc_drop=0.01, max_accuracy_drop=0.01,
+                    grid=((0.3, 4.0), (0.1, 2.0)), max_auc_drop=0.01, max_accuracy_drop=0.01,
                     budget_share=float("inf"))  # no student can leave more than all of it
-    assert [c.size for c in result.sizes] == ["1x2", "1x4", "1x8", "1x16", "1x32"]  # 2 rounds
-    assert result.grid[0] is max(result.sizes, key=distillation.rank)
+    # Every size in two rounds, then again with the synthetic rows the teacher labels.
+    sizes = ["1x2", "1x4", "1x8", "1x16", "1x32"]
+    assert [c.size for c in result.sizes] == sizes + sizes
+    copies = distillation.synthetic_copies(len(prepared.train))
+    assert copies == distillation.MAX_SYNTHETIC_COPIES  # 480 rows
+    assert [c.synthetic_rows for c in result.sizes] == [0] * 5 + [copies * 480] * 5
+    chosen = max(result.sizes, key=distillation.rank)
+    assert result.grid[0] is chosen
+    # The grid's other points train on the data the chosen size learned from: with
+    # synthetic rows, the chosen one alone. The control learns from the training rows.
+    assert len(result.grid) == (1 if chosen.synthetic_rows else 2)
+    assert result.scratch.synthetic_rows == 0 and result.scratch.origin == "scratch"
     assert not result.report()["size_within_budget"]
+    [search_line, _] = report.distillation_lines({**result.report(), "param_ratio": 1.0})
+    assert (f"1x32 {result.sizes[4].budget_left:+.2f}; again with {copies * 480} synthetic "
+            f"rows the teacher labels: 1x2 {result.sizes[5].budget_left:+.2f}") in search_line
     model = distillation.rebuild(result.selected, prepared, small_config(epochs=2))
     np.testing.assert_allclose(evaluation.keras_metrics(model, prepared.held_out)["accuracy"],
                                result.selected.metrics["accuracy"])
+
+
+class _Layout:
+    """What `feature_of_slots` reads of a preprocessor: 20 slots as 5 features of 4."""
+
+    @staticmethod
+    def layout():
+        return [{"feature": f"f{i}", "offset": 4 * i, "width": 4} for i in range(5)]
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_synthetic_rows_mix_each_row_with_its_nearest_neighbour_and_the_teacher_labels_them(
+        prepared, grouped):
+    teacher = build_core(20, 2, small_config(), seed=0)
+    if grouped:
+        prepared = dataclasses.replace(prepared, preprocessor=_Layout())
+    distilled = distillation.with_teacher_logits(teacher, prepared)
+    made = distillation.with_synthetic_rows(distilled, teacher, copies=3, seed=5)
+    x, targets = prepared.train.arrays()
+    rows = len(x)
+    stored = [np.concatenate(parts) for parts in zip(*[
+        (block, t["label"], t["teacher_logits"]) for block, t in made.train.blocks()])]
+    features, labels, logits = stored
+    assert len(features) == len(made.train) == 4 * rows  # a block holds every row (480)
+    np.testing.assert_array_equal(features[:rows], x)  # the training rows first, as they were
+    np.testing.assert_array_equal(labels[:rows], targets["label"])
+    synthetic = features[rows:].reshape(3, rows, 20)
+    distances = ((x[:, None] - x[None]) ** 2).sum(-1)
+    np.fill_diagonal(distances, np.inf)
+    neighbours = x[distances.argmin(1)]
+    from_row, from_neighbour = synthetic == x[None], synthetic == neighbours[None]
+    assert np.all(from_row | from_neighbour)
+    taken = from_neighbour & ~from_row
+    assert 0.4 < taken.mean() < 0.6  # each feature taken with probability 0.5
+    if grouped:  # all of a feature's slots come from the row, or all from its neighbour
+        by_feature = [part.reshape(3, rows, 5, 4).all(-1) for part in (from_row, from_neighbour)]
+        assert np.all(by_feature[0] | by_feature[1])
+        assert 0.4 < (~by_feature[0]).mean() < 0.6
+    teacher_logits = teacher(features[rows:], training=False).numpy()
+    np.testing.assert_allclose(logits[rows:], teacher_logits, atol=1e-5)
+    np.testing.assert_array_equal(labels[rows:], teacher_logits.argmax(1))
+    assert made.held_out is distilled.held_out
+    assert 1 <= distillation.synthetic_copies(10 ** 7) <= distillation.synthetic_copies(100)
 
 
 def test_fixed_flags_narrow_the_choices():
