@@ -368,7 +368,11 @@ def train_trees(prepared, *, max_rows: int = MAX_ROWS, seed: int = 0, verbose: b
     False feeds them the expanded vector's slots as they are (for comparison). `num_threads`:
     every CPU (at most 32) but at least 2: the trees are the same for any number of threads
     from 2 up, and differ with one, so a seed gives the same trees on every machine. YDF's
-    console output is off unless `verbose`.
+    console output is off unless `verbose`: file descriptors 1 and 2 are held while it trains,
+    for the whole process, so what another thread writes to them meanwhile (the Baselines
+    step trains the linear model beside the trees: TensorFlow's C++ logs, print()) is held
+    too and kept only should the trees fail; logging records and the run's terminal
+    (`local_runner.terminal_and_log`) do not go through them.
     """
     import tempfile
     import time
