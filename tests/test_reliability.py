@@ -44,7 +44,12 @@ def test_killed_training_resumes_from_its_checkpoint(baseline, tmp_path):
     deadline = time.time() + 600
     checkpoints = []
     while time.time() < deadline and process.poll() is None:
-        checkpoints = glob.glob(str(output / "work" / "trainer" / "*" / "ckpt-3.index"))
+        # The third checkpoint once it is the latest: tf.train.CheckpointManager writes the
+        # ckpt-3 files first, then names it in its "checkpoint" state file, which restoring
+        # reads (a kill in between resumes from the second, as it should).
+        checkpoints = [path for path in glob.glob(str(output / "work" / "trainer" / "*" /
+                                                      "checkpoint"))
+                       if 'model_checkpoint_path: "ckpt-3"' in open(path).read()]
         if checkpoints:
             break
         time.sleep(0.2)
