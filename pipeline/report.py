@@ -245,6 +245,7 @@ def distillation_lines(distillation: Optional[Dict[str, Any]]) -> List[str]:
     if not distillation or "selected" not in distillation:
         return []
     share = distillation["budget_share"]
+
     def listed(rows):
         return ", ".join(f"{row['size']} {row['budget_left']:+.2f}" for row in rows)
 

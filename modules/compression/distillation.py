@@ -123,10 +123,10 @@ def feature_of_slots(prepared: training.PreparedData) -> np.ndarray:
     if prepared.preprocessor is None:
         return np.arange(prepared.dim)
     layout = prepared.preprocessor.layout()
-    features = list(dict.fromkeys(slot["feature"] for slot in layout))
+    index = {feature: i for i, feature in enumerate(dict.fromkeys(s["feature"] for s in layout))}
     owner = np.zeros(prepared.dim, np.int64)
     for slot in layout:
-        owner[slot["offset"]:slot["offset"] + slot["width"]] = features.index(slot["feature"])
+        owner[slot["offset"]:slot["offset"] + slot["width"]] = index[slot["feature"]]
     return owner
 
 
@@ -140,8 +140,8 @@ def with_synthetic_rows(distilled: training.PreparedData, teacher: tf.keras.Mode
     the row. The teacher labels them: its logits, and its most likely class as the label.
     Stored as the splits are (in memory, or streamed from local disk); the held-out split is
     unchanged."""
-    owner = tf.constant(feature_of_slots(distilled))
-    num_features = int(tf.reduce_max(owner)) + 1
+    owner = feature_of_slots(distilled)
+    num_features = int(owner.max()) + 1
 
     def synthesize(index, block):
         x, targets = block
@@ -345,14 +345,14 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
                      metrics["accuracy"], metrics["auc"], trained[-1].budget_left)
         return trained
 
-    def search(phase: str, **data) -> Tuple[List[Candidate], List[Candidate]]:
+    def search(phase: str, **on) -> Tuple[List[Candidate], List[Candidate]]:
         """(the sizes tried, smallest first, a round at a time until one is within the
         budget; those within it)."""
         tried: List[Candidate] = []
         for first in range(0, len(sizes), SIZES_PER_ROUND):
             tried += train(phase + (f"{first // SIZES_PER_ROUND + 1}" if first else ""),
                            [(layers, units, *grid[0])
-                            for layers, units in sizes[first:first + SIZES_PER_ROUND]], **data)
+                            for layers, units in sizes[first:first + SIZES_PER_ROUND]], **on)
             within = [c for c in tried if c.budget_left >= budget_share]
             if within:
                 return tried, within

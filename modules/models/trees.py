@@ -28,13 +28,15 @@ Training (`train_trees`): YDF's GradientBoostedTreesLearner (the learner of TF-D
 GradientBoostedTreesModel) with the hyperparameters its authors' benchmark ranks first
 (`TEMPLATE`; the 5-fold figures above are with its plain defaults), on a uniform random
 sample of at most `max_rows` training rows (`Split.sample`: a streamed split is sampled as
-it is read, never held beyond the sample), early-stopped on the learner's own 10% of those rows: the held-out
-(validation) split stays untouched by the trees' training, so comparing their validation
-log loss with the other models' (the teacher's choice, `modules.learning.baselines`) is not
-biased by an early stop chosen on those very rows (on 1,000 rows of a 16%-positive set,
-stopping on the 214 validation rows made the trees look best there and worst on test).
+it is read, never held beyond the sample), early-stopped on the learner's own 10% of those
+rows: the held-out (validation) split stays untouched by the trees' training, so comparing
+their validation log loss with the other models' (the teacher's choice,
+`modules.learning.baselines`) is not biased by an early stop chosen on those very rows (on
+1,000 rows of a 16%-positive set, stopping on the 214 validation rows made the trees look
+best there and worst on test).
 `validation_rows` > 0 early-stops on a sample of the held-out split instead. Also changed:
-at least 2 threads (the trees then do not depend on the machine) and no console output. The trained trees run in TensorFlow through TF-DF's inference op (`ydf`'s
+at least 2 threads (the trees then do not depend on the machine) and no console output.
+The trained trees run in TensorFlow through TF-DF's inference op (`ydf`'s
 `to_tensorflow_function`).
 
 Saving: the trees cannot go into `core.keras`. `save_core` writes a SavedModel (the
