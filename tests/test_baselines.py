@@ -17,13 +17,16 @@ def prepared():
 
 
 def test_linear_model_has_no_hidden_layer_and_learns_a_linear_problem(prepared):
-    core, l2, scores_on_validation = baselines.train_linear(prepared, run=Training(seed=0))
-    assert l2 in baselines.L2_GRID
-    assert [layer.name for layer in core.layers] == ["logits"]  # logistic regression
-    assert core.count_params() == (10 + 1) * 2
-    metrics = evaluation.keras_metrics(core, prepared.held_out)
+    linear = baselines.train_linear(prepared, run=Training(seed=0))
+    assert linear.l2 in baselines.L2_GRID
+    assert [layer.name for layer in linear.core.layers] == ["logits"]  # logistic regression
+    assert linear.core.count_params() == (10 + 1) * 2
+    metrics = evaluation.keras_metrics(linear.core, prepared.held_out)
     assert metrics["accuracy"] > 0.85 and metrics["auc"] > 0.93, metrics
-    assert scores_on_validation.metrics() == pytest.approx(metrics)  # the kept core's
+    assert linear.scores.metrics() == pytest.approx(metrics)  # the kept core's
+    # Its own curve, as long as it trained (the report plots it with the other models')
+    assert 1 <= linear.epochs_trained <= baselines.LINEAR_CONFIG.epochs
+    assert len(linear.history["val_loss"]) == linear.epochs_trained
 
 
 def test_linear_model_keeps_the_weight_decay_of_the_lowest_validation_log_loss(prepared,
@@ -37,7 +40,7 @@ def test_linear_model_keeps_the_weight_decay_of_the_lowest_validation_log_loss(p
         return result
 
     monkeypatch.setattr(evaluation, "keras_scores", scores)
-    _, l2, _ = baselines.train_linear(prepared, run=Training(seed=0))
+    l2 = baselines.train_linear(prepared, run=Training(seed=0)).l2
     assert set(seen) == {f"l2_{value:g}" for value in baselines.L2_GRID}
     assert seen[f"l2_{l2:g}"] == min(seen.values())
 

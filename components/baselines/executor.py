@@ -31,16 +31,18 @@ class Executor(StepExecutor):
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="trees") as pool:
             training_trees = pool.submit(trees.train_trees, prepared, seed=seed,
                                          max_rows=stage.trees_sample_rows or prepared.train.rows)
-            linear, l2, linear_scores = baselines.train_linear(
+            linear = baselines.train_linear(
                 prepared, step.settings.training,
                 run_dir=os.path.join(step.output_uri("report"), "linear"))
             forest = training_trees.result()
-        scores = {"linear": linear_scores}
-        export.export_model(step.output_uri("linear"), linear, prepared.preprocessor,
+        scores = {"linear": linear.scores}
+        export.export_model(step.output_uri("linear"), linear.core, prepared.preprocessor,
                             prepared.columns, prepared.label, prepared.classes, {
                                 **common, "role": "linear", "kind": "linear",
                                 "hyperparameters": {**baselines.LINEAR_CONFIG.to_dict(),
-                                                    "l2": l2},
+                                                    "l2": linear.l2},
+                                "epochs_trained": linear.epochs_trained,
+                                "history": linear.history,
                                 "metrics": scores["linear"].metrics()})
         scores["trees"] = evaluation.keras_scores(forest, prepared.held_out)
         export.export_model(step.output_uri("trees"), forest, prepared.preprocessor,
@@ -62,7 +64,7 @@ class Executor(StepExecutor):
         write_report(step.output_dict["report"][0], {
             "teacher_kind": choice.kind, "reason": choice.reason(),
             "challenges": {name: vars(gap) for name, gap in choice.challenges.items()},
-            "validation": validation, "linear_l2": l2,
+            "validation": validation, "linear_l2": linear.l2,
             "trees_sample_rows": stage.trees_sample_rows})
         for name, metrics in validation.items():
             log.info("baselines: %s: validation accuracy %.4f, AUC %.4f, log loss %.4f", name,
