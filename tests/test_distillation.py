@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import features_of, labels_of, small_config
+from conftest import small_config
 from modules.compression import distillation
 from modules.learning import training
 from modules.models import export
