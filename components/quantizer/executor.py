@@ -2,7 +2,9 @@
 (modules.compression.raw_tflite), write its contract, vocabulary and conformance kit, check
 it against TFLite Micro, and measure it with the interpreter on raw validation rows (the
 Evaluator reuses the sizes and latency, and measures the metrics on test). Integer modes also
-keep today's vector-in model in `vector/`, for devices without floating point."""
+keep today's vector-in model in `vector/`, for devices without floating point. Their weights are
+rounded to the int8 grid on the calibration rows (`quantization.rounded_for_int8`, GPTQ) before
+the converter sees them."""
 import logging
 import os
 from typing import Any, Dict
@@ -63,10 +65,17 @@ class Executor(StepExecutor):
         calibration = [np.concatenate(pair) for pair in zip(
             inputs.tensors(prepared.raw(data.TRAIN).sample(CALIBRATION_ROWS, seed)),
             golden_tensors)]
+        # The calibration rows as feature vectors: the integer modes' weights are rounded
+        # on them, and the vector-in model calibrates on them
+        tensors = [tf.constant(t) for t in calibration] + [None]
+        vectors = raw_tflite.preprocess(source.preprocessor, tensors[0], tensors[1],
+                                        inputs.offsets).numpy()
         report = {}
         for name in stage.modes:
             mode = candidates.mode(name)
             model = self._model_for(mode, step)
+            if mode.integer and not mode.aware:  # QAT fixed its own int8 weights
+                model = quantization.rounded_for_int8(model, vectors)
             content = raw_tflite.convert(model, source.preprocessor, inputs, name,
                                          quantization.representative_dataset(calibration)
                                          if mode.integer else None)
@@ -84,9 +93,7 @@ class Executor(StepExecutor):
                 "features": source.preprocessor.layout()})
             if mode.integer:  # the vector-in model, for devices without floating point,
                 # calibrated on the same rows: the same network in int8 activations
-                tensors = [tf.constant(t) for t in calibration] + [None]
-                self._write_vector_model(folder, model, source, name, raw_tflite.preprocess(
-                    source.preprocessor, tensors[0], tensors[1], inputs.offsets).numpy())
+                self._write_vector_model(folder, model, source, name, vectors)
             predict, single = evaluation.raw_predictor(tflite)
             report[name] = evaluation.evaluate_candidate(
                 predict, single, validation, path, params=source.core.count_params())

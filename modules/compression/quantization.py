@@ -59,6 +59,63 @@ def fold_to_dense(core: tf.keras.Model) -> tf.keras.Model:
     return folded
 
 
+INT8_STEPS = 127  # TFLite's int8 weights: symmetric, scale max|w| / 127 per tensor
+
+
+def round_for_int8(kernel: np.ndarray, inputs: np.ndarray, damp: float = 0.01) -> np.ndarray:
+    """A dense kernel ([inputs, outputs]) on TFLite's int8 grid, rounded the GPTQ way
+    (Frantar et al., "GPTQ: Accurate post-training quantization for generative pre-trained
+    transformers", ICLR 2023): input by input, each rounding's error on the layer's outputs
+    over `inputs` (calibration rows, [rows, inputs]) is compensated by the weights of the inputs
+    not rounded yet, through the inverse of their Hessian X'X (damped by `damp` times its
+    mean diagonal). Rounding each weight to its nearest step instead lets the errors add up
+    over every active input: on a linear model of taxi rows (81 active inputs of 370, one
+    payment type's weights 70x the median) that moved probabilities by up to 0.029 (0.024 at
+    the 99th percentile of training rows), against 0.0097 (0.0046) so.
+    The input of the largest weight goes first, so that weight lands on the last step and
+    max|kernel| with TFLite's scale stays as it was: the converter's own rounding then leaves
+    every weight where it is. Zero weights (pruned) stay zero."""
+    weights = kernel.astype(np.float64)
+    step = np.abs(weights).max() / INT8_STEPS
+    if step == 0:
+        return kernel
+    x = inputs.astype(np.float64)
+    hessian = x.T @ x
+    dead = np.diag(hessian) == 0  # inputs the calibration rows never use
+    hessian[dead, dead] = 1.0
+    hessian += damp * np.mean(np.diag(hessian)) * np.eye(len(hessian))
+    first = int(np.unravel_index(np.abs(weights).argmax(), weights.shape)[0])
+    order = np.r_[first, np.delete(np.arange(len(weights)), first)]
+    w = weights[order]
+    kept = w != 0
+    upper = np.linalg.cholesky(np.linalg.inv(hessian[np.ix_(order, order)])).T
+    for i in range(len(w)):
+        rounded = np.clip(np.round(w[i] / step), -INT8_STEPS, INT8_STEPS) * step * kept[i]
+        error = (w[i] - rounded) / upper[i, i]
+        w[i + 1:] -= np.outer(upper[i, i + 1:], error) * kept[i + 1:]
+        w[i] = rounded
+    result = np.empty_like(w)
+    result[order] = w
+    return result.astype(kernel.dtype)
+
+
+def rounded_for_int8(core: tf.keras.Model, calibration: np.ndarray) -> tf.keras.Model:
+    """`core`'s inference function as plain Dense layers (`fold_to_dense`), each kernel
+    rounded for int8 by `round_for_int8` on its inputs over the `calibration` feature vectors
+    (through the layers rounded before it): what the integer modes convert. A core with other
+    layers (a feature cross) is returned as it is, for the converter to round."""
+    if not all(isinstance(layer, (DenseBlock, tf.keras.layers.Dense, tf.keras.layers.Dropout))
+               for layer in core.layers):
+        return core
+    folded = fold_to_dense(to_float32(core))
+    x = calibration.astype(np.float32)
+    for layer in folded.layers:
+        kernel, bias = layer.get_weights()
+        layer.set_weights([round_for_int8(kernel, x), bias])
+        x = layer(x).numpy()
+    return folded
+
+
 def quantize_aware(core: tf.keras.Model, preserve_sparsity: bool) -> tf.keras.Model:
     """A QAT model (fake-quantized weights and activations) to fine-tune with the loop."""
     folded = fold_to_dense(to_float32(core))
