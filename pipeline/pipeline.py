@@ -90,7 +90,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
                           config=config.baselines)
     teacher = baselines.outputs["teacher"]
     distiller = Distiller(teacher=teacher, examples=examples, hyperparameters=hyperparameters,
-                          run_settings=run, config=config.distillation, budget=config.blessing)
+                          linear=baselines.outputs["linear"], run_settings=run,
+                          config=config.distillation, budget=config.blessing)
     pruner = Pruner(model=distiller.outputs["student"], examples=examples, teacher=teacher,
                     run_settings=run, config=config.pruning, budget=config.blessing)
     quantizer = Quantizer(model=pruner.outputs["pruned_model"], examples=examples,

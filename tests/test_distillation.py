@@ -10,6 +10,7 @@ import tensorflow as tf
 from conftest import small_config
 from modules.compression import distillation
 from modules.learning import training
+from modules.models import export
 from modules.models.model import build_core
 from modules.reading import splits
 from modules.settings import Blessing, Training
@@ -233,6 +234,43 @@ def test_a_student_of_the_teachers_own_shape_starts_from_its_weights(prepared):
     assert result.sizes[0].metrics["log_loss"] <= teacher_scores["log_loss"] + 0.01
     assert student.count_params() == teacher.count_params()
     assert result.scratch.origin == "scratch"
+
+
+def test_a_linear_students_control_is_the_linear_baseline_not_trained_again(prepared):
+    """Where the chosen size is linear, the control is the Baselines' logistic regression
+    (its weight decay chosen on validation), scored like every candidate: not a second
+    logistic regression trained with the students' settings."""
+    teacher = build_core(20, 2, small_config(num_layers=1, units=8), seed=0)
+    config = small_config(num_layers=0, epochs=3)
+    core = training.train_model(lambda: build_core(20, 2, config, seed=4), prepared, config,
+                                verbose=False, run=Training(seed=4)).model
+    linear = export.ExportedModel(core, None, [], None, ["0", "1"],
+                                  {"epochs_trained": 3, "history": {"val_loss": [.6, .5, .4]}})
+    trained = []
+    real = training.train_model
+
+    def train_model(build, *args, **kwargs):
+        trained.append(sorted(build().towers))
+        return real(build, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "train_model", train_model)
+        result = search(prepared, teacher, sizes=(distillation.LINEAR, (1, 4)),
+                        max_auc_drop=0.5, max_accuracy_drop=0.5, linear=linear)
+    assert result.grid[0].size == result.scratch.size == "linear"
+    assert trained[-1] == ["linear_alpha0.1_t2"]  # the grid's other point, no scratch tower
+    scratch = result.scratch
+    assert (scratch.origin, scratch.baseline, scratch.how) == (
+        "scratch", "linear", "from scratch (the linear baseline)")
+    for mine, its in zip(scratch.weights, core.get_weights()):
+        np.testing.assert_array_equal(mine, its)
+    assert scratch.metrics == pytest.approx(evaluation.keras_metrics(core, prepared.held_out))
+    assert scratch.epochs_trained == 3 and scratch.history["val_loss"] == [.6, .5, .4]
+    assert result.selected is max(result.grid + [scratch], key=distillation.rank)
+    # A larger chosen size still trains its own control
+    result = search(prepared, teacher, sizes=((1, 4),), max_auc_drop=0.5,
+                    max_accuracy_drop=0.5, linear=linear)
+    assert result.scratch.size == "1x4" and result.scratch.baseline is None
 
 
 def test_students_use_an_activation_tflite_micro_runs():

@@ -2,8 +2,9 @@
 
 Inputs: the teacher Model (our artifact layout, see modules.models.export), the Examples, and
 optionally the Tuner's best hyperparameters (students reuse the tuned batch size and
-activation). It searches the student's size (the smallest within budget), then alpha and
-temperature, and trains the chosen size from scratch on the labels alone as the control
+activation) and the Baselines' linear model. It searches the student's size (the smallest
+within budget), then alpha and temperature, and trains the chosen size from scratch on the
+labels alone as the control; a linear student's control is the linear baseline itself
 (`modules.compression.distillation.search_student`). Outputs: `student`, the better of the best
 distilled
 student and the control (what the Pruner starts from); `student_scratch`, the control; both
@@ -31,6 +32,7 @@ class DistillerSpec(types.ComponentSpec):
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "hyperparameters": ChannelParameter(type=standard_artifacts.HyperParameters,
                                             optional=True),
+        "linear": ChannelParameter(type=standard_artifacts.Model, optional=True),
     }
     OUTPUTS = {
         "student": ChannelParameter(type=standard_artifacts.Model),
@@ -45,9 +47,10 @@ class Distiller(base_component.BaseComponent):
 
     def __init__(self, teacher: types.BaseChannel, examples: types.BaseChannel,
                  run_settings: RunSettings, config: Distillation, budget: Blessing,
-                 hyperparameters: Optional[types.BaseChannel] = None):
+                 hyperparameters: Optional[types.BaseChannel] = None,
+                 linear: Optional[types.BaseChannel] = None):
         super().__init__(spec=DistillerSpec(
-            teacher=teacher, examples=examples, hyperparameters=hyperparameters,
+            teacher=teacher, examples=examples, hyperparameters=hyperparameters, linear=linear,
             **{RUN_SETTINGS: run_settings.to_json(), Distillation.KEY: config.to_json(),
                Blessing.KEY: budget.to_json()},
             student=types.Channel(type=standard_artifacts.Model),

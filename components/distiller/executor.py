@@ -43,7 +43,8 @@ class Executor(StepExecutor):
         search = distillation.search_student(
             prepared, teacher.core, config, sizes=sizes, grid=grid,
             budget=budget, run=step.settings.training,
-            run_dir=lambda name: os.path.join(metrics_uri, "candidates", name))
+            run_dir=lambda name: os.path.join(metrics_uri, "candidates", name),
+            linear=step.load("linear") if step.input_dict.get("linear") else None)
         common = {"seed": step.settings.training.seed, "rows": prepared.row_counts,
                   "teacher_uri": step.uri("teacher")}
         for key, candidate in (("student", search.selected), ("student_scratch", search.scratch)):

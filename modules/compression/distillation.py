@@ -13,8 +13,10 @@ of the blessing budget of the teacher (accuracy and ROC AUC drops, paired on the
 and widened by their noise as the Evaluator's rule is: `modules.verdict.blessing.budget_left`),
 leaving the other half to pruning and quantization.
 At that size it picks alpha and temperature from a small grid and trains the same student
-from scratch on the labels alone as the control; the student handed on is the best of them,
-so distillation never ships worse than its control.
+from scratch on the labels alone as the control (a linear student's control is the linear
+baseline itself, `modules.learning.baselines`: one logistic regression, its weight decay
+chosen on validation, not a second one trained with the students' settings); the student
+handed on is the best of them, so distillation never ships worse than its control.
 
 Where no size fits the budget on the training rows alone (a teacher the students cannot
 follow from a few thousand rows: on mlc_churn, trees whose validation log loss is 0.129
@@ -44,6 +46,7 @@ import tensorflow as tf
 from modules import memory
 from modules.learning import loop, training
 from modules.learning.loop import LossFn
+from modules.models import export
 from modules.models.hyperparameters import ModelConfig
 from modules.models.model import Towers, build_core
 from modules.reading import splits
@@ -233,6 +236,7 @@ class Candidate:
     history: Dict[str, list]
     weights: List[np.ndarray] = dataclasses.field(repr=False)
     synthetic_rows: int = 0  # teacher-labeled rows it also learned from (with_synthetic_rows)
+    baseline: Optional[str] = None  # the baseline model it is ("linear"), not trained here
 
     @property
     def size(self) -> str:
@@ -242,7 +246,8 @@ class Candidate:
     def how(self) -> str:
         """How it learned, in words."""
         if self.origin == "scratch":
-            return "from scratch"
+            return f"from scratch (the {self.baseline} baseline)" if self.baseline \
+                else "from scratch"
         how = f"distilled, alpha {self.alpha:g}, T {self.temperature:g}"
         if self.synthetic_rows:
             how += f", on {self.synthetic_rows} synthetic rows more"
@@ -254,7 +259,7 @@ class Candidate:
                 "params": self.params, "origin": self.origin, "how": self.how, "alpha": self.alpha,
                 "temperature": self.temperature, "budget_left": self.budget_left,
                 "epochs_trained": self.epochs_trained, "synthetic_rows": self.synthetic_rows,
-                **{f"val_{k}": self.metrics[k] for k in ("accuracy", "auc", "log_loss")}}
+                "baseline": self.baseline, **{f"val_{k}": self.metrics[k] for k in ("accuracy", "auc", "log_loss")}}
 
 
 def rank(candidate: Candidate) -> Tuple[float, float]:
@@ -290,14 +295,18 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
                    sizes: Sequence[Tuple[int, int]] = STUDENT_SIZES,
                    grid: Sequence[Tuple[float, float]] = DISTILLATION_GRID,
                    budget_share: float = SEARCH_BUDGET_SHARE,
-                   run_dir: Optional[Callable[[str], str]] = None) -> StudentSearch:
+                   run_dir: Optional[Callable[[str], str]] = None,
+                   linear: Optional[export.ExportedModel] = None) -> StudentSearch:
     """The smallest student within `budget_share` of the blessing budget, its best alpha and
     temperature (or, where it learned from synthetic rows, the first grid point), and its
     scratch control; see the module docstring. `config` is the students' training
     configuration, `budget` the blessing's thresholds, `run` the run's seed, strategy and
     cache size; every candidate is compared with `teacher` on the held-out (validation) rows
     of `prepared`; `run_dir(name)` gives each training's log folder ("sizes", "sizes2", ...,
-    "synthetic", ..., "grid").
+    "synthetic", ..., "grid"). `linear`, the linear baseline (logistic regression on the
+    labels alone, its weight decay chosen on validation: `modules.learning.baselines`), is the
+    control where the chosen size is linear: the same model, not trained a second time with
+    other settings.
     Candidates train without progress bars: one line each reports them."""
     seed = run.seed
     distilled_data = with_teacher_logits(teacher, prepared)
@@ -328,22 +337,27 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
             data, config, run, verbose=False,
             run_dir=run_dir(phase) if run_dir else None, loss_fn=losses,
             restore_model=lambda model: warm_start(model, teacher, distilled))
-        trained = []
-        for name, (layers, units, alpha, temperature) in zip(names, candidates):
-            core = result.model.towers[name]
-            scores = evaluation.keras_scores(core, prepared.held_out)
-            metrics = scores.metrics()
-            trained.append(Candidate(
-                layers, units, core.count_params(), "scratch" if alpha is None else "distilled",
-                alpha, temperature, metrics,
-                blessing.budget_left(blessing.drops_from(teacher_scores, scores, seed=seed),
-                                     budget),
-                result.epochs_trained, training.tower_history(result.history, name),
-                core.get_weights(), synthetic_rows if alpha is not None else 0))
-            log.info("distiller: %s%s: accuracy %.4f, AUC %.4f, budget left %+.2f", name,
-                     f" (+{synthetic_rows} synthetic rows)" if synthetic_rows else "",
-                     metrics["accuracy"], metrics["auc"], trained[-1].budget_left)
-        return trained
+        return [scored(result.model.towers[name], name, layers, units, alpha, temperature,
+                       result.epochs_trained, training.tower_history(result.history, name),
+                       synthetic_rows if alpha is not None else 0)
+                for name, (layers, units, alpha, temperature) in zip(names, candidates)]
+
+    def scored(core: tf.keras.Model, name: str, layers: int, units: int,
+               alpha: Optional[float], temperature: Optional[float], epochs_trained: int,
+               history: Dict[str, list], synthetic_rows: int = 0,
+               baseline: Optional[str] = None) -> Candidate:
+        """The trained `core` as a candidate, scored against the teacher on validation."""
+        scores = evaluation.keras_scores(core, prepared.held_out)
+        metrics = scores.metrics()
+        candidate = Candidate(
+            layers, units, core.count_params(), "scratch" if alpha is None else "distilled",
+            alpha, temperature, metrics,
+            blessing.budget_left(blessing.drops_from(teacher_scores, scores, seed=seed), budget),
+            epochs_trained, history, core.get_weights(), synthetic_rows, baseline)
+        log.info("distiller: %s%s: accuracy %.4f, AUC %.4f, budget left %+.2f", name,
+                 f" (+{synthetic_rows} synthetic rows)" if synthetic_rows else "",
+                 metrics["accuracy"], metrics["auc"], candidate.budget_left)
+        return candidate
 
     def search(phase: str, **on) -> Tuple[List[Candidate], List[Candidate]]:
         """(the sizes tried, smallest first, a round at a time until one is within the
@@ -366,12 +380,17 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
             synthetic_rows=copies * prepared.train.rows)
         tried += more
     chosen = within[0] if within else max(tried, key=rank)
-    if chosen.synthetic_rows:  # the control alone, on the training rows
-        others, [scratch] = [], train("grid", [(chosen.layers, chosen.units, None, None)])
+    size = (chosen.layers, chosen.units)
+    # The grid's other points, where the chosen student learned from the training rows alone
+    # (with synthetic rows its data differ from the control's); then the control.
+    points = [] if chosen.synthetic_rows else [(*size, *point) for point in grid[1:]]
+    if linear is not None and size == LINEAR:
+        others = train("grid", points) if points else []
+        scratch = scored(linear.core, "linear baseline", *size, None, None,
+                         linear.info.get("epochs_trained", 0), linear.info.get("history", {}),
+                         baseline="linear")
     else:
-        *others, scratch = train("grid", [(chosen.layers, chosen.units, alpha, temperature)
-                                          for alpha, temperature in grid[1:]]
-                                 + [(chosen.layers, chosen.units, None, None)])
+        *others, scratch = train("grid", points + [(*size, None, None)])
     grid_candidates = [chosen] + others
     selected = max(grid_candidates + [scratch], key=rank)  # ties: distilled first
     return StudentSearch(teacher_scores.metrics(), tried, grid_candidates, scratch, selected,
