@@ -108,37 +108,19 @@ def nearest_int8(kernel: np.ndarray) -> np.ndarray:
 
 
 def rounded_for_int8(core: tf.keras.Model, calibration: np.ndarray) -> tf.keras.Model:
-    """`core`'s inference function as plain Dense layers (`fold_to_dense`) with its kernels
-    on the int8 grid: rounded by `round_for_int8`, layer by layer on each layer's inputs over
-    the `calibration` feature vectors (through the layers rounded before it), unless that
-    leaves some calibration row's probabilities further from the float model's than rounding
-    every weight to its nearest step does; then to the nearest step. GPTQ lowers the mean
-    squared error of each layer's outputs, and the calibration rows include the conformance
-    kit's extremes, which weigh little in it: on mlc_churn's 1x8 student it moved a kit row's
-    probability 0.0101 from serving_raw, nearest rounding 0.0081.
-    What the integer modes convert. A core with other layers (a feature cross) is returned
-    as it is, for the converter to round."""
+    """`core`'s inference function as plain Dense layers (`fold_to_dense`), each kernel
+    rounded for int8 by `round_for_int8` on its inputs over the `calibration` feature vectors
+    (through the layers rounded before it). A core with other layers (a feature cross) is
+    returned as it is, for the converter to round."""
     if not all(isinstance(layer, (DenseBlock, tf.keras.layers.Dense, tf.keras.layers.Dropout))
                for layer in core.layers):
         return core
     folded = fold_to_dense(to_float32(core))
     x = calibration.astype(np.float32)
-    kernels = [layer.get_weights()[0] for layer in folded.layers]
-
-    def error() -> float:  # the largest probability difference from the float model's
-        return float(np.abs(tf.nn.softmax(folded(x)).numpy() - exact).max())
-
-    exact = tf.nn.softmax(folded(x)).numpy()
-    for layer, kernel in zip(folded.layers, kernels):
-        layer.set_weights([nearest_int8(kernel), layer.get_weights()[1]])
-    nearest = error()
-    inputs = x
-    for layer, kernel in zip(folded.layers, kernels):
-        layer.set_weights([round_for_int8(kernel, inputs), layer.get_weights()[1]])
-        inputs = layer(inputs).numpy()
-    if error() > nearest:
-        for layer, kernel in zip(folded.layers, kernels):
-            layer.set_weights([nearest_int8(kernel), layer.get_weights()[1]])
+    for layer in folded.layers:
+        kernel, bias = layer.get_weights()
+        layer.set_weights([round_for_int8(kernel, x), bias])
+        x = layer(x).numpy()
     return folded
 
 
