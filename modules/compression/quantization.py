@@ -99,14 +99,6 @@ def round_for_int8(kernel: np.ndarray, inputs: np.ndarray, damp: float = 0.01) -
     return result.astype(kernel.dtype)
 
 
-def nearest_int8(kernel: np.ndarray) -> np.ndarray:
-    """Each weight at its nearest step of TFLite's int8 grid: what the converter does."""
-    step = np.abs(kernel).max() / INT8_STEPS
-    if step == 0:
-        return kernel
-    return (np.clip(np.round(kernel / step), -INT8_STEPS, INT8_STEPS) * step).astype(kernel.dtype)
-
-
 def rounded_for_int8(core: tf.keras.Model, calibration: np.ndarray) -> tf.keras.Model:
     """`core`'s inference function as plain Dense layers (`fold_to_dense`), each kernel
     rounded for int8 by `round_for_int8` on its inputs over the `calibration` feature vectors
