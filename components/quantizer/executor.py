@@ -114,13 +114,15 @@ class Executor(StepExecutor):
         """(model, its raw-in flatbuffer): `model` with its weights rounded the GPTQ way on
         the calibration rows (`quantization.rounded_for_int8`), where its converted model's
         probabilities stay closer to the float model's than with the converter's nearest
-        rounding, at the farthest of the calibration rows, and no further at the farthest of
-        the conformance kit's rows (the last `kit_rows`, whose tolerance the contract
-        states); else `model` and `content` as they were. GPTQ lowers each layer's mean
+        rounding, at the farthest of the calibration rows, and the conformance kit's rows (the
+        last `kit_rows`) within the kit's tolerance or no further than with nearest rounding;
+        else `model` and `content` as they were. GPTQ lowers each layer's mean
         squared error, and neither the int16 activations between layers nor the kit's
         extreme rows weigh in it: on a linear model of taxi rows the kit came 0.0009 from
         serving_raw against 0.0158; on mlc_churn's 1x8 student GPTQ halved the calibration
-        rows' error (0.0129 against 0.0229) while a kit row moved 0.0101 against 0.0081."""
+        rows' error (0.0129 against 0.0229) while a kit row moved 0.0101 against 0.0081. (A
+        kit row a hair further within the tolerance does not undo GPTQ: iris, calibration
+        rows 0.0028 against 0.0083, the kit 0.0016 against 0.0015.)"""
         exact = quantization.softmax(source.core(vectors, training=False).numpy())
 
         def farthest(flatbuffer: bytes) -> Tuple[float, float]:
@@ -136,7 +138,8 @@ class Executor(StepExecutor):
         rounded_content = raw_tflite.convert(rounded, source.preprocessor, inputs, name,
                                              quantization.representative_dataset(calibration))
         nearest, gptq = farthest(content), farthest(rounded_content)
-        keep = gptq[0] < nearest[0] and gptq[1] <= nearest[1]
+        keep = gptq[0] < nearest[0] and (gptq[1] <= conformance.TOLERANCE
+                                         or gptq[1] <= nearest[1])
         log.info("quantizer: %s: weights rounded %s (largest probability difference from the "
                  "float model, calibration rows / kit rows: GPTQ %.4f / %.4f, nearest step "
                  "%.4f / %.4f)", name, "the GPTQ way" if keep else "to the nearest step",
