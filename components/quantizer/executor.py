@@ -138,8 +138,7 @@ class Executor(StepExecutor):
         rounded_content = raw_tflite.convert(rounded, source.preprocessor, inputs, name,
                                              quantization.representative_dataset(calibration))
         nearest, gptq = farthest(content), farthest(rounded_content)
-        keep = gptq[0] < nearest[0] and (gptq[1] <= conformance.TOLERANCE
-                                         or gptq[1] <= nearest[1])
+        keep = quantization.keeps_rounding(nearest, gptq, conformance.TOLERANCE)
         log.info("quantizer: %s: weights rounded %s (largest probability difference from the "
                  "float model, calibration rows / kit rows: GPTQ %.4f / %.4f, nearest step "
                  "%.4f / %.4f)", name, "the GPTQ way" if keep else "to the nearest step",

@@ -15,7 +15,7 @@ plain Dense layers (batch normalization merged into
 kernel and bias, dropout dropped): the exact inference-time function, in layers tfmot knows.
 """
 import dataclasses
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -115,6 +115,16 @@ def rounded_for_int8(core: tf.keras.Model, calibration: np.ndarray) -> tf.keras.
         x = layer(x).numpy()
     return folded
 
+
+
+def keeps_rounding(nearest: Tuple[float, float], rounded: Tuple[float, float],
+                   kit_tolerance: float) -> bool:
+    """Whether a converted model whose weights were rounded for int8 beforehand
+    (`rounded_for_int8`) is kept over the converter's nearest rounding, from each one's
+    largest probability difference from the float model (over the calibration rows, over
+    the conformance kit's rows): it must be closer over the calibration rows, and keep the
+    kit within `kit_tolerance` or no further than nearest rounding does."""
+    return rounded[0] < nearest[0] and (rounded[1] <= kit_tolerance or rounded[1] <= nearest[1])
 
 def quantize_aware(core: tf.keras.Model, preserve_sparsity: bool) -> tf.keras.Model:
     """A QAT model (fake-quantized weights and activations) to fine-tune with the loop."""
