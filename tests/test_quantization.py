@@ -102,7 +102,8 @@ def test_fold_to_dense_rejects_feature_cross():
 
 def int8_grid(kernel):
     step = np.abs(kernel).max() / quantization.INT8_STEPS
-    return np.clip(np.round(kernel / step), -127, 127) * step, step
+    steps = quantization.INT8_STEPS
+    return np.clip(np.round(kernel / step), -steps, steps) * step, step
 
 
 def test_int8_rounding_stays_on_tflites_grid_and_errs_less_on_the_outputs():

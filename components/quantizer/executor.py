@@ -112,17 +112,15 @@ class Executor(StepExecutor):
     def _rounded(model, content: bytes, source: export.ExportedModel, inputs, name: str,
                  calibration, vectors: np.ndarray, kit_rows: int):
         """(model, its raw-in flatbuffer): `model` with its weights rounded the GPTQ way on
-        the calibration rows (`quantization.rounded_for_int8`), where its converted model's
-        probabilities stay closer to the float model's than with the converter's nearest
-        rounding, at the farthest of the calibration rows, and the conformance kit's rows (the
-        last `kit_rows`) within the kit's tolerance or no further than with nearest rounding;
-        else `model` and `content` as they were. GPTQ lowers each layer's mean
-        squared error, and neither the int16 activations between layers nor the kit's
-        extreme rows weigh in it: on a linear model of taxi rows the kit came 0.0009 from
-        serving_raw against 0.0158; on mlc_churn's 1x8 student GPTQ halved the calibration
-        rows' error (0.0129 against 0.0229) while a kit row moved 0.0101 against 0.0081. (A
-        kit row a hair further within the tolerance does not undo GPTQ: iris, calibration
-        rows 0.0028 against 0.0083, the kit 0.0016 against 0.0015.)"""
+        the calibration rows (`quantization.rounded_for_int8`) where
+        `quantization.keeps_rounding` prefers its converted model to the converter's nearest
+        rounding, from the largest probability difference from the float model over all
+        calibration rows and over the conformance kit's (the last `kit_rows`); else `model`
+        and `content` as they were. GPTQ lowers each layer's mean squared error, and neither
+        the int16 activations between layers nor the kit's extreme rows weigh in it: on a
+        linear model of taxi rows the kit came 0.0009 from serving_raw against 0.0158; on
+        mlc_churn's 1x8 student GPTQ halved the calibration rows' error (0.0129 against
+        0.0229) while a kit row moved 0.0101 against 0.0081."""
         exact = quantization.softmax(source.core(vectors, training=False).numpy())
 
         def farthest(flatbuffer: bytes) -> Tuple[float, float]:

@@ -116,7 +116,6 @@ def rounded_for_int8(core: tf.keras.Model, calibration: np.ndarray) -> tf.keras.
     return folded
 
 
-
 def keeps_rounding(nearest: Tuple[float, float], rounded: Tuple[float, float],
                    kit_tolerance: float) -> bool:
     """Whether a converted model whose weights were rounded for int8 beforehand
@@ -125,6 +124,7 @@ def keeps_rounding(nearest: Tuple[float, float], rounded: Tuple[float, float],
     the conformance kit's rows): it must be closer over the calibration rows, and keep the
     kit within `kit_tolerance` or no further than nearest rounding does."""
     return rounded[0] < nearest[0] and (rounded[1] <= kit_tolerance or rounded[1] <= nearest[1])
+
 
 def quantize_aware(core: tf.keras.Model, preserve_sparsity: bool) -> tf.keras.Model:
     """A QAT model (fake-quantized weights and activations) to fine-tune with the loop."""
