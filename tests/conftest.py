@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -42,6 +43,19 @@ def pytest_configure(config):
 SLOW_FILES = ("test_e2e.py", "test_e2e_public_csv.py", "test_reliability.py",
               "test_kubeflow_dry_run.py", "test_cluster_services.py", "test_cluster_uris.py",
               "test_multi_worker.py")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def system_temp_inside_pytests_folder(tmp_path_factory):
+    """What the test processes themselves put in the system temp folder goes under pytest's
+    base temp folder instead (which pytest prunes to the last three sessions), not into /tmp:
+    Beam's TestPipeline leaves its empty beam-pipeline-temp folder behind when a transform
+    fails while the pipeline is built (test_csv_example_gen's refused CSVs), one per CI
+    run. The pipeline runs the tests start get a TMPDIR of their own (tests/pipeline_runs.py)."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("system_temp"))
+    yield
+    tempfile.tempdir = previous
 
 
 # -- one whole-pipeline run shared by the end-to-end tests ----------------------------------
