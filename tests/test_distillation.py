@@ -116,8 +116,16 @@ def test_search_takes_the_smallest_size_within_its_share_of_the_budget(prepared,
     assert set(report["distilled_minus_scratch"]) == {"accuracy", "auc"}
 
 
-def test_without_a_size_within_budget_every_size_is_tried_and_the_best_kept(prepared,
-                                                                           trained_teacher):
+def test_without_a_size_within_budget_every_size_is_tried_and_the_best_kept(
+        prepared, trained_teacher, monkeypatch):
+    batches = []  # (batch size, training rows) of each training the search runs
+    train_model = training.train_model
+
+    def spy(build, data, config, *args, **kwargs):
+        batches.append((config.batch_size, data.train.rows))
+        return train_model(build, data, config, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_model", spy)
     result = search(prepared, trained_teacher,
                     sizes=((1, 2), (1, 4), (1, 8), (1, 16), (1, 32)),
                     grid=((0.3, 4.0), (0.1, 2.0)), max_auc_drop=0.01, max_accuracy_drop=0.01,
@@ -128,6 +136,10 @@ def test_without_a_size_within_budget_every_size_is_tried_and_the_best_kept(prep
     copies = distillation.synthetic_copies(len(prepared.train))
     assert copies == distillation.MAX_SYNTHETIC_COPIES  # 480 rows
     assert [c.synthetic_rows for c in result.sizes] == [0] * 5 + [copies * 480] * 5
+    # Rounds on synthetic rows take batches of SYNTHETIC_BATCH rows, the others the
+    # students' own (64): sizes, sizes, synthetic, synthetic, the control.
+    synthetic = (distillation.SYNTHETIC_BATCH, 480 * (1 + copies))
+    assert batches == [(64, 480)] * 2 + [synthetic] * 2 + [(64, 480)]
     chosen = max(result.sizes, key=distillation.rank)
     assert result.grid[0] is chosen
     # The grid's other points train on the data the chosen size learned from: with
