@@ -130,16 +130,17 @@ def test_without_a_size_within_budget_every_size_is_tried_and_the_best_kept(
                     sizes=((1, 2), (1, 4), (1, 8), (1, 16), (1, 32)),
                     grid=((0.3, 4.0), (0.1, 2.0)), max_auc_drop=0.01, max_accuracy_drop=0.01,
                     budget_share=float("inf"))  # no student can leave more than all of it
-    # Every size in two rounds, then again with the synthetic rows the teacher labels.
+    # The first round's sizes, then every size in two rounds with the synthetic rows the
+    # teacher labels: the larger sizes are not tried without them.
     sizes = ["1x2", "1x4", "1x8", "1x16", "1x32"]
-    assert [c.size for c in result.sizes] == sizes + sizes
+    assert [c.size for c in result.sizes] == sizes[:distillation.SIZES_PER_ROUND] + sizes
     copies = distillation.synthetic_copies(len(prepared.train))
     assert copies == distillation.MAX_SYNTHETIC_COPIES  # 480 rows
-    assert [c.synthetic_rows for c in result.sizes] == [0] * 5 + [copies * 480] * 5
+    assert [c.synthetic_rows for c in result.sizes] == [0] * 4 + [copies * 480] * 5
     # Rounds on synthetic rows take batches of SYNTHETIC_BATCH rows, the others the
-    # students' own (64): sizes, sizes, synthetic, synthetic, the control.
+    # students' own (64): sizes, synthetic, synthetic, the control.
     synthetic = (distillation.SYNTHETIC_BATCH, 480 * (1 + copies))
-    assert batches == [(64, 480)] * 2 + [synthetic] * 2 + [(64, 480)]
+    assert batches == [(64, 480)] + [synthetic] * 2 + [(64, 480)]
     chosen = max(result.sizes, key=distillation.rank)
     assert result.grid[0] is chosen
     # The grid's other points train on the data the chosen size learned from: with
@@ -148,8 +149,8 @@ def test_without_a_size_within_budget_every_size_is_tried_and_the_best_kept(
     assert result.scratch.synthetic_rows == 0 and result.scratch.origin == "scratch"
     assert not result.report()["size_within_budget"]
     [search_line, _] = report.distillation_lines({**result.report(), "param_ratio": 1.0})
-    assert (f"1x32 {result.sizes[4].budget_left:+.2f}; again with {copies * 480} synthetic "
-            f"rows the teacher labels: 1x2 {result.sizes[5].budget_left:+.2f}") in search_line
+    assert (f"1x16 {result.sizes[3].budget_left:+.2f}; again with {copies * 480} synthetic "
+            f"rows the teacher labels: 1x2 {result.sizes[4].budget_left:+.2f}") in search_line
     model = distillation.rebuild(result.selected, prepared, small_config(epochs=2))
     np.testing.assert_allclose(evaluation.keras_metrics(model, prepared.held_out)["accuracy"],
                                result.selected.metrics["accuracy"])

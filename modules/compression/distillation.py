@@ -18,17 +18,19 @@ baseline itself, `modules.learning.baselines`: one logistic regression, its weig
 chosen on validation, not a second one trained with the students' settings); the student
 handed on is the best of them, so distillation never ships worse than its control.
 
-Where no size fits the budget on the training rows alone (a teacher the students cannot
-follow from a few thousand rows: on mlc_churn, trees whose validation log loss is 0.129
-against 0.201 for the tuned network), the sizes are searched again with synthetic rows the
-teacher labels (`with_synthetic_rows`: MUNGE, Bucilua, Caruana and Niculescu-Mizil, "Model
-compression", KDD 2006): each training row, with each feature taken with probability 0.5
-from its nearest neighbour, in up to 8 copies. A student then learns the teacher's function
-where the data are, not only at the training rows. On mlc_churn (3,571 rows, trees teacher
-at test accuracy 0.952, AUC 0.910), 1x64 distilled: validation budget left +0.28 -> +0.93,
-test accuracy 0.925 -> 0.942, AUC 0.882 -> 0.900; 1x16: test 0.914 -> 0.941 / 0.876 ->
-0.903 (2 copies gave less: 1x64 0.929, and the same number of steps as without them,
-worse: 0.897). The control still learns from the training rows alone.
+Where none of the first round's sizes fits the budget on the training rows alone (a teacher
+the students cannot follow from a few thousand rows: on mlc_churn, trees whose validation
+log loss is 0.129 against 0.201 for the tuned network), every size is searched again,
+smallest first, with synthetic rows the teacher labels (`with_synthetic_rows`: MUNGE,
+Bucilua, Caruana and Niculescu-Mizil, "Model compression", KDD 2006): each training row,
+with each feature taken with probability 0.5 from its nearest neighbour, in up to 8 copies.
+A student then learns the teacher's function where the data are, not only at the training
+rows; at every size it followed the teacher at least as well as from the training rows alone
+(mlc_churn, hpc_data), so the larger sizes are not tried without them. On mlc_churn (3,571
+rows, trees teacher at test accuracy 0.952, AUC 0.910), 1x64 distilled: validation budget
+left +0.28 -> +0.93, test accuracy 0.925 -> 0.942, AUC 0.882 -> 0.900; 1x16: test 0.914 ->
+0.941 / 0.876 -> 0.903 (2 copies gave less: 1x64 0.929, and the same number of steps as
+without them, worse: 0.897). The control still learns from the training rows alone.
 
 The candidates of each round and of the grid train side by side, as towers of one model
 (`modules.models.model.Towers`): each learns on its own loss exactly as alone (the same batches,
@@ -278,8 +280,8 @@ def rank(candidate: Candidate) -> Tuple[float, float]:
 @dataclasses.dataclass
 class StudentSearch:
     teacher_metrics: Dict[str, float]
-    # every size, distilled at the first grid point, smallest first (then again, where none
-    # was within the budget, with synthetic rows)
+    # the sizes, distilled at the first grid point, smallest first (the first round's, then,
+    # where none of them was within the budget, every size again with synthetic rows)
     sizes: List[Candidate]
     grid: List[Candidate]  # every alpha/temperature at the chosen size
     scratch: Candidate  # the control: the chosen size on the labels alone
@@ -370,11 +372,13 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
                  metrics["accuracy"], metrics["auc"], candidate.budget_left)
         return candidate
 
-    def search(phase: str, **on) -> Tuple[List[Candidate], List[Candidate]]:
-        """(the sizes tried, smallest first, a round at a time until one is within the
-        budget; those within it)."""
+    def search(phase: str, rounds: Optional[int] = None,
+               **on) -> Tuple[List[Candidate], List[Candidate]]:
+        """(the sizes tried, smallest first, a round at a time (at most `rounds`) until
+        one is within the budget; those within it)."""
         tried: List[Candidate] = []
-        for first in range(0, len(sizes), SIZES_PER_ROUND):
+        starts = range(0, len(sizes), SIZES_PER_ROUND)
+        for first in starts[:rounds]:
             tried += train(phase + (f"{first // SIZES_PER_ROUND + 1}" if first else ""),
                            [(layers, units, *grid[0])
                             for layers, units in sizes[first:first + SIZES_PER_ROUND]], **on)
@@ -383,7 +387,7 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
                 return tried, within
         return tried, []
 
-    tried, within = search("sizes")
+    tried, within = search("sizes", rounds=1)
     if not within:  # the teacher's function from the training rows alone is out of reach
         copies = synthetic_copies(prepared.train.rows)
         more, within = search("synthetic", data=with_synthetic_rows(
