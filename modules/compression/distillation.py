@@ -312,8 +312,8 @@ def search_student(prepared: training.PreparedData, teacher: tf.keras.Model,
     scratch control; see the module docstring. `config` is the students' training
     configuration, `budget` the blessing's thresholds, `run` the run's seed, strategy and
     cache size; every candidate is compared with `teacher` on the held-out (validation) rows
-    of `prepared`; `run_dir(name)` gives each training's log folder ("sizes", "sizes2", ...,
-    "synthetic", ..., "grid"). `linear`, the linear baseline (logistic regression on the
+    of `prepared`; `run_dir(name)` gives each training's log folder ("sizes", "synthetic",
+    "synthetic2", ..., "grid"). `linear`, the linear baseline (logistic regression on the
     labels alone, its weight decay chosen on validation: `modules.learning.baselines`), is the
     control where the chosen size is linear: the same model, not trained a second time with
     other settings.
